@@ -1,0 +1,55 @@
+"""npe2 reader: hyperspectral cubes (TIFF/OME-TIFF, ENVI, .mat, .npy, CAVE folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .core.io import CUBE_SUFFIXES, TIFF_SUFFIXES, find_cave_bands, read_cube
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari.types import LayerDataTuple  # noqa: F401
+
+
+def _supported(path: Any) -> bool:
+    p = Path(path)
+    if p.is_dir():
+        return find_cave_bands(p) is not None
+    if not p.is_file():
+        return False
+    return p.suffix.lower() in CUBE_SUFFIXES or find_cave_bands(p) is not None
+
+
+def napari_get_reader(path):
+    """Return :func:`read_layers` if every path is a supported cube, else None (never raises)."""
+    try:
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if paths and all(_supported(p) for p in paths):
+            return read_layers
+    except Exception:  # noqa: BLE001 - a reader hook must never raise
+        pass
+    return None
+
+
+def read_layers(path) -> list[tuple]:
+    """Read one or several cubes into napari layer tuples: data (C, Y, X) float32."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    return [_layer(Path(p)) for p in paths]
+
+
+def _layer(path: Path) -> tuple:
+    cf = read_cube(path)
+    other = {k: v for k, v in cf.metadata.items() if k not in ("wavelengths", "wavelength_units")}
+    meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
+            "wavelength_units": "nm", **other}
+    name = path.name[:-len(".ome.tif")] if path.name.lower().endswith(".ome.tif") else path.stem
+    kwargs: dict[str, Any] = {"name": name, "metadata": meta}
+    data = cf.data
+    rgb_tiff = (path.suffix.lower() in TIFF_SUFFIXES and str(cf.metadata.get("axes", "")).endswith("S")
+                and data.shape[0] in (3, 4) and cf.wavelengths is None)
+    if rgb_tiff:
+        kwargs["rgb"] = True
+        return np.moveaxis(data, 0, -1), kwargs, "image"
+    return data.astype(np.float32, copy=False), kwargs, "image"

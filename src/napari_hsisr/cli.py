@@ -1,0 +1,237 @@
+"""Command line: ``hsisr {demo,methods,simulate,fuse,evaluate}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from .core.errors import InputError
+
+
+def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = True) -> None:
+    g = p.add_argument_group("degradation")
+    g.add_argument("--scale", type=int, required=scale_required, help="HR/LR size ratio, integer >= 2")
+    g.add_argument("--psf", default="gaussian", help="'gaussian', 'box' or a kernel file (.npy/.csv/.tif)")
+    g.add_argument("--psf-sigma", type=float, help="Gaussian sigma in HR pixels (default scale/4)")
+    g.add_argument("--psf-sigma2", type=float, help="second sigma of an anisotropic Gaussian")
+    g.add_argument("--psf-angle", type=float, default=0.0, help="rotation of the major axis, degrees")
+    g.add_argument("--psf-size", type=int, help="kernel support K >= scale (default scale)")
+    g.add_argument("--boundary", default="reflect", choices=["reflect", "symmetric", "wrap", "zero"])
+    g.add_argument("--srf", default="Nikon D700 (CAVE fusion papers)",
+                   help="spectral response preset name or CSV/NPY file (see 'hsisr srfs')")
+    g.add_argument("--wavelengths", help="band centres as start:stop:step in nm (default: from the file)")
+
+
+def _degradation(args, wavelengths=None, n_bands=None):
+    from .core.degradation import Degradation
+
+    if args.wavelengths:
+        start, stop, step = (float(v) for v in args.wavelengths.split(":"))
+        wavelengths = np.arange(start, stop + step / 2, step)
+    return Degradation(scale=args.scale, psf=args.psf, srf=args.srf, wavelengths=wavelengths,
+                       n_bands=n_bands, boundary=args.boundary, psf_sigma=args.psf_sigma,
+                       psf_size=args.psf_size, psf_sigma2=args.psf_sigma2, psf_angle=args.psf_angle)
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InputError(f"--opt expects key=value, got {pair!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _run_with_progress(gen, label: str):
+    """Drive a fusion generator with a tqdm bar; Ctrl-C closes it and writes nothing."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=label, unit="step", file=sys.stderr, leave=False)
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            bar.total = p.total
+            bar.n = p.step
+            bar.set_postfix_str(p.message + (f" loss={p.loss:.3g}" if p.loss is not None else ""))
+            bar.refresh()
+    except KeyboardInterrupt:
+        gen.close()
+        raise
+    finally:
+        bar.close()
+
+
+def _print_metrics(rows: dict[str, dict]) -> None:
+    keys = ["psnr", "psnr_bandwise", "sam", "ergas", "ssim", "rmse", "seconds"]
+    head = f"{'method':<10}" + "".join(f"{k:>14}" for k in keys)
+    print(head)
+    for name, m in rows.items():
+        print(f"{name:<10}" + "".join(f"{m[k]:>14.4f}" if k in m else f"{'-':>14}" for k in keys))
+
+
+# ------------------------------------------------------------------ commands
+def cmd_methods(args) -> int:
+    from .core.methods import list_methods
+
+    for info in list_methods():
+        print(f"{info.name:<10} {info.summary}")
+        for o in info.options:
+            print(f"    --opt {o.name}={o.default!r:<8} {o.help}")
+    return 0
+
+
+def cmd_srfs(args) -> int:
+    from .core.srf import list_presets
+
+    print("\n".join(list_presets()))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .core.api import evaluate, fuse_iter
+    from .core.io import write_tiff
+    from .core.sample import sample_pair
+
+    pair = sample_pair()
+    print(f"sample: HR RGB {pair.hr.shape}, LR-HS {pair.lr.shape}, reference {pair.reference.shape}, "
+          f"scale {pair.degradation.scale}")
+    rows, best = {}, None
+    for method in dict.fromkeys(["bicubic", args.method]):
+        gen = fuse_iter(pair.hr, pair.lr, pair.degradation, method=method, seed=args.seed, device=args.device)
+        start = time.perf_counter()
+        result = _run_with_progress(gen, method)
+        rows[method] = {**evaluate(result.cube, pair.reference, scale=pair.degradation.scale),
+                        "seconds": time.perf_counter() - start}
+        best = result
+    _print_metrics(rows)
+    path = write_tiff(args.out, best.cube, wavelengths=pair.wavelengths, settings=best.settings,
+                      format=args.format, dtype=args.dtype)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .core.io import read_cube, write_tiff
+    from .core.simulate import simulate
+
+    ref = read_cube(args.reference, variable=args.variable)
+    deg = _degradation(args, ref.wavelengths, len(ref.data))
+    cube = ref.data if ref.data.dtype.kind == "f" else ref.data / np.iinfo(ref.data.dtype).max
+    hr, lr = simulate(cube, deg, noise_snr_db=args.snr, hr_snr_db=args.hr_snr, seed=args.seed)
+    settings = {"simulated_from": str(args.reference), "degradation": deg.settings(), "snr_db": args.snr,
+                "hr_snr_db": args.hr_snr, "seed": args.seed}
+    write_tiff(args.out_hr, np.moveaxis(hr, -1, 0), wavelengths=None, settings=settings)
+    write_tiff(args.out_lr, lr, wavelengths=deg.wavelengths, settings=settings)
+    print(f"wrote {args.out_hr} {hr.shape} and {args.out_lr} {lr.shape}")
+    return 0
+
+
+def cmd_fuse(args) -> int:
+    from .core.api import fuse_iter
+    from .core.io import read_cube, read_image, write_tiff
+
+    lr = read_cube(args.lr, variable=args.variable)
+    hr = read_image(args.hr)
+    deg = _degradation(args, lr.wavelengths, len(lr.data))
+    gen = fuse_iter(hr, lr.data, deg, method=args.method, seed=args.seed, device=args.device,
+                    **_parse_options(args.opt))
+    result = _run_with_progress(gen, args.method)
+    result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
+    write_tiff(args.out, result.cube, wavelengths=deg.wavelengths, settings=result.settings,
+               format=args.format, dtype=args.dtype)
+    print(f"wrote {args.out} {result.cube.shape} in {result.settings['seconds']:.2f} s")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .core.api import evaluate
+    from .core.io import read_cube
+
+    est, ref = read_cube(args.result).data, read_cube(args.reference, variable=args.variable).data
+    if ref.dtype.kind != "f":
+        ref = ref / np.iinfo(ref.dtype).max
+    metrics = evaluate(est, ref, scale=args.scale)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics({"result": metrics})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hsisr", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common_run(q):
+        q.add_argument("--method", default="fast", help="see 'hsisr methods'")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+        q.add_argument("--format", default="imagej", choices=["imagej", "ome"])
+        q.add_argument("--dtype", default="float32", choices=["float32", "uint16"])
+
+    q = sub.add_parser("demo", help="fuse the bundled sample, print quality and time, write a TIFF")
+    q.add_argument("--out", default="demo.tif")
+    common_run(q)
+    q.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("methods", help="list fusion methods and their options")
+    q.set_defaults(func=cmd_methods)
+    q = sub.add_parser("srfs", help="list spectral response presets")
+    q.set_defaults(func=cmd_srfs)
+
+    q = sub.add_parser("simulate", help="reference cube -> (HR image, LR-HS cube) pair")
+    q.add_argument("reference")
+    q.add_argument("--variable", help="variable name inside a .mat file")
+    q.add_argument("--out-hr", required=True)
+    q.add_argument("--out-lr", required=True)
+    q.add_argument("--snr", type=float, help="LR-HS SNR in dB (default: no noise)")
+    q.add_argument("--hr-snr", type=float, help="HR image SNR in dB (default: --snr)")
+    q.add_argument("--seed", type=int, default=0)
+    _add_degradation_args(q)
+    q.set_defaults(func=cmd_simulate)
+
+    q = sub.add_parser("fuse", help="HR image + LR-HS cube -> HR-HS cube (TIFF)")
+    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF, JPEG)")
+    q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
+    q.add_argument("--variable", help="variable name inside a .mat file")
+    q.add_argument("--out", required=True)
+    q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
+    common_run(q)
+    _add_degradation_args(q)
+    q.set_defaults(func=cmd_fuse)
+
+    q = sub.add_parser("evaluate", help="result vs reference -> metrics")
+    q.add_argument("result")
+    q.add_argument("reference")
+    q.add_argument("--variable", help="variable name inside a .mat reference")
+    q.add_argument("--scale", type=int, help="scale factor, for ERGAS")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped: nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The science: forward model, methods, metrics and I/O. No Qt or napari imports here."""

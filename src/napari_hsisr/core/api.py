@@ -1,0 +1,110 @@
+"""High-level entry points: ``fuse``, ``fuse_iter`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Generator
+
+import numpy as np
+
+from .degradation import Degradation
+from .errors import InputError
+from .methods import FusionInputs, FusionResult, Progress, get_method
+from .validation import check_lr, hr_to_channels_first, resolve_device, to_unit_float
+
+
+def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
+                   device: str = "auto") -> FusionInputs:
+    """Validate and convert the pair; copies, never modifies, the caller's arrays."""
+    info = get_method(method)
+    if not isinstance(degradation, Degradation):
+        raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths).")
+    hr, hr_info = to_unit_float(hr_image, "HR image")
+    lr, lr_info = to_unit_float(lr_cube, "LR-HS cube")
+    hr = hr_to_channels_first(hr)
+    lr = check_lr(lr)
+    degradation.check_shapes(hr.shape, lr.shape)
+    if info.needs_srf:
+        if degradation.srf is None:
+            raise InputError(f"method {method!r} needs the spectral response: give srf=... to Degradation.")
+        C, k = degradation.srf.shape
+        if C != lr.shape[0]:
+            raise InputError(f"LR-HS cube has {lr.shape[0]} bands but the spectral response covers {C}; "
+                             "give the cube's wavelengths to Degradation(wavelengths=...).")
+        if k != hr.shape[0]:
+            raise InputError(f"HR image has {hr.shape[0]} channels but the spectral response has {k}; "
+                             "choose a response with one column per HR channel.")
+    inputs = FusionInputs(hr, lr, degradation, seed=int(seed), device=resolve_device(device))
+    inputs.value_scaling = {"hr": hr_info, "lr": lr_info}  # type: ignore[attr-defined]
+    return inputs
+
+
+def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
+              device: str = "auto", **options) -> Generator[Progress, None, FusionResult]:
+    """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
+
+    Stop at any yield by closing the generator: no result is produced. Validation happens on
+    the first ``next()``.
+    """
+    info = get_method(method)
+    unknown = set(options) - set(info.defaults())
+    if unknown:
+        raise InputError(f"method {method!r} has no option(s) {sorted(unknown)}; "
+                         f"its options are {sorted(info.defaults()) or 'none'}.")
+    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device)
+    opts = {**info.defaults(), **options}
+    _seed_everything(inputs.seed, info.uses_torch)
+    start = time.perf_counter()
+    cube = yield from info.run(inputs, **opts)
+    elapsed = time.perf_counter() - start
+    settings = {
+        "method": method, "options": opts, "seed": inputs.seed, "device": inputs.device,
+        "degradation": degradation.settings(), "input_scaling": inputs.value_scaling,
+        "hr_shape": list(np.shape(hr_image)), "lr_shape": list(np.shape(lr_cube)),
+        "seconds": round(elapsed, 3), "versions": _versions(),
+    }
+    return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings)
+
+
+def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
+         device: str = "auto", progress=None, **options) -> FusionResult:
+    """Fuse an HR image ``(Y, X, k)`` with an LR-HS cube ``(C, y, x)``; run to completion.
+
+    ``progress``, if given, is called with each :class:`Progress`.
+    """
+    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, **options)
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(p)
+
+
+def evaluate(estimate, reference, scale: int | None = None, full: bool = True) -> dict:
+    """Quality of ``estimate`` against ``reference`` (both ``(C, Y, X)``); see :mod:`.metrics`."""
+    from .metrics import evaluate as _evaluate
+
+    return _evaluate(estimate, reference, scale=scale, full=full)
+
+
+def _seed_everything(seed: int, torch_too: bool) -> None:
+    np.random.seed(seed % 2**32)
+    if torch_too:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("napari-hsisr", "numpy", "scipy", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,518 @@
+"""Reading and writing hyperspectral cubes (no Qt, no napari).
+
+Conventions: cubes are ``(C, Y, X)`` numpy arrays (bands first); wavelengths are a
+float array of length C in nm (or None). HR RGB/MSI images are ``(Y, X, k)``.
+
+TIFF round-trip: our writer stores a JSON object ``{"wavelengths", "wavelength_units",
+"settings", "value_scale"}``: in ImageJ files in the ImageJ metadata ``Info`` field, in
+OME-TIFF files in the private ASCII tag 65000 (``HSISR_TAG``) of the first page. Channel
+labels ("550 nm") are written too so other software shows the wavelengths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+HSISR_TAG = 65000
+TIFF_SUFFIXES = (".tif", ".tiff")
+CUBE_SUFFIXES = (".tif", ".tiff", ".hdr", ".mat", ".npy")
+_CAVE_RE = re.compile(r"^(?P<scene>.+)_ms_(?P<nn>\d+)\.png$", re.IGNORECASE)
+_WL_NAMES = ("wavelengths", "wavelength", "wl", "wavelengths_nm", "wavelength_nm", "lambda")
+_SHAPE_NAMES = (("nrow", "ncol"), ("nrows", "ncols"), ("rows", "cols"), ("h", "w"))
+
+
+@dataclass
+class CubeFile:
+    """A cube read from disk: ``data`` (C, Y, X), ``wavelengths`` in nm or None."""
+
+    data: np.ndarray
+    wavelengths: np.ndarray | None
+    metadata: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy arrays/scalars, paths, tuples and sets to JSON-serialisable values."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise InputError(
+        f"Setting value {obj!r} of type {type(obj).__name__} cannot be saved as JSON; "
+        "pass numbers, strings, lists or dicts in the settings."
+    )
+
+
+def _wl_array(wl: Any, n: int | None = None) -> np.ndarray | None:
+    if wl is None:
+        return None
+    arr = np.asarray(wl, dtype=float).ravel()
+    if arr.size == 0 or (n is not None and arr.size != n):
+        return None
+    return arr
+
+
+def _to_nm(wl: np.ndarray | None, units: str | None = None) -> np.ndarray | None:
+    """Convert µm wavelengths to nm when units say so or all values are < 100."""
+    if wl is None:
+        return None
+    u = (units or "").strip().lower()
+    if u in ("micrometers", "micrometer", "microns", "micron", "um", "µm", "μm"):
+        return wl * 1000.0
+    if u in ("", "unknown") and np.nanmax(wl) < 100:
+        return wl * 1000.0
+    return wl
+
+
+def _as_cube(arr: np.ndarray, path: Path) -> np.ndarray:
+    """2-D -> (1, Y, X); 3-D kept; other ndim -> InputError."""
+    if arr.ndim == 2:
+        return arr[np.newaxis]
+    if arr.ndim != 3:
+        raise InputError(
+            f"{path}: found an array of shape {arr.shape} ({arr.ndim}-D); expected a cube "
+            "(C, Y, X) or a 2-D image (Y, X). Save the cube as a 3-D array with bands first."
+        )
+    return arr
+
+
+def _wrap(path: Path, exc: Exception) -> InputError:
+    return InputError(
+        f"{path}: could not read the file ({type(exc).__name__}: {exc}). "
+        "The file may be truncated or not in the format its extension says; "
+        "re-export it and try again."
+    )
+
+
+# --------------------------------------------------------------------------- dispatch
+def read_cube(path: str | os.PathLike, variable: str | None = None) -> CubeFile:
+    """Read a hyperspectral cube from TIFF/OME-TIFF, a CAVE folder, ENVI .hdr, .mat or .npy.
+
+    Returns a :class:`CubeFile` with data (C, Y, X) and wavelengths in nm (or None).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the path and try again.")
+    cave = find_cave_bands(path)
+    if cave is not None:
+        return _read_cave(path, cave)
+    name = path.name.lower()
+    if path.is_dir():
+        raise InputError(
+            f"{path}: is a folder without CAVE bands '<scene>_ms_NN.png'; expected a CAVE "
+            "folder or a cube file (.tif, .tiff, .hdr, .mat, .npy). Pick a cube file."
+        )
+    readers = {".tif": _read_tiff, ".tiff": _read_tiff, ".hdr": _read_envi, ".npy": _read_npy}
+    if path.suffix.lower() == ".mat":
+        cf = _read_mat(path, variable)
+    elif path.suffix.lower() in readers:
+        cf = readers[path.suffix.lower()](path)
+    else:
+        raise InputError(
+            f"{path}: unsupported file type '{path.suffix}' ({name}); expected .tif, .tiff, "
+            ".hdr, .mat, .npy or a CAVE folder. Convert the cube to one of these."
+        )
+    cf.metadata.setdefault("source", str(path))
+    return cf
+
+
+# --------------------------------------------------------------------------- TIFF
+def _read_tiff(path: Path) -> CubeFile:
+    import tifffile
+
+    errors = _LogErrors()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(errors)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            arr = series.asarray()
+            _check_complete(tif, path)
+            info = _tiff_json(tif)
+            is_ome = bool(tif.is_ome)
+            labels = (tif.imagej_metadata or {}).get("Labels") if tif.is_imagej else None
+            ome_wl = _ome_channel_wavelengths(tif.ome_metadata) if is_ome else None
+        if errors.messages:
+            raise ValueError("; ".join(errors.messages[:3]))
+    except Exception as exc:  # noqa: BLE001 - library errors vary
+        raise _wrap(path, exc) from exc
+    finally:
+        logger.removeHandler(errors)
+    arr = _tiff_to_cyx(arr, axes, path)
+    meta: dict[str, Any] = {"format": "ome-tiff" if is_ome else "tiff", "axes": axes}
+    wl = None
+    if info:
+        meta["settings"] = info.get("settings")
+        meta["wavelength_units"] = info.get("wavelength_units", "nm")
+        wl = _wl_array(info.get("wavelengths"), arr.shape[0])
+        scale = info.get("value_scale")
+        if scale is not None:
+            arr = (arr.astype(np.float32) * np.float32(scale)).astype(np.float32)
+            meta["value_scale"] = float(scale)
+    if wl is None:
+        wl = ome_wl if ome_wl is not None else _parse_labels(labels)
+        wl = _wl_array(wl, arr.shape[0])
+    return CubeFile(arr, wl, meta)
+
+
+class _LogErrors(logging.Handler):
+    """Collect tifffile's logged errors (it logs, rather than raises, on corrupt files)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _check_complete(tif, path: Path) -> None:
+    """Raise if page data lies beyond the end of the file (truncated file)."""
+    size = os.path.getsize(path)
+    for page in tif.pages:
+        for off, cnt in zip(page.dataoffsets, page.databytecounts):
+            if off + cnt > size:
+                raise ValueError(f"image data ends at byte {off + cnt} but the file has {size} bytes")
+
+
+def _tiff_json(tif) -> dict | None:
+    """Return the JSON object our writer stored (ImageJ Info or private tag), if any."""
+    texts = []
+    if tif.is_imagej and tif.imagej_metadata:
+        texts.append(tif.imagej_metadata.get("Info"))
+    tag = tif.pages[0].tags.get(HSISR_TAG)
+    if tag is not None:
+        texts.append(tag.value)
+    for text in texts:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        if isinstance(text, str) and text.strip().startswith("{"):
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and "wavelengths" in obj:
+                return obj
+    return None
+
+
+def _tiff_to_cyx(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    """Squeeze length-1 axes and put the channel/sample axis first."""
+    if arr.ndim == 3 and axes.endswith("S"):
+        return np.moveaxis(arr, -1, 0)
+    keep = [i for i, (a, n) in enumerate(zip(axes, arr.shape)) if n > 1 or a in "YX"]
+    if len(keep) != arr.ndim:
+        arr = arr.reshape([arr.shape[i] for i in keep])
+        axes = "".join(axes[i] for i in keep)
+    if arr.ndim == 3 and axes.endswith("S"):
+        return np.moveaxis(arr, -1, 0)
+    return _as_cube(arr, path)
+
+
+def _parse_labels(labels) -> np.ndarray | None:
+    if not labels:
+        return None
+    vals = []
+    for lab in labels:
+        m = re.search(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", str(lab))
+        if m is None:
+            return None
+        vals.append(float(m.group()))
+    return np.asarray(vals)
+
+
+def _ome_channel_wavelengths(xml: str | None) -> np.ndarray | None:
+    """Wavelengths from OME Channel EmissionWavelength, else numbers in Channel Name."""
+    if not xml:
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    chans = [el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Channel"]
+    if not chans:
+        return None
+    em = [c.get("EmissionWavelength") for c in chans]
+    if all(e is not None for e in em):
+        return np.asarray([float(e) for e in em])
+    return _parse_labels([c.get("Name") for c in chans] if all(c.get("Name") for c in chans) else None)
+
+
+# --------------------------------------------------------------------------- CAVE
+def find_cave_bands(path: str | os.PathLike) -> list[tuple[int, Path]] | None:
+    """Return [(NN, png_path), ...] sorted by NN if ``path`` is (in) a CAVE folder, else None."""
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    if path.is_file() and not _CAVE_RE.match(path.name):
+        return None
+    for cand in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())) if folder.is_dir() else ():
+        bands = []
+        for p in cand.iterdir():
+            m = _CAVE_RE.match(p.name)
+            if m and p.is_file():
+                bands.append((int(m.group("nn")), p))
+        if bands:
+            return sorted(bands)
+    return None
+
+
+def _read_cave(path: Path, bands: list[tuple[int, Path]]) -> CubeFile:
+    import imageio.v3 as iio
+
+    planes, scales = [], set()
+    for nn, p in bands:
+        try:
+            img = np.asarray(iio.imread(p))
+        except Exception as exc:  # noqa: BLE001
+            raise _wrap(p, exc) from exc
+        if img.ndim == 3:
+            img = img[..., 0]
+        if img.ndim != 2:
+            raise InputError(f"{p}: band image has shape {img.shape}; expected (Y, X) or "
+                             "(Y, X, 3/4). Replace the band file.")
+        scale = 65535.0 if img.dtype.itemsize >= 2 else 255.0
+        scales.add(scale)
+        planes.append(img.astype(np.float32) / np.float32(scale))
+    shapes = {pl.shape for pl in planes}
+    if len(shapes) != 1:
+        raise InputError(f"{path}: CAVE bands have different shapes {sorted(shapes)}; expected "
+                         "one (Y, X) shape for all bands. Check the folder contents.")
+    nns = np.asarray([nn for nn, _ in bands], dtype=float)
+    meta = {"format": "cave", "source": str(path), "bands": [str(p) for _, p in bands],
+            "value_scale": 1.0 / max(scales) if len(scales) == 1 else [1.0 / s for s in sorted(scales)],
+            "scaling": ", ".join(f"divided by {s:g}" for s in sorted(scales))}
+    return CubeFile(np.stack(planes), 400.0 + 10.0 * (nns - 1), meta)
+
+
+# --------------------------------------------------------------------------- ENVI / NPY
+def _read_envi(path: Path) -> CubeFile:
+    from spectral import envi
+
+    try:
+        img = envi.open(str(path))
+        arr = np.asarray(img.load())
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(path, exc) from exc
+    arr = _as_cube(np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr, path)
+    md = dict(img.metadata)
+    wl = _wl_array(md.get("wavelength"), arr.shape[0])
+    wl = _to_nm(wl, md.get("wavelength units"))
+    return CubeFile(np.ascontiguousarray(arr), wl, {"format": "envi", "envi_header": md})
+
+
+def _read_npy(path: Path) -> CubeFile:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(path, exc) from exc
+    return CubeFile(_as_cube(arr, path), None, {"format": "npy"})
+
+
+# --------------------------------------------------------------------------- MATLAB
+def _load_mat(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """All numeric arrays of a .mat file in MATLAB orientation, and 'v5' or 'v7.3'."""
+    import h5py
+    import scipy.io
+
+    if h5py.is_hdf5(path):
+        return _load_mat_h5(path), "v7.3"
+    try:
+        raw = scipy.io.loadmat(str(path))
+        return {k: v for k, v in raw.items() if not k.startswith("__")
+                and isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}, "v5"
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(path, exc) from exc
+
+
+def _load_mat_h5(path: Path) -> dict[str, np.ndarray]:
+    """Numeric datasets of a v7.3 (HDF5) .mat file, axes reversed to MATLAB order."""
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "biuf" \
+                        and not name.split("/")[-1].startswith(("__", "#")):
+                    out[name] = np.asarray(obj[()]).T  # column-major -> MATLAB order
+            f.visititems(visit)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(path, exc) from exc
+    return out
+
+
+def _read_mat(path: Path, variable: str | None) -> CubeFile:
+    arrays, version = _load_mat(path)
+    name = _pick_mat_variable(arrays, variable, path)
+    arr = arrays[name]
+    meta: dict[str, Any] = {"format": f"mat-{version}", "variable": name}
+    if arr.ndim == 3:
+        band_axis = int(np.argmin(arr.shape))
+        cube = np.moveaxis(arr, band_axis, 0)
+    else:
+        cube = _unmixing_to_cube(arr, arrays, path, name)
+        meta["layout"] = "bands x pixels (column-major)"
+    for k, v in arrays.items():
+        if k.split("/")[-1].lower() in ("maxvalue", "max_value") and v.size == 1:
+            meta["max_value"] = float(np.ravel(v)[0])  # recorded, not applied
+    wl = None
+    for k, v in arrays.items():
+        if k.split("/")[-1].lower() in _WL_NAMES:
+            wl = _to_nm(_wl_array(v, cube.shape[0]))
+            if wl is not None:
+                break
+    return CubeFile(np.ascontiguousarray(cube), wl, meta)
+
+
+def _pick_mat_variable(arrays: dict[str, np.ndarray], variable: str | None, path: Path) -> str:
+    if variable is not None:
+        if variable not in arrays:
+            raise InputError(f"{path}: no numeric variable '{variable}'; found "
+                             f"{ {k: v.shape for k, v in arrays.items()} }. Pick one of these.")
+        if arrays[variable].ndim not in (2, 3):
+            raise InputError(f"{path}: variable '{variable}' has shape {arrays[variable].shape}; "
+                             "expected a 3-D cube or a 2-D bands x pixels matrix.")
+        return variable
+    cands = {k: v for k, v in arrays.items() if v.ndim in (2, 3) and min(v.shape) > 1}
+    if not cands:
+        raise InputError(f"{path}: no 2-D/3-D numeric array found (variables: "
+                         f"{ {k: v.shape for k, v in arrays.items()} }); expected a cube "
+                         "(Y, X, C). Save the cube in the .mat file.")
+    best = max(v.size for v in cands.values())
+    top = [k for k, v in cands.items() if v.size == best]
+    if len(top) > 1:
+        raise InputError(f"{path}: several equally large arrays {[(k, cands[k].shape) for k in top]}; "
+                         "expected one cube. Pass variable=<name> to choose one.")
+    return top[0]
+
+
+def _unmixing_to_cube(arr: np.ndarray, arrays: dict, path: Path, name: str) -> np.ndarray:
+    """(bands, pixels) matrix + nRow/nCol -> (C, Y, X), pixels in column-major order."""
+    lower = {k.split("/")[-1].lower(): v for k, v in arrays.items()}
+    for rk, ck in _SHAPE_NAMES:
+        if rk in lower and ck in lower:
+            rows, cols = int(np.ravel(lower[rk])[0]), int(np.ravel(lower[ck])[0])
+            for mat in (arr, arr.T):
+                if mat.shape[1] == rows * cols:
+                    # pixel index p = r + c * rows (MATLAB column-major)
+                    return mat.reshape(mat.shape[0], cols, rows).transpose(0, 2, 1)
+            raise InputError(f"{path}: variable '{name}' has shape {arr.shape} but nRow*nCol = "
+                             f"{rows}*{cols} = {rows * cols}; expected a (bands, {rows * cols}) "
+                             "matrix. Check the nRow/nCol variables.")
+    raise InputError(f"{path}: variable '{name}' is a 2-D matrix of shape {arr.shape}; a cube "
+                     "(Y, X, C) was expected. A bands x pixels matrix needs its image shape: "
+                     "add variables nRow and nCol to the file, or save the cube as 3-D.")
+
+
+# --------------------------------------------------------------------------- images
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an HR RGB/MSI image (PNG/BMP/TIFF/JPEG) as (Y, X, k) in its native dtype."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found. Check the path and try again.")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+            img = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+            img = np.asarray(iio.imread(path))
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(path, exc) from exc
+    img = np.squeeze(img) if img.ndim > 3 else img
+    if img.ndim == 2:
+        return img[..., np.newaxis]
+    if img.ndim != 3:
+        raise InputError(f"{path}: image has shape {img.shape}; expected (Y, X) or (Y, X, k). "
+                         "Save the image as a single 2-D or multi-channel picture.")
+    if img.shape[0] <= 16 and img.shape[0] < min(img.shape[1:]) and img.shape[2] > 16:
+        img = np.moveaxis(img, 0, -1)
+    if img.shape[2] == 4 and path.suffix.lower() != ".tif" and path.suffix.lower() != ".tiff":
+        img = img[..., :3]
+    return img
+
+
+# --------------------------------------------------------------------------- writing
+def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
+               settings: dict | None = None, format: str = "imagej",
+               dtype: str = "float32", units: str = "nm") -> Path:
+    """Atomically write a (C, Y, X) cube as ImageJ hyperstack or OME-TIFF.
+
+    ``dtype='uint16'`` stores round(clip(v, 0, 1) * 65535) and records value_scale=1/65535,
+    which :func:`read_cube` undoes. Wavelengths/settings round-trip via JSON (see module doc).
+    """
+    path = Path(path)
+    if format not in ("imagej", "ome"):
+        raise InputError(f"{path}: format '{format}' not supported; expected 'imagej' or 'ome'.")
+    if dtype not in ("float32", "uint16"):
+        raise InputError(f"{path}: dtype '{dtype}' not supported; expected 'float32' or 'uint16'.")
+    arr = _as_cube(np.asarray(cube), path)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{path}: cube of shape {arr.shape} contains NaN or Inf; expected finite "
+                         "values. Replace them (e.g. np.nan_to_num) before saving.")
+    wl = None if wavelengths is None else np.asarray(wavelengths, dtype=float).ravel()
+    if wl is not None and wl.size != arr.shape[0]:
+        raise InputError(f"{path}: {wl.size} wavelengths for a cube of shape {arr.shape}; expected "
+                         f"{arr.shape[0]} (one per band). Pass matching wavelengths or None.")
+    scale = None
+    if dtype == "uint16":
+        out = np.rint(np.clip(arr, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        scale = 1.0 / 65535.0
+    else:
+        out = arr.astype(np.float32)  # always a copy-or-new array; never modifies `cube`
+    info = json.dumps({"wavelengths": None if wl is None else wl.tolist(),
+                       "wavelength_units": units, "settings": to_jsonable(settings),
+                       "value_scale": scale})
+    labels = [f"{w:g} {units}" for w in wl] if wl is not None else [f"band {i + 1}"
+                                                                   for i in range(arr.shape[0])]
+    _atomic_imwrite(path, out, format, labels, info)
+    return path
+
+
+def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str], info: str):
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp.tif")
+    tmp.close()
+    try:
+        if format == "imagej":
+            tifffile.imwrite(tmp.name, data, imagej=True,
+                             metadata={"axes": "CYX", "Labels": labels, "Info": info})
+        else:
+            tifffile.imwrite(tmp.name, data, ome=True,
+                             metadata={"axes": "CYX", "Channel": {"Name": labels}},
+                             extratags=[(HSISR_TAG, "s", 0, info, True)])
+        os.replace(tmp.name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp.name)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,41 @@
+"""Simulate an observed (HR image, LR-HS cube) pair from a reference cube."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .degradation import Degradation
+from .errors import InputError
+
+
+def add_noise(signal: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean Gaussian noise per band/channel (axis 0) at the given SNR.
+
+    ``sigma_b = sqrt(mean(signal_b^2) / 10^(SNR/10))``. Returns a new array.
+    """
+    if snr_db is None:
+        return signal.copy()
+    power = np.mean(signal.reshape(len(signal), -1) ** 2, axis=1)
+    sigma = np.sqrt(power / 10 ** (snr_db / 10))
+    return signal + rng.standard_normal(signal.shape) * sigma[:, None, None]
+
+
+def simulate(reference_cube, degradation: Degradation, noise_snr_db: float | None = None,
+             hr_snr_db: float | None = None, seed: int | None = 0):
+    """Degrade a reference cube ``(C, Y, X)`` into ``(hr_image (Y, X, k), lr_cube (C, Y/s, X/s))``.
+
+    ``noise_snr_db`` sets the LR-HS SNR and ``hr_snr_db`` the HR image's (default: same as
+    ``noise_snr_db``); None means noise-free. Outputs are float32; the input is not modified.
+    """
+    cube = np.asarray(reference_cube)
+    if cube.ndim != 3:
+        raise InputError(f"reference cube must be (C, Y, X), got shape {cube.shape}.")
+    if degradation.srf is not None and degradation.srf.shape[0] != cube.shape[0]:
+        raise InputError(f"reference cube has {cube.shape[0]} bands but the spectral response has "
+                         f"{degradation.srf.shape[0]} rows; give matching wavelengths.")
+    cube = cube.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    hr_snr_db = noise_snr_db if hr_snr_db is None else hr_snr_db
+    lr = add_noise(degradation.spatial(cube), noise_snr_db, rng)
+    hr = add_noise(degradation.spectral(cube), hr_snr_db, rng)
+    return np.moveaxis(hr, 0, -1).astype(np.float32), lr.astype(np.float32)

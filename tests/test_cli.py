@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from napari_hsisr.cli import main
+from napari_hsisr.core.io import read_cube
+
+
+def test_methods_lists_options(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "fast" in out and "gsa" in out and "--opt rank=" in out
+
+
+def test_demo_writes_tiff_and_prints_metrics(tmp_path, capsys):
+    out = tmp_path / "demo.tif"
+    assert main(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "psnr" in text and "bicubic" in text and "fast" in text
+    cube = read_cube(out)
+    assert cube.data.shape == (31, 256, 256)
+    assert cube.wavelengths[0] == 400 and cube.wavelengths[-1] == 700
+    assert cube.metadata["settings"]["method"] == "fast"
+
+
+def test_simulate_fuse_evaluate_roundtrip(tmp_path, capsys):
+    from napari_hsisr.core.io import write_tiff
+    from napari_hsisr.core.sample import sample_scene
+
+    ref, wl = sample_scene(64)
+    write_tiff(tmp_path / "ref.tif", ref, wavelengths=wl)
+    args = ["--scale", "4", "--psf", "gaussian", "--psf-sigma", "1"]
+    assert main(["simulate", str(tmp_path / "ref.tif"), "--out-hr", str(tmp_path / "hr.tif"),
+                 "--out-lr", str(tmp_path / "lr.tif"), *args]) == 0
+    assert main(["fuse", "--hr", str(tmp_path / "hr.tif"), "--lr", str(tmp_path / "lr.tif"),
+                 "--out", str(tmp_path / "sr.tif"), "--opt", "rank=8", *args]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "sr.tif"), str(tmp_path / "ref.tif"), "--scale", "4", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["psnr"] > 30 and set(metrics) >= {"sam", "ergas", "ssim", "rmse"}
+    assert read_cube(tmp_path / "sr.tif").metadata["settings"]["options"]["rank"] == 8
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    np.save(tmp_path / "lr.npy", np.zeros((31, 10, 10), np.float32))
+    np.save(tmp_path / "hr.npy", np.zeros((3, 10, 10), np.float32))
+    code = main(["fuse", "--hr", str(tmp_path / "missing.png"), "--lr", str(tmp_path / "lr.npy"),
+                 "--out", str(tmp_path / "o.tif"), "--scale", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.png" in err and "Traceback" not in err
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_ctrl_c_writes_nothing(tmp_path, monkeypatch, capsys):
+    import napari_hsisr.cli as cli
+
+    def interrupted(gen, label):
+        next(gen)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_with_progress", interrupted)
+    out = tmp_path / "demo.tif"
+    assert main(["demo", "--out", str(out)]) == 130
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert "nothing was written" in capsys.readouterr().err

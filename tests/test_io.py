@@ -1,0 +1,343 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_hsisr._reader import napari_get_reader, read_layers
+from napari_hsisr._writer import write_cube_tiff
+from napari_hsisr.core.errors import InputError
+from napari_hsisr.core.io import CubeFile, read_cube, read_image, to_jsonable, write_tiff
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CAVE = SHARED / "cave" / "complete_ms_data"
+SETTINGS = {"method": "fast", "scale": 4, "srf": "Nikon D700", "nested": {"a": [1, 2.5]}}
+
+
+def _cube(rng, c=6, y=9, x=11):
+    return rng.random((c, y, x)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["imagej", "ome"])
+@pytest.mark.parametrize("dtype", ["float32", "uint16"])
+def test_tiff_roundtrip(tmp_path, rng, fmt, dtype):
+    cube = _cube(rng)
+    wl = np.linspace(400.5, 700, cube.shape[0])
+    out = write_tiff(tmp_path / f"c.{fmt}.tif", cube, wl, SETTINGS, format=fmt, dtype=dtype)
+    cf = read_cube(out)
+    assert isinstance(cf, CubeFile)
+    assert cf.data.shape == cube.shape and cf.data.dtype == np.float32
+    tol = 0 if dtype == "float32" else 0.5 / 65535 + 1e-7
+    np.testing.assert_allclose(cf.data, cube, atol=tol, rtol=0)
+    np.testing.assert_array_equal(cf.wavelengths, wl)
+    assert cf.metadata["settings"] == SETTINGS
+    assert cf.metadata["format"] == ("ome-tiff" if fmt == "ome" else "tiff")
+
+
+def test_tiff_numpy_settings_and_single_band(tmp_path, rng):
+    settings = {"arr": np.arange(3), "f": np.float32(0.5), "i": np.int64(2), "b": np.bool_(True)}
+    cube = rng.random((1, 5, 7))
+    cf = read_cube(write_tiff(tmp_path / "one.tif", cube, [550.0], settings))
+    assert cf.data.shape == (1, 5, 7)
+    assert cf.metadata["settings"] == {"arr": [0, 1, 2], "f": 0.5, "i": 2, "b": True}
+    assert to_jsonable({"x": (np.float64(1.0),)}) == {"x": [1.0]}
+
+
+def test_uint16_clips(tmp_path):
+    cube = np.array([[[-0.2, 0.5], [1.0, 1.7]]], dtype=np.float32)
+    cf = read_cube(write_tiff(tmp_path / "c.tif", cube, dtype="uint16"))
+    np.testing.assert_allclose(cf.data[0], [[0, 32768 / 65535], [1, 1]], atol=1e-7)
+    assert cf.wavelengths is None
+
+
+def test_input_not_modified_and_nan_refused(tmp_path, rng):
+    cube = _cube(rng).astype(np.float64) * 2
+    before = cube.copy()
+    write_tiff(tmp_path / "a.tif", cube, dtype="uint16")
+    np.testing.assert_array_equal(cube, before)
+    cube[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        write_tiff(tmp_path / "b.tif", cube)
+    assert not (tmp_path / "b.tif").exists()
+    with pytest.raises(InputError):
+        write_tiff(tmp_path / "c.tif", before, wavelengths=[1, 2])
+
+
+def test_atomic_write(tmp_path, rng, monkeypatch):
+    import tifffile
+
+    real = tifffile.imwrite
+
+    def broken(path, *a, **k):
+        Path(path).write_bytes(b"II*\x00partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tifffile, "imwrite", broken)
+    target = tmp_path / "out.tif"
+    with pytest.raises(OSError):
+        write_tiff(target, _cube(rng))
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    # an existing target is left unchanged
+    monkeypatch.setattr(tifffile, "imwrite", real)
+    write_tiff(target, _cube(rng))
+    content = target.read_bytes()
+    monkeypatch.setattr(tifffile, "imwrite", broken)
+    with pytest.raises(OSError):
+        write_tiff(target, _cube(rng) + 1, format="ome")
+    assert target.read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_truncated_tiff(tmp_path, rng):
+    p = write_tiff(tmp_path / "t.tif", _cube(rng, 4, 64, 64))
+    data = p.read_bytes()
+    bad = tmp_path / "trunc.tif"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="trunc.tif"):
+        read_cube(bad)
+    (tmp_path / "junk.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(InputError, match="junk.tif"):
+        read_cube(tmp_path / "junk.tif")
+
+
+def test_missing_and_unsupported(tmp_path):
+    with pytest.raises(InputError, match="nope.tif"):
+        read_cube(tmp_path / "nope.tif")
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(InputError, match="a.txt"):
+        read_cube(tmp_path / "a.txt")
+
+
+def test_plain_tiff_layouts(tmp_path, rng):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "g.tif", rng.random((8, 9)).astype(np.float32))
+    assert read_cube(tmp_path / "g.tif").data.shape == (1, 8, 9)
+    rgb = (rng.random((8, 9, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    cf = read_cube(tmp_path / "rgb.tif")
+    np.testing.assert_array_equal(cf.data, np.moveaxis(rgb, -1, 0))
+    cube = rng.random((5, 8, 9)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "c.tif", cube)
+    np.testing.assert_array_equal(read_cube(tmp_path / "c.tif").data, cube)
+
+
+def test_ome_channel_wavelengths_from_other_writers(tmp_path, rng):
+    import tifffile
+
+    cube = _cube(rng, 3)
+    tifffile.imwrite(tmp_path / "x.ome.tif", cube, ome=True,
+                     metadata={"axes": "CYX", "Channel": {"Name": ["450nm", "550 nm", "650.5 nm"]}})
+    cf = read_cube(tmp_path / "x.ome.tif")
+    np.testing.assert_array_equal(cf.wavelengths, [450, 550, 650.5])
+    np.testing.assert_array_equal(cf.data, cube)
+
+
+def test_envi_roundtrip(tmp_path, rng):
+    from spectral import envi
+
+    cube = _cube(rng, 5, 7, 8)
+    hdr = tmp_path / "e.hdr"
+    envi.save_image(str(hdr), np.moveaxis(cube, 0, -1), dtype=np.float32, force=True,
+                    metadata={"wavelength": [0.4, 0.5, 0.6, 0.7, 0.8],
+                              "wavelength units": "Micrometers"})
+    cf = read_cube(hdr)
+    np.testing.assert_array_equal(cf.data, cube)
+    np.testing.assert_allclose(cf.wavelengths, [400, 500, 600, 700, 800])
+
+
+def test_mat_v5(tmp_path, rng):
+    import scipy.io
+
+    yxc = rng.random((7, 8, 5))
+    scipy.io.savemat(tmp_path / "a.mat", {"cube": yxc, "small": np.ones((2, 2)),
+                                          "wavelengths": np.arange(5) * 10 + 400.0})
+    cf = read_cube(tmp_path / "a.mat")
+    np.testing.assert_array_equal(cf.data, np.moveaxis(yxc, -1, 0))
+    np.testing.assert_array_equal(cf.wavelengths, [400, 410, 420, 430, 440])
+    with pytest.raises(InputError, match=r"small.*\(2, 2\)"):
+        read_cube(tmp_path / "a.mat", variable="small")
+
+
+def test_mat_2d_needs_shape_and_ambiguous(tmp_path, rng):
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "m.mat", {"Y": rng.random((6, 20))})
+    with pytest.raises(InputError, match="nRow"):
+        read_cube(tmp_path / "m.mat")
+    scipy.io.savemat(tmp_path / "two.mat", {"a": rng.random((4, 5, 3)), "b": rng.random((4, 5, 3))})
+    with pytest.raises(InputError, match="variable"):
+        read_cube(tmp_path / "two.mat")
+    np.testing.assert_array_equal(read_cube(tmp_path / "two.mat", "b").data.shape, (3, 4, 5))
+    with pytest.raises(InputError, match="'zz'"):
+        read_cube(tmp_path / "two.mat", "zz")
+
+
+def test_mat_unmixing_layout(tmp_path, rng):
+    import scipy.io
+
+    yxc = rng.random((4, 5, 6))  # rows=4, cols=5, bands=6
+    y = yxc.reshape(20, 6, order="F").T  # bands x pixels, column-major pixels
+    scipy.io.savemat(tmp_path / "u.mat", {"Y": y, "nRow": 4.0, "nCol": 5.0})
+    cf = read_cube(tmp_path / "u.mat")
+    np.testing.assert_array_equal(cf.data, np.moveaxis(yxc, -1, 0))
+
+
+def test_mat_v73(tmp_path, rng):
+    import h5py
+
+    yxc = rng.random((7, 8, 5))
+    with h5py.File(tmp_path / "h.mat", "w") as f:
+        f["cube"] = yxc.T  # MATLAB column-major storage -> (C, X, Y) in HDF5
+        f["wl"] = (np.arange(5.0) * 0.1 + 0.4)[None, :].T
+    cf = read_cube(tmp_path / "h.mat")
+    assert cf.metadata["format"] == "mat-v7.3"
+    np.testing.assert_array_equal(cf.data, np.moveaxis(yxc, -1, 0))
+    np.testing.assert_allclose(cf.wavelengths, [400, 500, 600, 700, 800])
+
+
+def test_npy(tmp_path, rng):
+    cube = _cube(rng)
+    np.save(tmp_path / "c.npy", cube)
+    np.testing.assert_array_equal(read_cube(tmp_path / "c.npy").data, cube)
+    np.save(tmp_path / "g.npy", cube[0])
+    assert read_cube(tmp_path / "g.npy").data.shape == (1, 9, 11)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 4, 5)))
+    with pytest.raises(InputError, match=r"bad\.npy.*\(2, 3, 4, 5\)"):
+        read_cube(tmp_path / "bad.npy")
+
+
+def _make_cave(root, rng, n=12, rgba=False):
+    import imageio.v3 as iio
+
+    inner = root / "scene_ms" / "scene_ms"
+    inner.mkdir(parents=True)
+    cube = np.zeros((n, 6, 7))
+    for nn in rng.permutation(np.arange(1, n + 1)):
+        if rgba:
+            band = rng.integers(0, 256, (6, 7)).astype(np.uint8)
+            img = np.stack([band, band, band, np.full_like(band, 255)], -1)
+            cube[nn - 1] = band / 255.0
+        else:
+            img = rng.integers(0, 65536, (6, 7)).astype(np.uint16)
+            cube[nn - 1] = img / 65535.0
+        iio.imwrite(inner / f"scene_ms_{nn:02d}.png", img)
+    iio.imwrite(inner / "scene_RGB.bmp", np.zeros((6, 7, 3), np.uint8))
+    (inner / "notes.txt").write_text("ignore me")
+    return root / "scene_ms", cube
+
+
+@pytest.mark.parametrize("rgba", [False, True])
+def test_cave_synthetic(tmp_path, rng, rgba):
+    folder, cube = _make_cave(tmp_path, rng, rgba=rgba)
+    for p in (folder, folder / "scene_ms", folder / "scene_ms" / "scene_ms_10.png"):
+        cf = read_cube(p)
+        assert cf.data.dtype == np.float32 and cf.data.shape == (12, 6, 7)
+        np.testing.assert_allclose(cf.data, cube, atol=1e-6)
+        np.testing.assert_array_equal(cf.wavelengths, 400 + 10 * np.arange(12))
+        assert cf.metadata["value_scale"] == pytest.approx(1 / (255 if rgba else 65535))
+    assert napari_get_reader(str(folder)) is read_layers
+
+
+def test_reader_never_raises(tmp_path, rng):
+    (tmp_path / "a.txt").write_text("x")
+    assert napari_get_reader(str(tmp_path / "a.txt")) is None
+    assert napari_get_reader(str(tmp_path / "missing.tif")) is None
+    assert napari_get_reader(None) is None
+    assert napari_get_reader(12) is None
+    assert napari_get_reader(str(tmp_path)) is None  # folder without CAVE bands
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "photo.png", np.zeros((4, 4, 3), np.uint8))
+    assert napari_get_reader(str(tmp_path / "photo.png")) is None
+
+
+def test_reader_and_writer_layers(tmp_path, rng):
+    cube = _cube(rng)
+    wl = [400.0 + 50 * i for i in range(6)]
+    for name in ("w.tif", "w.ome.tif"):
+        out = write_cube_tiff(str(tmp_path / name), cube,
+                              {"name": "x", "metadata": {"wavelengths": wl, "settings": SETTINGS}})
+        assert out == [str(tmp_path / name)]
+        reader = napari_get_reader(out[0])
+        assert reader is read_layers
+        ((data, kwargs, kind),) = reader(out[0])
+        assert kind == "image" and data.dtype == np.float32
+        np.testing.assert_array_equal(data, cube)
+        assert kwargs["name"] == "w"
+        assert kwargs["metadata"]["wavelengths"] == wl
+        assert kwargs["metadata"]["wavelength_units"] == "nm"
+        assert kwargs["metadata"]["settings"] == SETTINGS
+    assert len(read_layers([str(tmp_path / "w.tif"), str(tmp_path / "w.ome.tif")])) == 2
+
+
+def test_reader_rgb_tiff(tmp_path, rng):
+    import tifffile
+
+    rgb = (rng.random((8, 9, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    ((data, kwargs, _),) = read_layers(str(tmp_path / "rgb.tif"))
+    assert kwargs.get("rgb") is True
+    np.testing.assert_array_equal(data, rgb)
+
+
+def test_read_image(tmp_path, rng):
+    import imageio.v3 as iio
+    import tifffile
+
+    rgba = rng.integers(0, 256, (6, 7, 4)).astype(np.uint8)
+    iio.imwrite(tmp_path / "a.png", rgba)
+    img = read_image(tmp_path / "a.png")
+    assert img.shape == (6, 7, 3) and img.dtype == np.uint8
+    iio.imwrite(tmp_path / "g.png", rgba[..., 0])
+    assert read_image(tmp_path / "g.png").shape == (6, 7, 1)
+    iio.imwrite(tmp_path / "b.bmp", rgba[..., :3])
+    np.testing.assert_array_equal(read_image(tmp_path / "b.bmp"), rgba[..., :3])
+    msi = rng.integers(0, 65535, (4, 20, 30)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "m.tif", msi, photometric="minisblack")
+    out = read_image(tmp_path / "m.tif")
+    assert out.shape == (20, 30, 4) and out.dtype == np.uint16
+    np.testing.assert_array_equal(out, np.moveaxis(msi, 0, -1))
+    with pytest.raises(InputError, match="none.png"):
+        read_image(tmp_path / "none.png")
+
+
+# ----------------------------------------------------------------------- real data
+def _shared(*parts):
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"../shared/data not found ({p})")
+    return p
+
+
+@pytest.mark.parametrize("scene", ["watercolors_ms", "balloons_ms"])
+def test_cave_real(scene):
+    cf = read_cube(_shared("cave", "complete_ms_data", scene))
+    assert cf.data.shape == (31, 512, 512) and cf.data.dtype == np.float32
+    assert cf.data.min() >= 0 and cf.data.max() <= 1 and cf.data.max() > 0.1
+    np.testing.assert_array_equal(cf.wavelengths, np.arange(400, 701, 10))
+
+
+def test_samson_real():
+    import scipy.io
+
+    p = _shared("remote_sensing", "samson__mhaut", "Samson.mat")
+    cf = read_cube(p)
+    assert cf.data.shape == (156, 95, 95)
+    y = scipy.io.loadmat(p)["Y"]
+    expected = np.moveaxis(y.T.reshape(95, 95, 156, order="F"), -1, 0)
+    np.testing.assert_array_equal(cf.data, expected)
+    assert napari_get_reader(str(p)) is read_layers
+
+
+def test_truncated_npy_and_mat(tmp_path):
+    import scipy.io
+
+    np.save(tmp_path / "x.npy", np.zeros((3, 40, 40)))
+    scipy.io.savemat(tmp_path / "x.mat", {"a": np.ones((20, 20, 5))})
+    for name in ("x.npy", "x.mat"):
+        p = tmp_path / name
+        p.write_bytes(p.read_bytes()[:500])
+        with pytest.raises(InputError, match=name.replace(".", r"\.")):
+            read_cube(p)
