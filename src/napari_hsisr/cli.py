@@ -54,7 +54,8 @@ def _run_with_progress(gen, label: str):
     """Drive a fusion generator with a tqdm bar; Ctrl-C closes it and writes nothing."""
     from tqdm import tqdm
 
-    bar = tqdm(total=None, desc=label, unit="step", file=sys.stderr, leave=False)
+    bar = tqdm(total=None, desc=label, unit="step", file=sys.stderr, leave=False,
+               disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
     try:
         while True:
             try:
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped: nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `hsisr srfs | head`
+        return 0
 
 
 if __name__ == "__main__":
