@@ -81,3 +81,10 @@ def test_non_power_of_two_scale(rng):
     rgb, lr = hsisr.simulate(cube, deg)
     for m in ("bicubic", "gsa", "fast"):
         assert hsisr.fuse(rgb, lr, deg, method=m).cube.shape == (8, 30, 30)
+
+
+def test_no_reference_consistency_ranks_methods(pair):
+    deg = pair.degradation
+    fast = hsisr.consistency(hsisr.fuse(pair.hr, pair.lr, deg, method="fast").cube, pair.hr, pair.lr, deg)
+    bic = hsisr.consistency(hsisr.fuse(pair.hr, pair.lr, deg, method="bicubic").cube, pair.hr, pair.lr, deg)
+    assert fast["hr_psnr"] > bic["hr_psnr"] + 20 and fast["lr_psnr"] > bic["lr_psnr"]
