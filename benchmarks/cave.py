@@ -115,7 +115,7 @@ def main() -> None:
                              env=env, stdout=subprocess.PIPE, text=True, check=True)
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"\nprotocol {args.protocol}, {len(scenes)} scenes, {args.threads} threads")
-    print(f"| method | PSNR | SAM | ERGAS | SSIM | s/scene | peak MB | above base MB |")
+    print("| method | PSNR | SAM | ERGAS | SSIM | s/scene | peak MB | above base MB |")
     print("|---|---|---|---|---|---|---|---|")
     for method, r in results.items():
         mean = {k: np.mean([row[k] for row in r["rows"]]) for k in ("psnr", "sam", "ergas", "ssim", "seconds")}

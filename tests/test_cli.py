@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from napari_hsisr.cli import main
 from napari_hsisr.core.io import read_cube

@@ -1,0 +1,225 @@
+"""Fusion wiring without Qt layout: request -> degradation, the thread worker, the controller.
+
+``FusionRequest`` holds everything the widget's form says; ``build_degradation`` turns it into a
+:class:`~napari_hsisr.core.degradation.Degradation` (raising ``InputError`` with a user-facing
+message); ``fusion_steps`` is the generator run in a napari ``thread_worker`` (it yields
+``Progress`` and *returns* either the ``FusionResult`` or a ``FusionFailure`` so that errors are
+shown as one-line notifications, never as traceback dialogs); ``FusionController`` starts/stops
+the worker, relays psygnal signals and adds the result layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+from ..core.errors import InputError
+from . import _layers
+
+
+@dataclass
+class FusionRequest:
+    hr_layer: Any
+    lr_layer: Any
+    scale: int
+    psf: Any = "gaussian"  # "gaussian", "box" or a kernel file path
+    psf_sigma: float | None = None
+    psf_size: int | None = None
+    psf_sigma2: float | None = None
+    psf_angle: float = 0.0
+    srf: Any = "Nikon D700 (CAVE fusion papers)"  # preset name or file path
+    wavelengths: Any = None  # None: from the LR layer's metadata
+    method: str = "fast"
+    options: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    replace: bool = False
+
+
+@dataclass(frozen=True)
+class FusionFailure:
+    message: str
+
+
+def request_wavelengths(req: FusionRequest) -> np.ndarray | None:
+    if req.wavelengths is not None:
+        wl = np.asarray(req.wavelengths, dtype=np.float64).ravel()
+    else:
+        wl = _layers.layer_wavelengths(req.lr_layer)
+    if wl is not None and req.lr_layer is not None and _layers.is_cube(req.lr_layer):
+        n = req.lr_layer.data.shape[0]
+        if wl.size != n:
+            raise InputError(f"{wl.size} wavelengths given but LR layer {req.lr_layer.name!r} has {n} bands; "
+                             "fix the start/step or the layer's metadata['wavelengths'].")
+    return wl
+
+
+def build_degradation(req: FusionRequest, with_srf: bool = True):
+    """The core ``Degradation`` the request describes (cheap; raises ``InputError``)."""
+    from ..core.degradation import Degradation
+
+    kw = dict(scale=req.scale, psf=req.psf, boundary="reflect")
+    if str(req.psf).lower() == "gaussian":
+        kw.update(psf_sigma=req.psf_sigma, psf_size=req.psf_size, psf_sigma2=req.psf_sigma2 or None,
+                  psf_angle=req.psf_angle or 0.0)
+    elif str(req.psf).lower() == "box":
+        kw.update(psf_size=req.psf_size)
+    if with_srf:
+        wl = request_wavelengths(req)
+        kw.update(srf=req.srf, wavelengths=wl)
+        if wl is None and req.lr_layer is not None:
+            kw.update(n_bands=int(req.lr_layer.data.shape[0]))
+    return Degradation(**kw)
+
+
+def check_request(req: FusionRequest):
+    """Main-thread validation (fast): layers, shapes, degradation. Returns the Degradation."""
+    if req.hr_layer is None or req.lr_layer is None:
+        raise InputError("Choose an HR image layer and an LR hyperspectral layer.")
+    if req.hr_layer is req.lr_layer:
+        raise InputError("The HR and LR layers must be different layers.")
+    if not _layers.is_cube(req.lr_layer):
+        raise InputError(f"LR layer {req.lr_layer.name!r} has shape {req.lr_layer.data.shape}; "
+                         "it must be a (bands, y, x) cube with several bands.")
+    deg = build_degradation(req)
+    deg.check_shapes(_layers.hr_spatial_shape(req.hr_layer), req.lr_layer.data.shape)
+    return deg
+
+
+def fusion_steps(hr, lr, deg, method, seed, device, options):
+    """Generator for the worker: yields Progress, returns FusionResult or FusionFailure."""
+    from ..core.api import fuse_iter
+
+    gen = fuse_iter(hr, lr, deg, method=method, seed=seed, device=device, **options)
+    try:
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield progress
+    except (InputError, ValueError) as exc:
+        return FusionFailure(str(exc))
+    except MemoryError:
+        return FusionFailure("Out of memory: crop the images, lower the method's rank, or use a smaller device load.")
+    except Exception as exc:  # noqa: BLE001 - shown to the user as one line, never a traceback dialog
+        return FusionFailure(f"Fusion failed ({type(exc).__name__}): {exc}")
+    finally:
+        gen.close()
+
+
+def result_layer_kwargs(req: FusionRequest, result, deg) -> dict:
+    hs, ht = _layers.spatial_scale_translate(req.hr_layer)
+    wl = deg.wavelengths
+    if wl is None:
+        wl = result.settings.get("degradation", {}).get("wavelengths")
+    return {
+        "scale": (1.0, *hs), "translate": (0.0, *ht),
+        "metadata": {"wavelengths": None if wl is None else [float(w) for w in wl],
+                     "wavelength_units": "nm", "settings": result.settings},
+    }
+
+
+def add_result_layer(viewer, req: FusionRequest, result, deg):
+    """Add (or replace) ``<lr name>_sr`` aligned on the HR layer's spatial axes."""
+    base = f"{req.lr_layer.name}_sr"
+    kw = result_layer_kwargs(req, result, deg)
+    if req.replace and base in viewer.layers:
+        layer = viewer.layers[base]
+        if _layers.is_cube(layer):
+            layer.data = result.cube
+            layer.scale, layer.translate = kw["scale"], kw["translate"]
+            layer.metadata = kw["metadata"]
+            layer.reset_contrast_limits()
+            return layer
+    name = _layers.unique_name([lay.name for lay in viewer.layers], base)
+    return viewer.add_image(result.cube, name=name, colormap="gray", **kw)
+
+
+def notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+class FusionController:
+    """Runs one fusion at a time in a napari thread worker; Qt-layout free, testable.
+
+    Signals: ``started()``, ``progress(Progress)``, ``finished(layer)``, ``failed(str)``,
+    ``stopped()``, ``done()`` (always last, whatever the outcome).
+    """
+
+    started = Signal()
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str)
+    stopped = Signal()
+    done = Signal()
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.worker = None
+        self._stop_requested = False
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self, req: FusionRequest) -> bool:
+        """Validate and start; on bad input show one notification and return False."""
+        if self.running:
+            notify_error("A fusion is already running; stop it first.")
+            return False
+        try:
+            deg = check_request(req)
+            hr = _layers.hr_array(req.hr_layer)
+            lr = np.asarray(req.lr_layer.data)
+            from ..core.methods import get_method
+
+            get_method(req.method)
+        except (InputError, ValueError) as exc:
+            self._fail(str(exc))
+            return False
+        from napari.qt.threading import thread_worker
+
+        self._stop_requested = False
+        worker = thread_worker(fusion_steps, start_thread=False)(
+            hr, lr, deg, req.method, req.seed, req.device, dict(req.options))
+        worker.yielded.connect(self.progress.emit)
+        worker.returned.connect(lambda out: self._on_returned(out, req, deg))
+        worker.errored.connect(lambda exc: self._fail(f"Fusion failed ({type(exc).__name__}): {exc}"))
+        worker.aborted.connect(self.stopped.emit)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.started.emit()
+        worker.start()
+        return True
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self._stop_requested = True
+            self.worker.quit()
+
+    def _on_returned(self, out, req, deg):
+        if self._stop_requested or out is None:
+            return  # stopped: add nothing
+        if isinstance(out, FusionFailure):
+            self._fail(out.message)
+            return
+        try:
+            layer = add_result_layer(self.viewer, req, out, deg)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(f"Could not add the result layer: {exc}")
+            return
+        self.finished.emit(layer)
+
+    def _on_finished(self):
+        self.worker = None
+        self.done.emit()
+
+    def _fail(self, message: str):
+        notify_error(message)
+        self.failed.emit(message)

@@ -1,0 +1,433 @@
+"""The "Fusion" dock widget: Qt layout only; the wiring lives in ``_fusion_worker``."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from ..core.errors import InputError
+from . import _layers
+from ._fusion_worker import FusionController, FusionRequest, build_degradation, notify_error
+
+FROM_FILE = "from file..."
+DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(label, value) pairs for what torch reports on this machine."""
+    out = [("auto", "auto"), ("cpu", "cpu")]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                out.append((f"cuda:{i} ({torch.cuda.get_device_name(i)})", f"cuda:{i}"))
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            out.append(("mps", "mps"))
+    except Exception:  # noqa: BLE001 - no torch: CPU only
+        pass
+    return out
+
+
+class OptionsForm(QWidget):
+    """Form generated from a method's ``Option`` tuple."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._layout = QFormLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._fields: dict = {}
+
+    def set_options(self, options) -> None:
+        while self._layout.rowCount():
+            self._layout.removeRow(0)
+        self._fields = {}
+        for opt in options:
+            d = opt.default
+            if opt.choices:
+                w = QComboBox()
+                for c in opt.choices:
+                    w.addItem(str(c), c)
+                w.setCurrentIndex(list(opt.choices).index(d) if d in opt.choices else 0)
+            elif isinstance(d, bool):
+                w = QCheckBox()
+                w.setChecked(d)
+            elif isinstance(d, int):
+                w = QSpinBox()
+                w.setRange(int(opt.minimum if opt.minimum is not None else -10**9),
+                           int(opt.maximum if opt.maximum is not None else 10**9))
+                w.setValue(d)
+            else:  # floats (often 1e-3 .. 1e-8) and strings: free text, checked at run time
+                w = QLineEdit(f"{d:g}" if isinstance(d, float) else str(d))
+            w.setToolTip(opt.help)
+            w.setObjectName(f"opt_{opt.name}")
+            label = QLabel(opt.name)
+            label.setToolTip(opt.help)
+            self._layout.addRow(label, w)
+            self._fields[opt.name] = (opt, w)
+
+    def values(self) -> dict:
+        out = {}
+        for name, (opt, w) in self._fields.items():
+            if isinstance(w, QComboBox):
+                out[name] = w.currentData()
+            elif isinstance(w, QCheckBox):
+                out[name] = w.isChecked()
+            elif isinstance(w, QSpinBox):
+                out[name] = w.value()
+            elif isinstance(opt.default, float):
+                try:
+                    v = float(w.text())
+                except ValueError:
+                    raise InputError(f"Option {name!r}: {w.text()!r} is not a number.") from None
+                if opt.minimum is not None and v < opt.minimum:
+                    raise InputError(f"Option {name!r} must be >= {opt.minimum:g}, got {v:g}.")
+                if opt.maximum is not None and v > opt.maximum:
+                    raise InputError(f"Option {name!r} must be <= {opt.maximum:g}, got {v:g}.")
+                out[name] = v
+            else:
+                out[name] = w.text()
+        return out
+
+    def widget(self, name):
+        return self._fields[name][1]
+
+
+class FusionWidget(QWidget):
+    """Fuse an HR RGB/MSI layer with an LR hyperspectral layer into an HR cube."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.controller = FusionController(napari_viewer)
+        self._srf_file: str | None = None
+        self._psf_file: str | None = None
+        self._build()
+        self._connect()
+        self.refresh_layers()
+        self._on_method_changed()
+        from ._wavelength_overlay import install
+
+        install(napari_viewer)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self):
+        root = QVBoxLayout(self)
+
+        data = QGroupBox("Data")
+        f = QFormLayout(data)
+        self.hr_combo, self.lr_combo = QComboBox(), QComboBox()
+        self.hr_combo.setToolTip("High-resolution RGB/MSI image: an RGB layer (Y, X, k) or a (k, Y, X) stack")
+        self.lr_combo.setToolTip("Low-resolution hyperspectral cube (bands, y, x)")
+        f.addRow("HR image", self.hr_combo)
+        f.addRow("LR cube", self.lr_combo)
+        self.scale_spin = QSpinBox()
+        self.scale_spin.setRange(2, 64)
+        self.scale_spin.setValue(8)
+        self.scale_spin.setToolTip("HR/LR pixel ratio, inferred from the shapes")
+        f.addRow("Scale", self.scale_spin)
+        self.wl_from_layer = QCheckBox("from LR layer metadata")
+        self.wl_start, self.wl_step = QDoubleSpinBox(), QDoubleSpinBox()
+        self.wl_start.setRange(0, 100000)
+        self.wl_start.setValue(400)
+        self.wl_step.setRange(0.01, 10000)
+        self.wl_step.setValue(10)
+        self.wl_start.setSuffix(" nm")
+        self.wl_step.setSuffix(" nm")
+        self.wl_stop_label = QLabel()
+        wl_row = QHBoxLayout()
+        wl_row.addWidget(QLabel("start"))
+        wl_row.addWidget(self.wl_start)
+        wl_row.addWidget(QLabel("step"))
+        wl_row.addWidget(self.wl_step)
+        f.addRow("Wavelengths", self.wl_from_layer)
+        f.addRow("", wl_row)
+        f.addRow("", self.wl_stop_label)
+        root.addWidget(data)
+
+        deg = QGroupBox("Degradation")
+        g = QFormLayout(deg)
+        self.psf_combo = QComboBox()
+        self.psf_combo.addItems(["gaussian", "box", FROM_FILE])
+        g.addRow("PSF", self.psf_combo)
+        self.sigma_spin, self.sigma2_spin, self.angle_spin = QDoubleSpinBox(), QDoubleSpinBox(), QDoubleSpinBox()
+        for w in (self.sigma_spin, self.sigma2_spin):
+            w.setRange(0.0, 100.0)
+            w.setDecimals(2)
+            w.setSingleStep(0.25)
+        self.sigma_spin.setValue(2.0)
+        self.sigma2_spin.setSpecialValueText("isotropic")
+        self.angle_spin.setRange(-180, 180)
+        self.angle_spin.setSuffix(" °")
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(0, 257)
+        self.size_spin.setSpecialValueText("= scale")
+        self.size_spin.setToolTip("Kernel size K >= scale (0: K = scale)")
+        g.addRow("sigma", self.sigma_spin)
+        g.addRow("size", self.size_spin)
+        g.addRow("sigma2", self.sigma2_spin)
+        g.addRow("angle", self.angle_spin)
+        self.srf_combo = QComboBox()
+        from ..core.srf import list_presets
+
+        self.srf_combo.addItems([*list_presets(), FROM_FILE])
+        if DEFAULT_SRF in list_presets():
+            self.srf_combo.setCurrentText(DEFAULT_SRF)
+        self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel)")
+        g.addRow("SRF", self.srf_combo)
+        root.addWidget(deg)
+
+        meth = QGroupBox("Method")
+        m = QFormLayout(meth)
+        self.method_combo = QComboBox()
+        from ..core.methods import list_methods
+
+        for info in list_methods():
+            self.method_combo.addItem(info.name, info)
+            self.method_combo.setItemData(self.method_combo.count() - 1, info.summary, Qt.ItemDataRole.ToolTipRole)
+        if self.method_combo.findText("fast") >= 0:
+            self.method_combo.setCurrentText("fast")
+        m.addRow("Method", self.method_combo)
+        self.method_summary = QLabel()
+        self.method_summary.setWordWrap(True)
+        m.addRow(self.method_summary)
+        self.options_form = OptionsForm()
+        m.addRow(self.options_form)
+        self.device_combo = QComboBox()
+        for label, value in available_devices():
+            self.device_combo.addItem(label, value)
+        m.addRow("Device", self.device_combo)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        m.addRow("Seed", self.seed_spin)
+        self.replace_check = QCheckBox("replace existing result layer")
+        m.addRow(self.replace_check)
+        root.addWidget(meth)
+
+        buttons = QHBoxLayout()
+        self.run_button, self.stop_button = QPushButton("Run"), QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        root.addLayout(buttons)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_label = QLabel("ready")
+        self.progress_label.setWordWrap(True)
+        root.addWidget(self.progress_bar)
+        root.addWidget(self.progress_label)
+        root.addStretch(1)
+
+    def _connect(self):
+        ev = self.viewer.layers.events
+        ev.inserted.connect(self.refresh_layers)
+        ev.removed.connect(self.refresh_layers)
+        ev.reordered.connect(self.refresh_layers)
+        self.hr_combo.currentIndexChanged.connect(self._on_pair_changed)
+        self.lr_combo.currentIndexChanged.connect(self._on_pair_changed)
+        self.scale_spin.valueChanged.connect(self._align)
+        self.size_spin.valueChanged.connect(self._align)
+        self.psf_combo.currentTextChanged.connect(self._on_psf_changed)
+        self.srf_combo.currentTextChanged.connect(self._on_srf_changed)
+        self.wl_from_layer.toggled.connect(self._update_wavelength_ui)
+        self.wl_start.valueChanged.connect(self._update_wavelength_ui)
+        self.wl_step.valueChanged.connect(self._update_wavelength_ui)
+        self.method_combo.currentIndexChanged.connect(self._on_method_changed)
+        self.run_button.clicked.connect(self.run)
+        self.stop_button.clicked.connect(self.stop)
+        c = self.controller
+        c.started.connect(self._on_started)
+        c.progress.connect(self._on_progress)
+        c.finished.connect(lambda layer: self.progress_label.setText(f"done: added {layer.name!r}"))
+        c.failed.connect(lambda msg: self.progress_label.setText(f"error: {msg}"))
+        c.stopped.connect(lambda: self.progress_label.setText("stopped: nothing added"))
+        c.done.connect(self._on_done)
+
+    # ------------------------------------------------------------------ layers
+    def refresh_layers(self, event=None):
+        hr_prev, lr_prev = self.hr_combo.currentText(), self.lr_combo.currentText()
+        layers = list(self.viewer.layers)
+        hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
+        lr_names = [lay.name for lay in layers if _layers.is_cube(lay)]
+        for combo, names, prev, prefer in (
+            (self.hr_combo, hr_names, hr_prev, lambda n: self.viewer.layers[n].rgb),
+            (self.lr_combo, lr_names, lr_prev, lambda n: _layers.layer_wavelengths(self.viewer.layers[n]) is not None
+             and not n.endswith("_sr") and "reference" not in n),
+        ):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if prev in names:
+                combo.setCurrentText(prev)
+            else:
+                preferred = [n for n in names if prefer(n)]
+                if preferred:
+                    combo.setCurrentText(preferred[0])
+            combo.blockSignals(False)
+        self._on_pair_changed()
+
+    def _layer(self, combo):
+        name = combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    @property
+    def hr_layer(self):
+        return self._layer(self.hr_combo)
+
+    @property
+    def lr_layer(self):
+        return self._layer(self.lr_combo)
+
+    def _on_pair_changed(self, *_):
+        hr, lr = self.hr_layer, self.lr_layer
+        if hr is not None and lr is not None and hr is not lr:
+            s = _layers.infer_scale(_layers.hr_spatial_shape(hr), lr.data.shape)
+            if s is not None:
+                self.scale_spin.blockSignals(True)
+                self.scale_spin.setValue(s)
+                self.scale_spin.blockSignals(False)
+        has_wl = lr is not None and _layers.layer_wavelengths(lr) is not None
+        self.wl_from_layer.setEnabled(has_wl)
+        self.wl_from_layer.setChecked(has_wl)
+        self._update_wavelength_ui()
+        self._align()
+
+    def _align(self, *_):
+        """Overlay the LR layer on the HR layer (scale/translate only) when the shapes agree."""
+        hr, lr = self.hr_layer, self.lr_layer
+        if hr is None or lr is None or hr is lr or not _layers.is_cube(lr):
+            return
+        s = self.scale_spin.value()
+        Y, X = _layers.hr_spatial_shape(hr)
+        if (Y, X) != (lr.data.shape[-2] * s, lr.data.shape[-1] * s):
+            return
+        try:
+            deg = build_degradation(self.request(), with_srf=False)
+        except Exception:  # noqa: BLE001 - incomplete form: align later
+            return
+        _layers.align_lr_layer(lr, hr, s, deg.lr_offset)
+
+    def _update_wavelength_ui(self, *_):
+        manual = not self.wl_from_layer.isChecked()
+        self.wl_start.setEnabled(manual)
+        self.wl_step.setEnabled(manual)
+        lr = self.lr_layer
+        n = lr.data.shape[0] if lr is not None and _layers.is_cube(lr) else 0
+        wl = self.wavelengths()
+        if wl is None:
+            wl = _layers.layer_wavelengths(lr) if lr is not None else None
+        if n and wl is not None and len(wl):
+            self.wl_stop_label.setText(f"{n} bands: {wl[0]:g} .. {wl[-1]:g} nm")
+        else:
+            self.wl_stop_label.setText("")
+
+    def wavelengths(self):
+        """None when taken from the LR layer, else start + step * arange(bands)."""
+        if self.wl_from_layer.isChecked():
+            return None
+        lr = self.lr_layer
+        n = lr.data.shape[0] if lr is not None and _layers.is_cube(lr) else 0
+        return self.wl_start.value() + self.wl_step.value() * np.arange(n)
+
+    # ------------------------------------------------------------------ degradation / method
+    def _on_psf_changed(self, text):
+        if text == FROM_FILE:
+            path, _ = QFileDialog.getOpenFileName(self, "PSF kernel file", "", "Kernels (*.npy *.csv *.txt *.tif *.tiff)")
+            if not path:
+                self.psf_combo.setCurrentIndex(0)
+                return
+            self._psf_file = path
+            self.psf_combo.setToolTip(path)
+        self._update_psf_enabled()
+        self._align()
+
+    def _update_psf_enabled(self):
+        info = self.method_combo.currentData()
+        needs = info is None or info.needs_psf
+        text = self.psf_combo.currentText()
+        self.psf_combo.setEnabled(needs)
+        for w in (self.sigma_spin, self.sigma2_spin, self.angle_spin):
+            w.setEnabled(needs and text == "gaussian")
+        self.size_spin.setEnabled(needs and text != FROM_FILE)
+
+    def _on_srf_changed(self, text):
+        if text == FROM_FILE:
+            path, _ = QFileDialog.getOpenFileName(self, "Spectral response file", "", "SRF tables (*.csv *.txt *.npy)")
+            if not path:
+                self.srf_combo.setCurrentText(DEFAULT_SRF)
+                return
+            self._srf_file = path
+            self.srf_combo.setToolTip(path)
+
+    def _on_method_changed(self, *_):
+        info = self.method_combo.currentData()
+        if info is None:
+            return
+        self.method_summary.setText(info.summary)
+        self.options_form.set_options(info.options)
+        self.srf_combo.setEnabled(info.needs_srf)
+        self._update_psf_enabled()
+
+    # ------------------------------------------------------------------ run
+    def request(self) -> FusionRequest:
+        """The form as a :class:`FusionRequest` (raises InputError on unparsable options)."""
+        psf = self.psf_combo.currentText()
+        if psf == FROM_FILE:
+            psf = self._psf_file
+        srf = self.srf_combo.currentText()
+        if srf == FROM_FILE:
+            srf = self._srf_file
+        info = self.method_combo.currentData()
+        return FusionRequest(
+            hr_layer=self.hr_layer, lr_layer=self.lr_layer, scale=self.scale_spin.value(), psf=psf,
+            psf_sigma=self.sigma_spin.value() or None, psf_size=self.size_spin.value() or None,
+            psf_sigma2=self.sigma2_spin.value() or None, psf_angle=self.angle_spin.value(),
+            srf=srf,
+            wavelengths=self.wavelengths(), method=self.method_combo.currentText(),
+            options=self.options_form.values(), seed=self.seed_spin.value(),
+            device=self.device_combo.currentData() or "auto", replace=self.replace_check.isChecked(),
+        )
+
+    def run(self) -> bool:
+        try:
+            req = self.request()
+        except InputError as exc:
+            notify_error(str(exc))
+            self.progress_label.setText(f"error: {exc}")
+            return False
+        self._align()
+        return self.controller.start(req)
+
+    def stop(self):
+        self.progress_label.setText("stopping...")
+        self.controller.stop()
+
+    def _on_started(self):
+        self.run_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.progress_bar.setRange(0, 0)  # busy until the first report
+        self.progress_label.setText("starting...")
+
+    def _on_progress(self, p):
+        total = max(int(p.total), 1)
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(min(int(p.step), total))
+        text = f"step {p.step}/{p.total}"
+        if p.loss is not None:
+            text += f"  loss {p.loss:.4g}"
+        if p.message:
+            text += f"  {p.message}"
+        self.progress_label.setText(text)
+
+    def _on_done(self):
+        self.run_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        if self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 1)
+            self.progress_bar.setValue(0)

@@ -1,0 +1,294 @@
+"""Dock widgets through a real viewer (Xvfb): fusion run/stop/errors, spectrum probe, CSV, quality."""
+
+import csv
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qtpy")
+
+
+@pytest.fixture
+def sample_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-hsisr", "sample_pair")
+    return viewer
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages passed to napari.utils.notifications.show_error."""
+    import napari.utils.notifications as notifications
+
+    seen = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: seen.append(str(msg)))
+    return seen
+
+
+def _wait_idle(qtbot, widget, timeout=30000):
+    qtbot.waitUntil(lambda: not widget.controller.running, timeout=timeout)
+
+
+def test_fusion_run_on_sample_adds_aligned_result(sample_viewer, qtbot, errors):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = sample_viewer
+    hr, lr = viewer.layers["sample_rgb"], viewer.layers["sample_lr_hs"]
+    hr_before, lr_before = hr.data.copy(), lr.data.copy()
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    assert (widget.hr_combo.currentText(), widget.lr_combo.currentText()) == ("sample_rgb", "sample_lr_hs")
+    assert widget.scale_spin.value() == 8 and widget.wl_from_layer.isChecked()
+    assert widget.method_combo.currentText() == "fast"
+    assert widget.options_form.values()["rank"] == 10
+
+    seen_progress = []
+    widget.controller.progress.connect(seen_progress.append)
+    assert widget.run()
+    qtbot.waitUntil(lambda: "sample_lr_hs_sr" in viewer.layers, timeout=30000)
+    _wait_idle(qtbot, widget)
+
+    out = viewer.layers["sample_lr_hs_sr"]
+    assert out.data.shape == (31, 256, 256) and out.data.dtype == np.float32
+    np.testing.assert_allclose(out.scale[-2:], hr.scale[-2:])
+    np.testing.assert_allclose(out.translate[-2:], hr.translate[-2:])
+    np.testing.assert_allclose(out.metadata["wavelengths"], lr.metadata["wavelengths"])
+    assert len(out.metadata["wavelengths"]) == 31
+    settings = out.metadata["settings"]
+    assert settings["method"] == "fast" and settings["degradation"]["scale"] == 8
+    assert settings["options"]["rank"] == 10
+    # LR pixel (0, 0) centre over HR 3.5; inputs untouched
+    np.testing.assert_allclose(lr.data_to_world((0, 0, 0))[-2:], [3.5, 3.5])
+    np.testing.assert_array_equal(hr.data, hr_before)
+    np.testing.assert_array_equal(lr.data, lr_before)
+    assert seen_progress and seen_progress[-1].step == seen_progress[-1].total
+    assert widget.run_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert errors == []
+
+    # a second run does not overwrite: <name>_sr[1]; with "replace" it reuses the layer
+    widget.options_form.widget("rank").setValue(6)
+    assert widget.run()
+    qtbot.waitUntil(lambda: "sample_lr_hs_sr[1]" in viewer.layers, timeout=30000)
+    _wait_idle(qtbot, widget)
+    widget.replace_check.setChecked(True)
+    n = len(viewer.layers)
+    assert widget.run()
+    _wait_idle(qtbot, widget)
+    assert len(viewer.layers) == n and viewer.layers["sample_lr_hs_sr"].metadata["settings"]["options"]["rank"] == 6
+
+
+def test_pair_selection_aligns_lr_layer_without_touching_data(make_napari_viewer, qtbot):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = make_napari_viewer()
+    rgb = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    lr = np.random.default_rng(1).random((5, 16, 16)).astype(np.float32)
+    viewer.add_image(rgb, name="hr", rgb=True, scale=(2, 2), translate=(10, 20))
+    lr_layer = viewer.add_image(lr.copy(), name="lr", metadata={"wavelengths": [450, 500, 550, 600, 650]})
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.scale_spin.value() == 4
+    # K = s = 4: LR pixel 0 centre at HR 1.5 -> world 10 + 2 * 1.5
+    np.testing.assert_allclose(lr_layer.scale[-2:], [8, 8])
+    np.testing.assert_allclose(lr_layer.data_to_world((0, 0, 0))[-2:], [13, 23])
+    np.testing.assert_array_equal(lr_layer.data, lr)
+
+
+def _register_slow_method():
+    from napari_hsisr.core.methods import base
+    from napari_hsisr.core.methods.base import MethodInfo, Progress
+
+    def slow(inputs):
+        C, (Y, X) = inputs.lr.shape[0], inputs.hr.shape[-2:]
+        for i in range(400):
+            time.sleep(0.05)
+            yield Progress(i, 400, loss=1.0 / (i + 1), message="slow")
+        return np.zeros((C, Y, X), np.float32)
+
+    base.list_methods()  # load the built-ins first
+    base.register(MethodInfo("slow_test", slow, "test only: slow", needs_srf=False, needs_psf=False))
+    return base
+
+
+def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    base = _register_slow_method()
+    try:
+        widget = FusionWidget(sample_viewer)
+        qtbot.addWidget(widget)
+        widget.method_combo.setCurrentText("slow_test")
+        steps, stopped = [], []
+        widget.controller.progress.connect(steps.append)
+        widget.controller.stopped.connect(lambda: stopped.append(True))
+        n = len(sample_viewer.layers)
+        assert widget.run()
+        assert widget.stop_button.isEnabled() and not widget.run_button.isEnabled()
+        qtbot.waitUntil(lambda: len(steps) >= 3, timeout=10000)
+        assert "loss" in widget.progress_label.text()
+        widget.stop_button.click()
+        _wait_idle(qtbot, widget, timeout=10000)
+        qtbot.wait(100)  # let any late signal through
+        assert stopped and len(steps) < 400
+        assert len(sample_viewer.layers) == n and "sample_lr_hs_sr" not in sample_viewer.layers
+        assert "stopped" in widget.progress_label.text() and widget.run_button.isEnabled()
+        assert errors == []
+    finally:
+        base._REGISTRY.pop("slow_test", None)
+
+
+def test_bad_lr_size_notifies_and_adds_nothing(sample_viewer, qtbot, errors):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = sample_viewer
+    bad = np.random.default_rng(0).random((31, 30, 30)).astype(np.float32)
+    viewer.add_image(bad.copy(), name="bad_lr", metadata={"wavelengths": list(range(400, 701, 10))})
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.lr_combo.setCurrentText("bad_lr")
+    widget.scale_spin.setValue(8)
+    n = len(viewer.layers)
+    assert widget.run() is False
+    assert len(errors) == 1 and "LR cube is 30x30" in errors[0] and "32x32" in errors[0]
+    assert len(viewer.layers) == n and not widget.controller.running
+    np.testing.assert_array_equal(viewer.layers["bad_lr"].data, bad)
+    np.testing.assert_allclose(viewer.layers["bad_lr"].scale, [1, 1, 1])  # not aligned: sizes disagree
+
+
+def test_error_inside_worker_is_a_notification(sample_viewer, qtbot, errors):
+    """A grey HR image with an RGB response fails in the core (first next()), in the worker."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = sample_viewer
+    viewer.add_image(viewer.layers["sample_rgb"].data.mean(-1), name="grey")
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.hr_combo.setCurrentText("grey")
+    failed = []
+    widget.controller.failed.connect(failed.append)
+    n = len(viewer.layers)
+    assert widget.run()
+    _wait_idle(qtbot, widget)
+    assert failed and errors == failed and "channel" in errors[0]
+    assert len(viewer.layers) == n
+
+
+def test_bad_option_value_notifies(sample_viewer, qtbot, errors):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    widget = FusionWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    widget.options_form.widget("mu").setText("-1")
+    assert widget.run() is False
+    assert errors and "mu" in errors[0]
+    widget.options_form.widget("mu").setText("abc")
+    assert widget.run() is False and "not a number" in errors[-1]
+
+
+def test_probe_returns_exact_pixels_across_scales(sample_viewer):
+    from napari_hsisr._widgets.spectrum_widget import spectra_at
+
+    viewer = sample_viewer
+    ref, lr = viewer.layers["sample_reference"], viewer.layers["sample_lr_hs"]
+    rng = np.random.default_rng(0)
+    other = viewer.add_image(rng.random((7, 52, 50)).astype(np.float32), name="coarse", scale=(1, 5, 5),
+                             translate=(0, 2, 2))
+    for world in [(0, 100.2, 57.9), (3, 0.0, 0.0), (0, 3.49, 3.51), (0, 195.0, 247.6), (0, 255.4, 12.0)]:
+        got = spectra_at(viewer.layers, world)
+        assert set(got) == {"sample_reference", "sample_lr_hs", "coarse"}
+        y, x = world[1:]
+        np.testing.assert_array_equal(got["sample_reference"][1], ref.data[:, round(y), round(x)])
+        ly, lx = int(np.floor((y - 3.5) / 8 + 0.5)), int(np.floor((x - 3.5) / 8 + 0.5))
+        np.testing.assert_array_equal(got["sample_lr_hs"][1], lr.data[:, ly, lx])
+        cy, cx = int(np.floor((y - 2) / 5 + 0.5)), int(np.floor((x - 2) / 5 + 0.5))
+        np.testing.assert_array_equal(got["coarse"][1], other.data[:, cy, cx])
+        np.testing.assert_allclose(got["sample_lr_hs"][0], lr.metadata["wavelengths"])
+        np.testing.assert_allclose(got["coarse"][0], np.arange(7))  # no wavelengths: band index
+    assert spectra_at(viewer.layers, (0, -30.0, 10.0)) == {}  # outside every layer
+    # RGB layers are not cubes; k x k average
+    avg = spectra_at([ref], (0, 100, 100), size=3)["sample_reference"][1]
+    np.testing.assert_allclose(avg, ref.data[:, 99:102, 99:102].mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
+
+    viewer = sample_viewer
+    widget = SpectrumWidget(viewer)
+    qtbot.addWidget(widget)
+    probes = widget.probes_layer()
+    assert probes.name == "probes" and probes.mode == "add"
+    probes.add([[0, 10, 20], [0, 200, 100]])
+    qtbot.waitUntil(lambda: "2 probe(s)" in widget.status.text(), timeout=3000)
+    labels = [t.get_text() for t in widget.ax.get_legend().get_texts()]
+    assert "probe 1: sample_lr_hs" in labels and "probe 2: sample_lr_hs" in labels  # hidden reference not plotted
+    probes.data = probes.data[1:]  # move/delete updates the plot
+    qtbot.waitUntil(lambda: "1 probe(s)" in widget.status.text(), timeout=3000)
+    probes.data = np.array([[0, 10, 20], [0, 200, 100]])
+
+    path = widget.export_csv(tmp_path / "spectra.csv")
+    rows = list(csv.reader(path.open()))
+    header, body = rows[0], rows[1:]
+    assert header[0] == "wavelength_nm" and len(header) == 1 + 2 * 1  # 2 probes x 1 visible cube
+    assert [float(r[0]) for r in body] == list(range(400, 701, 10))
+    ref, lr = viewer.layers["sample_reference"], viewer.layers["sample_lr_hs"]
+    assert not ref.visible  # hidden layers are not exported
+    ref.visible = True
+    path = widget.export_csv(tmp_path / "spectra.csv")
+    rows = list(csv.reader(path.open()))
+    header, body = rows[0], np.array([[float(v) for v in r] for r in rows[1:]])
+    assert len(header) == 1 + 2 * 2 and not list(tmp_path.glob(".*tmp"))
+    col = header.index("probe2(200_100):sample_reference")
+    np.testing.assert_allclose(body[:, col], ref.data[:, 200, 100], rtol=1e-6)
+    col = header.index("probe1(10_20):sample_lr_hs")
+    np.testing.assert_allclose(body[:, col], lr.data[:, 1, 2], rtol=1e-6)  # (10-3.5)/8 -> 1, (20-3.5)/8 -> 2
+
+
+def test_hover_plots_cursor_spectrum(sample_viewer, qtbot):
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
+
+    widget = SpectrumWidget(sample_viewer)
+    qtbot.addWidget(widget)
+
+    class Event:
+        position = (0, 50.0, 60.0)
+
+    widget._on_mouse_move(sample_viewer, Event())
+    qtbot.waitUntil(lambda: widget.ax.get_legend() is not None, timeout=3000)
+    line = widget.ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), sample_viewer.layers["sample_lr_hs"].data[:, 6, 7])
+    assert widget.ax.get_xlabel() == "wavelength (nm)"
+
+
+def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors):
+    from napari_hsisr._widgets.quality_widget import QualityWidget
+
+    viewer = sample_viewer
+    ref = viewer.layers["sample_reference"]
+    noisy = np.clip(ref.data + np.random.default_rng(0).normal(0, 0.01, ref.data.shape), 0, 1).astype(np.float32)
+    viewer.add_image(noisy, name="sample_lr_hs_sr", metadata={"settings": {"degradation": {"scale": 8}}})
+    widget = QualityWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.result_combo.currentText() == "sample_lr_hs_sr"
+    assert widget.reference_combo.currentText() == "sample_reference"
+    m = widget.evaluate()
+    assert 35 < m["psnr"] < 45 and m["sam"] > 0 and "ergas" in m and 0 < m["ssim"] <= 1
+    assert widget.table.item(0, 1).text()
+    layer = widget.add_sam_map()
+    assert layer.name == "sample_lr_hs_sr_sam" and layer.data.shape == (256, 256)
+    widget.reference_combo.setCurrentText("sample_lr_hs")  # wrong size: a notification
+    assert widget.evaluate() == {} and errors
+
+
+def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):
+    from napari_hsisr._widgets import _wavelength_overlay
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
+
+    viewer = sample_viewer
+    widget = SpectrumWidget(viewer)  # installs the overlay
+    qtbot.addWidget(widget)
+    viewer.layers.selection.active = viewer.layers["sample_lr_hs"]
+    viewer.dims.set_current_step(0, 15)
+    overlay = _wavelength_overlay.text_overlay(viewer)
+    assert overlay.visible and overlay.text == "sample_lr_hs band 15: 550 nm"
