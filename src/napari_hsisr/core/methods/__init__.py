@@ -2,7 +2,7 @@
 
 from .base import FusionInputs, FusionResult, MethodInfo, Option, Progress, get_method, list_methods, register
 
-_BUILTIN = ("bicubic", "gsa", "fast")
+_BUILTIN = ("bicubic", "gsa", "fast", "unsupervised", "blind")
 
 
 def _load_builtin() -> None:

@@ -1,0 +1,137 @@
+"""Blind fusion: estimate the PSF and the SRF from the pair itself, then run ``unsupervised``.
+
+Estimation (Simoes et al., "A convex formulation for hyperspectral image superresolution via
+subspace-based regularization", IEEE TGRS 2015, section on the estimation of B and R, here by
+gradient descent). The LR-HS cube seen through the SRF must equal the HR image seen through the
+PSF (both are the scene at LR resolution and in the HR image's channels):
+
+    min_{psf, srf}  ||D_psf(y) - srf^T x||^2 / ||srf^T x||^2
+                    + alpha ||Delta_lambda srf||^2 + beta ||grad psf||^2
+
+``psf`` (K x K, K = 2 s by default, centred on the block as in :mod:`..degradation`) and ``srf``
+(C x k) are softmax-parametrised, so both are non-negative with unit sums (PSF overall, SRF per
+column). Initialisation: an isotropic Gaussian of sigma ``s/2`` and the mean of the 28 camspec
+cameras resampled on the cube's wavelengths (flat if the wavelengths are unknown). The estimated
+degradation then drives :mod:`.unsupervised` (same options).
+
+The estimates are reported in the final Progress message; see the module's report for the
+proposed way to return them in ``FusionResult.extras``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import InputError
+from .base import FusionInputs, MethodInfo, Option, Progress, register
+from . import unsupervised as _unsup
+from .unsupervised import run as unsupervised_run
+
+YIELD_EVERY_S = 0.4
+
+
+def camspec_mean(wavelengths, n_bands: int) -> np.ndarray:
+    """Mean of the camspec cameras on the cube's bands, (C, 3), columns summing to 1."""
+    from ..srf import _presets, resample_srf
+
+    if wavelengths is None:
+        if n_bands != 31:
+            return np.full((n_bands, 3), 1.0 / n_bands)
+        wavelengths = np.arange(400, 701, 10)
+    cams = [resample_srf(r, wavelengths) for name, r in _presets().items()
+            if r.n_channels == 3 and r.channels == ("R", "G", "B") and "nikon d700 (cave" not in name.lower()]
+    m = np.mean(cams, axis=0)
+    return m / m.sum(axis=0)
+
+
+def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size: int | None = None,
+             steps: int = 500, rate: float = 0.05, alpha: float = 1e-2, beta: float = 1e-3,
+             srf_init: np.ndarray | None = None, boundary: str = "reflect"):
+    """Generator: yields ``(step, loss)``, returns ``(psf (K, K), srf (C, k))`` float64."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..psf import gaussian_psf
+
+    s = int(scale)
+    K = 2 * s if size is None else int(size)
+    if K < s:
+        raise InputError(f"PSF size {K} must be at least the scale {s}.")
+    C, k = lr.shape[0], hr.shape[0]
+    if srf_init is None:
+        srf_init = camspec_mean(wavelengths, C) if k == 3 else np.full((C, k), 1.0 / C)
+    psf0 = gaussian_psf(K, s / 2.0)
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+    psf_logit = torch.log(t(psf0).clamp_min(1e-12)).reshape(-1).clone().requires_grad_(True)
+    srf_logit = torch.log(t(srf_init).clamp_min(1e-12)).clone().requires_grad_(True)
+    b, a = (K - s) // 2, K - s - (K - s) // 2
+    hr_t = t(hr)[:, None]
+    if b or a:
+        mode = {"zero": "constant", "wrap": "circular"}.get(boundary, "reflect")
+        hr_t = F.pad(hr_t, (b, a, b, a), mode=mode)
+    lr_t = t(lr)
+    opt = torch.optim.Adam([psf_logit, srf_logit], lr=rate)
+    norm = None
+    for step in range(1, int(steps) + 1):
+        psf = torch.softmax(psf_logit, 0).reshape(1, 1, K, K)
+        srf = torch.softmax(srf_logit, 0)
+        seen_hr = F.conv2d(hr_t, psf, stride=s)[:, 0]  # k, y, x
+        seen_lr = torch.einsum("ck,cyx->kyx", srf, lr_t)
+        if norm is None:
+            norm = float(torch.mean(seen_lr.detach() ** 2))
+        data = torch.mean((seen_hr - seen_lr) ** 2) / norm
+        d2 = srf[2:] - 2 * srf[1:-1] + srf[:-2]
+        p2 = psf[0, 0]
+        grad = torch.sum((p2[1:] - p2[:-1]) ** 2) + torch.sum((p2[:, 1:] - p2[:, :-1]) ** 2)
+        loss = data + alpha * torch.sum(d2 ** 2) * C + beta * grad * K * K
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        yield step, float(data.detach())
+    with torch.no_grad():
+        psf = torch.softmax(psf_logit, 0).reshape(K, K).numpy()
+        srf = torch.softmax(srf_logit, 0).numpy()
+    return psf, srf
+
+
+def run(inputs: FusionInputs, psf_size: int = 0, est_steps: int = 500, alpha: float = 1e-2, beta: float = 1e-3,
+        **options):
+    deg = inputs.degradation
+    s = deg.scale
+    est_steps = int(est_steps)
+    total = est_steps + 1
+    gen = estimate(inputs.hr, inputs.lr, s, deg.wavelengths, size=int(psf_size) or None, steps=est_steps,
+                   alpha=alpha, beta=beta, boundary=deg.boundary)
+    t_last = time.perf_counter()
+    while True:
+        try:
+            step, loss = next(gen)
+        except StopIteration as stop:
+            psf, srf = stop.value
+            break
+        if time.perf_counter() - t_last >= YIELD_EVERY_S:
+            t_last = time.perf_counter()
+            yield Progress(step, total, loss=loss, message=f"estimating PSF and SRF {step}/{est_steps}")
+    est = deg.with_(psf=psf, srf=srf)
+    est.psf_name, est.srf_name = f"estimated ({psf.shape[0]}x{psf.shape[0]})", "estimated"
+    inner = FusionInputs(inputs.hr, inputs.lr, est, seed=inputs.seed, device=inputs.device)
+    cube = yield from unsupervised_run(inner, **options)
+    yield Progress(total, total, message=f"done; estimated PSF {psf.shape}, SRF {srf.shape}")
+    return cube
+
+
+_UNSUP_OPTIONS = _unsup.INFO.options
+
+register(MethodInfo(
+    "blind", run,
+    "EXPERIMENTAL: estimates PSF and SRF from the pair, then runs unsupervised; SRF not yet recovered.",
+    options=(
+        Option("psf_size", 0, "estimated PSF side in HR pixels (0: twice the scale)", minimum=0, maximum=256),
+        Option("est_steps", 500, "Adam steps of the PSF/SRF estimation", minimum=1, maximum=100000),
+        Option("alpha", 1e-2, "spectral smoothness weight of the SRF", minimum=0.0),
+        Option("beta", 1e-3, "spatial smoothness weight of the PSF", minimum=0.0),
+    ) + tuple(_UNSUP_OPTIONS),
+    needs_srf=False, needs_psf=False, uses_torch=True,
+))
