@@ -52,3 +52,9 @@ def test_blind_method_runs(simulated):
                      width=8, depth=3)
     assert res.cube.shape == cube.shape
     assert hsisr.evaluate(res.cube, cube, scale=4)["psnr"] > 25
+    # the estimates come back with the result, ready to reuse as a known degradation
+    psf, srf = res.extras["psf"], res.extras["srf"]
+    assert psf.shape[0] >= 4 and psf.sum() == pytest.approx(1.0) and np.allclose(srf.sum(0), 1.0)
+    assert res.settings["estimated_degradation"]["srf"] == "estimated"
+    reuse = Degradation(scale=4, psf=psf, srf=srf, wavelengths=wl)
+    assert hsisr.fuse(rgb, lr, reuse, method="fast").cube.shape == cube.shape

@@ -56,7 +56,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     opts = {**info.defaults(), **options}
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
-    cube = yield from info.run(inputs, **opts)
+    out = yield from info.run(inputs, **opts)
+    cube, extras = out if isinstance(out, tuple) else (out, {})
     elapsed = time.perf_counter() - start
     settings = {
         "method": method, "options": opts, "seed": inputs.seed, "device": inputs.device,
@@ -64,7 +65,9 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
         "hr_shape": list(np.shape(hr_image)), "lr_shape": list(np.shape(lr_cube)),
         "seconds": round(elapsed, 3), "versions": _versions(),
     }
-    return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings)
+    if "degradation" in extras:  # what the method actually used (e.g. a blind estimate)
+        settings["estimated_degradation"] = extras["degradation"]
+    return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings, extras)
 
 
 def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,

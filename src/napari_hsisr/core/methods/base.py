@@ -2,7 +2,8 @@
 
 A method is a generator function ``run(inputs, **options)`` that yields :class:`Progress`
 records and finally *returns* the fused cube ``(C, Y, X)`` float32 (the generator's return
-value). The caller may stop at any yield by simply not resuming it (or calling ``.close()``):
+value), or ``(cube, extras)`` where ``extras`` is a dict of by-products (e.g. the PSF and SRF a
+blind method estimated) that ends up in :attr:`FusionResult.extras`. The caller may stop at any yield by simply not resuming it (or calling ``.close()``):
 nothing half-made is ever returned. :func:`napari_hsisr.core.api.fuse_iter` wraps a method with
 input validation, seeding and timing, and turns its return value into a :class:`FusionResult`.
 """

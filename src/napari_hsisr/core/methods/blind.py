@@ -119,7 +119,7 @@ def run(inputs: FusionInputs, psf_size: int = 0, est_steps: int = 500, alpha: fl
     inner = FusionInputs(inputs.hr, inputs.lr, est, seed=inputs.seed, device=inputs.device)
     cube = yield from unsupervised_run(inner, **options)
     yield Progress(total, total, message=f"done; estimated PSF {psf.shape}, SRF {srf.shape}")
-    return cube
+    return cube, {"psf": psf, "srf": srf, "degradation": est.settings()}
 
 
 _UNSUP_OPTIONS = _unsup.INFO.options
