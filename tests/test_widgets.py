@@ -103,7 +103,8 @@ def _register_slow_method():
         C, (Y, X) = inputs.lr.shape[0], inputs.hr.shape[-2:]
         for i in range(400):
             time.sleep(0.05)
-            yield Progress(i, 400, loss=1.0 / (i + 1), message="slow")
+            preview = np.full((C, Y // 16, X // 16), i / 400, np.float32)
+            yield Progress(i, 400, loss=1.0 / (i + 1), message="slow", preview=preview)
         return np.zeros((C, Y, X), np.float32)
 
     base.list_methods()  # load the built-ins first
@@ -119,6 +120,8 @@ def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
         widget = FusionWidget(sample_viewer)
         qtbot.addWidget(widget)
         widget.method_combo.setCurrentText("slow_test")
+        widget.live_check.setChecked(True)
+        widget.live_every.setValue(2)
         steps, stopped = [], []
         widget.controller.progress.connect(steps.append)
         widget.controller.stopped.connect(lambda: stopped.append(True))
@@ -127,11 +130,16 @@ def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
         assert widget.stop_button.isEnabled() and not widget.run_button.isEnabled()
         qtbot.waitUntil(lambda: len(steps) >= 3, timeout=10000)
         assert "loss" in widget.progress_label.text()
+        preview = sample_viewer.layers["sample_lr_hs_preview"]  # live preview (C, 16, 16) over the HR grid
+        assert preview.data.shape == (31, 16, 16)
+        np.testing.assert_allclose(preview.scale[-2:], [16, 16])
         widget.stop_button.click()
+        assert "sample_lr_hs_preview" not in sample_viewer.layers  # removed on Stop
         _wait_idle(qtbot, widget, timeout=10000)
         qtbot.wait(100)  # let any late signal through
         assert stopped and len(steps) < 400
         assert len(sample_viewer.layers) == n and "sample_lr_hs_sr" not in sample_viewer.layers
+        assert "sample_lr_hs_preview" not in sample_viewer.layers
         assert "stopped" in widget.progress_label.text() and widget.run_button.isEnabled()
         assert errors == []
     finally:
@@ -212,6 +220,8 @@ def test_probe_returns_exact_pixels_across_scales(sample_viewer):
 
 
 def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
+    import matplotlib.colors as mcolors
+
     from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
 
     viewer = sample_viewer
@@ -223,6 +233,18 @@ def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
     qtbot.waitUntil(lambda: "2 probe(s)" in widget.status.text(), timeout=3000)
     labels = [t.get_text() for t in widget.ax.get_legend().get_texts()]
     assert "probe 1: sample_lr_hs" in labels and "probe 2: sample_lr_hs" in labels  # hidden reference not plotted
+    # each probe gets its own colour from the cycle, and its curves use it
+    face = np.asarray(probes.face_color)
+    assert not np.allclose(face[0], face[1])
+    lines = {ln.get_label(): ln for ln in widget.ax.get_lines()}
+    c1 = np.asarray(mcolors.to_rgb(lines["probe 1: sample_lr_hs"].get_color()))
+    c2 = np.asarray(mcolors.to_rgb(lines["probe 2: sample_lr_hs"].get_color()))
+    np.testing.assert_allclose(c1, face[0, :3], atol=1e-6)
+    np.testing.assert_allclose(c2, face[1, :3], atol=1e-6)
+    assert not np.allclose(c1, c2)
+    probes.add([[0, 100, 100]])  # the next colour again
+    assert not np.allclose(np.asarray(probes.face_color)[2], face[1])
+    probes.data = probes.data[:2]
     probes.data = probes.data[1:]  # move/delete updates the plot
     qtbot.waitUntil(lambda: "1 probe(s)" in widget.status.text(), timeout=3000)
     probes.data = np.array([[0, 10, 20], [0, 200, 100]])
@@ -261,24 +283,50 @@ def test_hover_plots_cursor_spectrum(sample_viewer, qtbot):
     assert widget.ax.get_xlabel() == "wavelength (nm)"
 
 
+def _evaluate(qtbot, widget):
+    """Start the metrics worker and wait for its result (the GUI is not blocked meanwhile)."""
+    got = []
+    widget.evaluated.connect(got.append)
+    worker = widget.evaluate()
+    if worker is not None:
+        qtbot.waitUntil(lambda: bool(got) and not widget.running, timeout=20000)
+    widget.evaluated.disconnect(got.append)
+    return got[-1] if got else {}
+
+
 def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors):
-    from napari_hsisr._widgets.quality_widget import QualityWidget
+    from napari_hsisr._widgets._fusion_worker import FusionRequest, build_degradation
+    from napari_hsisr._widgets.quality_widget import (
+        CONSISTENCY,
+        NO_REFERENCE,
+        QualityWidget,
+    )
 
     viewer = sample_viewer
     ref = viewer.layers["sample_reference"]
     noisy = np.clip(ref.data + np.random.default_rng(0).normal(0, 0.01, ref.data.shape), 0, 1).astype(np.float32)
-    viewer.add_image(noisy, name="sample_lr_hs_sr", metadata={"settings": {"degradation": {"scale": 8}}})
+    deg = build_degradation(FusionRequest(viewer.layers["sample_rgb"], viewer.layers["sample_lr_hs"], 8,
+                                          psf_sigma=2.0))
+    viewer.add_image(noisy, name="sample_lr_hs_sr", metadata={
+        "settings": {"degradation": deg.settings()}, "inputs": {"hr": "sample_rgb", "lr": "sample_lr_hs"}})
     widget = QualityWidget(viewer)
     qtbot.addWidget(widget)
     assert widget.result_combo.currentText() == "sample_lr_hs_sr"
     assert widget.reference_combo.currentText() == "sample_reference"
-    m = widget.evaluate()
+    assert (widget.hr_combo.currentText(), widget.lr_combo.currentText()) == ("sample_rgb", "sample_lr_hs")
+    m = _evaluate(qtbot, widget)
     assert 35 < m["psnr"] < 45 and m["sam"] > 0 and "ergas" in m and 0 < m["ssim"] <= 1
-    assert widget.table.item(0, 1).text()
+    assert widget.table.item(0, 1).text() and widget.evaluate_button.isEnabled()
     layer = widget.add_sam_map()
     assert layer.name == "sample_lr_hs_sr_sam" and layer.data.shape == (256, 256)
+    # no reference: consistency of the result, degraded again with its recorded Degradation, with its inputs
+    widget.reference_combo.setCurrentText(NO_REFERENCE)
+    c = _evaluate(qtbot, widget)
+    assert set(c) == {k for k, _ in CONSISTENCY} and c["lr_psnr"] > 30 and c["hr_psnr"] > 30
+    assert widget.table.rowCount() == len(CONSISTENCY) and widget.table.item(0, 1).text()
+    assert errors == []
     widget.reference_combo.setCurrentText("sample_lr_hs")  # wrong size: a notification
-    assert widget.evaluate() == {} and errors
+    assert _evaluate(qtbot, widget) == {} and errors
 
 
 def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):

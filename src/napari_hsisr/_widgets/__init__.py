@@ -3,7 +3,8 @@
 Layout (careamics-napari style): ``_layers`` (pure helpers on napari layers), ``_fusion_worker``
 (request -> degradation, the thread worker and a Qt-free controller with psygnal signals),
 ``fusion_widget`` / ``spectrum_widget`` / ``quality_widget`` (Qt layout only) and
-``_wavelength_overlay`` (band/wavelength text on the canvas). No science here: the core does it.
+``_wavelength_overlay`` (band/wavelength text on the canvas) and ``_truecolour`` (cube -> sRGB,
+pure numpy). No science here: the core does it.
 """
 
 from __future__ import annotations

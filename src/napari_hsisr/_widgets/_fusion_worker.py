@@ -119,7 +119,8 @@ def result_layer_kwargs(req: FusionRequest, result, deg) -> dict:
     return {
         "scale": (1.0, *hs), "translate": (0.0, *ht),
         "metadata": {"wavelengths": None if wl is None else [float(w) for w in wl],
-                     "wavelength_units": "nm", "settings": result.settings},
+                     "wavelength_units": "nm", "settings": result.settings,
+                     "inputs": {"hr": req.hr_layer.name, "lr": req.lr_layer.name}},
     }
 
 
@@ -137,6 +138,54 @@ def add_result_layer(viewer, req: FusionRequest, result, deg):
             return layer
     name = _layers.unique_name([lay.name for lay in viewer.layers], base)
     return viewer.add_image(result.cube, name=name, colormap="gray", **kw)
+
+
+def preview_name(req: FusionRequest) -> str:
+    return f"{req.lr_layer.name}_preview"
+
+
+def show_preview(viewer, req: FusionRequest, preview):
+    """Show a ``(C, y, x)`` preview in the one reused layer ``<lr>_preview`` over the HR grid."""
+    data = np.asarray(preview, dtype=np.float32)
+    if data.ndim != 3 or data.shape[0] < 1:
+        return None
+    hs, ht = _layers.spatial_scale_translate(req.hr_layer)
+    Y, X = _layers.hr_spatial_shape(req.hr_layer)
+    f = np.array([Y / data.shape[1], X / data.shape[2]])  # HR pixels per preview pixel
+    scale, translate = (1.0, *(hs * f)), (0.0, *(ht + hs * (f - 1) / 2))
+    name = preview_name(req)
+    if name in viewer.layers and _layers.is_cube(viewer.layers[name]) \
+            and viewer.layers[name].metadata.get("hsisr_preview"):
+        layer = viewer.layers[name]
+        same = layer.data.shape == data.shape
+        layer.data = data
+        layer.scale, layer.translate = scale, translate
+        if not same:
+            layer.reset_contrast_limits()
+        return layer
+    wl = _layers.layer_wavelengths(req.lr_layer)
+    meta = {"hsisr_preview": True}
+    if wl is not None and wl.size == data.shape[0]:
+        meta["wavelengths"] = [float(w) for w in wl]
+    return viewer.add_image(data, name=name, colormap="gray", scale=scale, translate=translate,
+                            metadata=meta, contrast_limits=(0.0, max(float(data.max()), 1e-6)))
+
+
+def remove_preview(viewer, name: str | None) -> None:
+    if name and name in viewer.layers and viewer.layers[name].metadata.get("hsisr_preview"):
+        viewer.layers.remove(name)
+
+
+def save_layer(layer, path, format: str = "imagej", dtype: str = "float32"):
+    """Write a cube layer with ``core.io.write_tiff``: its wavelengths and settings included."""
+    from ..core.io import write_tiff
+
+    if not _layers.is_cube(layer):
+        raise InputError(f"Layer {layer.name!r} is not a (bands, Y, X) cube; choose a result layer.")
+    meta = layer.metadata or {}
+    return write_tiff(path, np.asarray(layer.data), wavelengths=_layers.layer_wavelengths(layer),
+                      settings=meta.get("settings"), format=format, dtype=dtype,
+                      units=meta.get("wavelength_units", "nm"))
 
 
 def notify_error(message: str) -> None:

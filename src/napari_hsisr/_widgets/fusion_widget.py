@@ -3,18 +3,59 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-    QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core.errors import InputError
 from . import _layers
-from ._fusion_worker import FusionController, FusionRequest, build_degradation, notify_error
+from ._fusion_worker import (
+    FusionController,
+    FusionRequest,
+    build_degradation,
+    notify_error,
+    preview_name,
+    remove_preview,
+    save_layer,
+    show_preview,
+)
 
 FROM_FILE = "from file..."
 DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
+FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
+DTYPES = (("float32", "float32"), ("uint16 (0..1 -> 0..65535)", "uint16"))
+TRUECOLOUR_SOURCES = ("CIE 1931", "selected SRF")
+CHANNEL_COLORS = {"R": "#ff5c5c", "G": "#5cd65c", "B": "#5c8cff", "X": "#ff9f1c", "Y": "#e0e0e0", "Z": "#60a5fa"}
+
+
+def truecolour_layer(viewer, layer, srf="CIE 1931"):
+    """Add (or update) ``<name>_truecolour``: an RGB layer on the cube's Y, X grid."""
+    from ._truecolour import true_colour
+
+    rgb = true_colour(np.asarray(layer.data), _layers.layer_wavelengths(layer), srf)
+    hs, ht = _layers.spatial_scale_translate(layer)
+    name = f"{layer.name}_truecolour"
+    meta = {"source": layer.name, "srf": str(srf)}
+    if name in viewer.layers and getattr(viewer.layers[name], "rgb", False):
+        out = viewer.layers[name]
+        out.data, out.scale, out.translate, out.metadata = rgb, hs, ht, meta
+        return out
+    return viewer.add_image(rgb, name=name, rgb=True, scale=hs, translate=ht, metadata=meta,
+                            contrast_limits=(0.0, 1.0))
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -111,6 +152,7 @@ class FusionWidget(QWidget):
         self._connect()
         self.refresh_layers()
         self._on_method_changed()
+        self.update_previews()
         from ._wavelength_overlay import install
 
         install(napari_viewer)
@@ -180,6 +222,14 @@ class FusionWidget(QWidget):
             self.srf_combo.setCurrentText(DEFAULT_SRF)
         self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel)")
         g.addRow("SRF", self.srf_combo)
+        from superqt import QCollapsible
+
+        self.previews = QCollapsible("PSF and SRF previews")
+        self.previews.setDuration(0)
+        self.previews.layout().setContentsMargins(0, 0, 0, 0)
+        self._build_previews()
+        self.previews.addWidget(self.preview_canvas)
+        g.addRow(self.previews)
         root.addWidget(deg)
 
         meth = QGroupBox("Method")
@@ -207,6 +257,17 @@ class FusionWidget(QWidget):
         m.addRow("Seed", self.seed_spin)
         self.replace_check = QCheckBox("replace existing result layer")
         m.addRow(self.replace_check)
+        self.live_check = QCheckBox("live preview every")
+        self.live_check.setToolTip("Show the method's intermediate estimates (when it reports them) in one "
+                                   "layer '<LR>_preview', removed when the run ends or is stopped")
+        self.live_every = QSpinBox()
+        self.live_every.setRange(1, 100000)
+        self.live_every.setValue(10)
+        self.live_every.setSuffix(" steps")
+        live_row = QHBoxLayout()
+        live_row.addWidget(self.live_check)
+        live_row.addWidget(self.live_every, 1)
+        m.addRow(live_row)
         root.addWidget(meth)
 
         buttons = QHBoxLayout()
@@ -222,7 +283,59 @@ class FusionWidget(QWidget):
         self.progress_label.setWordWrap(True)
         root.addWidget(self.progress_bar)
         root.addWidget(self.progress_label)
+
+        out = QGroupBox("Result")
+        o = QFormLayout(out)
+        self.result_combo = QComboBox()
+        self.result_combo.setToolTip("Cube layer to save or render (the last result by default)")
+        o.addRow("Layer", self.result_combo)
+        self.format_combo, self.dtype_combo = QComboBox(), QComboBox()
+        for combo, items in ((self.format_combo, FORMATS), (self.dtype_combo, DTYPES)):
+            for label, value in items:
+                combo.addItem(label, value)
+        self.save_button = QPushButton("Save result...")
+        self.save_button.setToolTip("TIFF with wavelengths and the full settings (reads back with File > Open)")
+        save_row = QHBoxLayout()
+        save_row.addWidget(self.format_combo)
+        save_row.addWidget(self.dtype_combo)
+        o.addRow("Save as", save_row)
+        o.addRow("", self.save_button)
+        self.colour_combo = QComboBox()
+        self.colour_combo.addItems(TRUECOLOUR_SOURCES)
+        self.colour_combo.setToolTip("CIE 1931 -> sRGB, or the SRF chosen above (3 channels)")
+        self.colour_button = QPushButton("True colour")
+        self.colour_button.setToolTip("Add '<layer>_truecolour', an RGB rendering aligned with the cube")
+        colour_row = QHBoxLayout()
+        colour_row.addWidget(self.colour_combo, 1)
+        colour_row.addWidget(self.colour_button)
+        o.addRow("Render", colour_row)
+        root.addWidget(out)
         root.addStretch(1)
+
+    def _build_previews(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        from .spectrum_widget import _napari_dark
+
+        bg, fg, text = _napari_dark()
+        self.preview_figure = Figure(figsize=(4, 1.7), facecolor=bg, layout="constrained")
+        self.preview_canvas = FigureCanvasQTAgg(self.preview_figure)
+        self.preview_canvas.setFixedHeight(160)
+        gs = self.preview_figure.add_gridspec(1, 2, width_ratios=(1, 2.2))
+        self.psf_ax = self.preview_figure.add_subplot(gs[0], facecolor=bg)
+        self.srf_ax = self.preview_figure.add_subplot(gs[1], facecolor=bg)
+        for ax in (self.psf_ax, self.srf_ax):
+            for spine in ax.spines.values():
+                spine.set_color(fg)
+            ax.tick_params(colors=text, labelsize=7)
+        self._preview_text = text
+        self.preview_kernel: np.ndarray | None = None
+        self.preview_srf: np.ndarray | None = None
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(40)
+        self._preview_timer.timeout.connect(self.update_previews)
 
     def _connect(self):
         ev = self.viewer.layers.events
@@ -233,6 +346,14 @@ class FusionWidget(QWidget):
         self.lr_combo.currentIndexChanged.connect(self._on_pair_changed)
         self.scale_spin.valueChanged.connect(self._align)
         self.size_spin.valueChanged.connect(self._align)
+        for w in (self.scale_spin, self.size_spin, self.sigma_spin, self.sigma2_spin, self.angle_spin,
+                  self.wl_start, self.wl_step):
+            w.valueChanged.connect(self.schedule_previews)
+        for w in (self.psf_combo, self.srf_combo, self.lr_combo):
+            w.currentTextChanged.connect(self.schedule_previews)
+        self.wl_from_layer.toggled.connect(self.schedule_previews)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.colour_button.clicked.connect(self.add_truecolour)
         self.psf_combo.currentTextChanged.connect(self._on_psf_changed)
         self.srf_combo.currentTextChanged.connect(self._on_srf_changed)
         self.wl_from_layer.toggled.connect(self._update_wavelength_ui)
@@ -244,7 +365,7 @@ class FusionWidget(QWidget):
         c = self.controller
         c.started.connect(self._on_started)
         c.progress.connect(self._on_progress)
-        c.finished.connect(lambda layer: self.progress_label.setText(f"done: added {layer.name!r}"))
+        c.finished.connect(self._on_finished)
         c.failed.connect(lambda msg: self.progress_label.setText(f"error: {msg}"))
         c.stopped.connect(lambda: self.progress_label.setText("stopped: nothing added"))
         c.done.connect(self._on_done)
@@ -270,6 +391,18 @@ class FusionWidget(QWidget):
                 if preferred:
                     combo.setCurrentText(preferred[0])
             combo.blockSignals(False)
+        prev = self.result_combo.currentText()
+        before = {self.result_combo.itemText(i) for i in range(self.result_combo.count())}
+        self.result_combo.clear()
+        self.result_combo.addItems(lr_names)
+        new_results = [n for n in lr_names if "_sr" in n and n not in before]
+        results = [n for n in lr_names if "_sr" in n]
+        if new_results:  # a result just appeared: it is the one to save / render
+            self.result_combo.setCurrentText(new_results[-1])
+        elif prev in lr_names:
+            self.result_combo.setCurrentText(prev)
+        elif results:
+            self.result_combo.setCurrentText(results[-1])
         self._on_pair_changed()
 
     def _layer(self, combo):
@@ -297,6 +430,7 @@ class FusionWidget(QWidget):
         self.wl_from_layer.setChecked(has_wl)
         self._update_wavelength_ui()
         self._align()
+        self.schedule_previews()
 
     def _align(self, *_):
         """Overlay the LR layer on the HR layer (scale/translate only) when the shapes agree."""
@@ -334,6 +468,124 @@ class FusionWidget(QWidget):
         lr = self.lr_layer
         n = lr.data.shape[0] if lr is not None and _layers.is_cube(lr) else 0
         return self.wl_start.value() + self.wl_step.value() * np.arange(n)
+
+    # ------------------------------------------------------------------ degradation previews
+    def schedule_previews(self, *_):
+        self._preview_timer.start()
+
+    def update_previews(self):
+        """Redraw the PSF kernel and the SRF curves on the current wavelengths (never raises)."""
+        text = self._preview_text
+        ax = self.psf_ax
+        ax.clear()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        try:
+            deg = build_degradation(self.request_for_preview(), with_srf=False)
+            self.preview_kernel = np.asarray(deg.psf)
+            ax.imshow(self.preview_kernel, cmap="magma", interpolation="nearest")
+            ax.set_title(f"PSF {deg.kernel_size}x{deg.kernel_size}", fontsize=7, color=text)
+        except Exception as exc:  # noqa: BLE001 - incomplete form: say why
+            self.preview_kernel = None
+            ax.set_title("PSF: n/a", fontsize=7, color=text)
+            ax.text(0.5, 0.5, _short(exc), ha="center", va="center", wrap=True, fontsize=6, color=text,
+                    transform=ax.transAxes)
+        ax = self.srf_ax
+        ax.clear()
+        try:
+            wl, m, channels = self.srf_on_wavelengths()
+            self.preview_srf = m
+            for j, name in enumerate(channels):
+                ax.plot(wl, m[:, j], ".-", ms=2, lw=1, color=CHANNEL_COLORS.get(name), label=name)
+            ax.set_title(f"SRF on {len(wl)} bands", fontsize=7, color=text)
+            leg = ax.legend(fontsize=6, frameon=False, loc="upper right")
+            for t in leg.get_texts():
+                t.set_color(text)
+        except Exception as exc:  # noqa: BLE001
+            self.preview_srf = None
+            ax.set_title("SRF: n/a", fontsize=7, color=text)
+            ax.text(0.5, 0.5, _short(exc), ha="center", va="center", wrap=True, fontsize=6, color=text,
+                    transform=ax.transAxes)
+        self.preview_canvas.draw_idle()
+
+    def request_for_preview(self) -> FusionRequest:
+        try:
+            return self.request()
+        except InputError:  # unparsable method option: irrelevant to the degradation
+            req = FusionRequest(hr_layer=self.hr_layer, lr_layer=self.lr_layer, scale=self.scale_spin.value())
+            req.psf = self._psf_file if self.psf_combo.currentText() == FROM_FILE else self.psf_combo.currentText()
+            req.psf_sigma, req.psf_size = self.sigma_spin.value() or None, self.size_spin.value() or None
+            req.psf_sigma2, req.psf_angle = self.sigma2_spin.value() or None, self.angle_spin.value()
+            req.srf = self._srf_file if self.srf_combo.currentText() == FROM_FILE else self.srf_combo.currentText()
+            req.wavelengths = self.wavelengths()
+            return req
+
+    def srf_on_wavelengths(self):
+        """``(wavelengths, (C, k) normalised matrix, channel names)`` of the chosen SRF."""
+        from ..core.srf import DEFAULT_31_BAND_WAVELENGTHS, resolve_srf
+        from ._fusion_worker import request_wavelengths
+
+        req = self.request_for_preview()
+        if req.srf is None:
+            raise InputError("no SRF file chosen")
+        wl = request_wavelengths(req) if req.lr_layer is not None else None
+        if wl is None:
+            n = req.lr_layer.data.shape[0] if req.lr_layer is not None and _layers.is_cube(req.lr_layer) else 31
+            if n != 31:
+                raise InputError(f"{n} bands without wavelengths")
+            wl = DEFAULT_31_BAND_WAVELENGTHS
+        m, _, channels = resolve_srf(req.srf, wl, wl.size)
+        return wl, m, channels
+
+    # ------------------------------------------------------------------ result: save / true colour
+    @property
+    def result_layer(self):
+        return self._layer(self.result_combo)
+
+    def save_result(self, path, format: str | None = None, dtype: str | None = None):
+        """Write the chosen result layer to ``path`` (format/dtype default to the combos)."""
+        layer = self.result_layer
+        if layer is None:
+            raise InputError("No result layer to save: run a fusion or choose a cube layer.")
+        return save_layer(layer, path, format or self.format_combo.currentData(),
+                          dtype or self.dtype_combo.currentData())
+
+    def _save_dialog(self):
+        from napari.utils.notifications import show_info
+
+        layer = self.result_layer
+        if layer is None:
+            notify_error("No result layer to save: run a fusion or choose a cube layer.")
+            return
+        ome = self.format_combo.currentData() == "ome"
+        suggested = f"{layer.name}{'.ome.tif' if ome else '.tif'}"
+        path, _ = QFileDialog.getSaveFileName(self, "Save result", suggested, "TIFF (*.tif *.tiff)")
+        if not path:
+            return
+        try:
+            out = self.save_result(path)
+        except (InputError, OSError) as exc:
+            notify_error(f"Could not save {path}: {exc}")
+            return
+        show_info(f"Saved {layer.name!r} to {out}")
+
+    def truecolour_srf(self):
+        if self.colour_combo.currentText() == "CIE 1931":
+            return "CIE 1931"
+        srf = self.srf_combo.currentText()
+        return self._srf_file if srf == FROM_FILE else srf
+
+    def add_truecolour(self, *_, layer=None):
+        """Add ``<layer>_truecolour`` for the chosen layer; returns it (None with a notification)."""
+        layer = layer if layer is not None else self.result_layer
+        if layer is None:
+            notify_error("Choose a cube layer to render in true colour.")
+            return None
+        try:
+            return truecolour_layer(self.viewer, layer, self.truecolour_srf())
+        except (InputError, ValueError, OSError) as exc:
+            notify_error(str(exc))
+            return None
 
     # ------------------------------------------------------------------ degradation / method
     def _on_psf_changed(self, text):
@@ -402,11 +654,38 @@ class FusionWidget(QWidget):
             self.progress_label.setText(f"error: {exc}")
             return False
         self._align()
+        self._run_request = req
+        self._last_preview_step = None
         return self.controller.start(req)
 
     def stop(self):
         self.progress_label.setText("stopping...")
         self.controller.stop()
+        self._remove_preview()
+
+    def _remove_preview(self):
+        req = getattr(self, "_run_request", None)
+        if req is not None and req.lr_layer is not None:
+            remove_preview(self.viewer, preview_name(req))
+
+    def _maybe_show_preview(self, p):
+        req = getattr(self, "_run_request", None)
+        if (p.preview is None or req is None or not self.live_check.isChecked()
+                or self.controller._stop_requested or not self.controller.running):
+            return
+        last = self._last_preview_step
+        if last is not None and p.step - last < self.live_every.value() and p.step < p.total:
+            return
+        self._last_preview_step = p.step
+        try:
+            show_preview(self.viewer, req, p.preview)
+        except Exception as exc:  # noqa: BLE001 - a preview must never break the run
+            self.progress_label.setText(f"preview failed: {exc}")
+
+    def _on_finished(self, layer):
+        self.progress_label.setText(f"done: added {layer.name!r}")
+        if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:
+            self.result_combo.setCurrentText(layer.name)
 
     def _on_started(self):
         self.run_button.setEnabled(False)
@@ -424,10 +703,17 @@ class FusionWidget(QWidget):
         if p.message:
             text += f"  {p.message}"
         self.progress_label.setText(text)
+        self._maybe_show_preview(p)
 
     def _on_done(self):
+        self._remove_preview()
         self.run_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         if self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
             self.progress_bar.setValue(0)
+
+
+def _short(exc, n: int = 60) -> str:
+    msg = str(exc)
+    return msg if len(msg) <= n else msg[: n - 3] + "..."

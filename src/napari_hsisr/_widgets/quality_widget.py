@@ -1,10 +1,25 @@
-"""The "Quality" dock: PSNR / SAM / ERGAS / SSIM of a result against a reference, SAM map layer."""
+"""The "Quality" dock: metrics of a result, in a thread worker.
+
+With a reference: PSNR / SAM / ERGAS / SSIM / RMSE (and a SAM map layer). Without one (real
+data): the no-reference consistency figures of ``core.metrics.consistency``, i.e. how well the
+result, degraded again with the Degradation recorded in its settings, explains the HR and LR
+inputs chosen here.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from psygnal import Signal
 from qtpy.QtWidgets import (
-    QComboBox, QFormLayout, QHBoxLayout, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -12,6 +27,9 @@ from . import _layers
 
 METRICS = (("psnr", "PSNR (dB)"), ("psnr_bandwise", "PSNR band-wise (dB)"), ("sam", "SAM (deg)"),
            ("ergas", "ERGAS"), ("ssim", "SSIM"), ("rmse", "RMSE (0-255)"))
+CONSISTENCY = (("lr_psnr", "LR consistency PSNR (dB)"), ("lr_sam", "LR consistency SAM (deg)"),
+               ("hr_psnr", "HR consistency PSNR (dB)"), ("hr_sam", "HR consistency SAM (deg)"))
+NO_REFERENCE = "none (consistency with inputs)"
 
 
 def result_scale(layer) -> int | None:
@@ -21,14 +39,60 @@ def result_scale(layer) -> int | None:
         return None
 
 
+def degradation_from_settings(settings: dict):
+    """Rebuild the ``Degradation`` a result was made with from ``settings['degradation']``."""
+    from ..core.degradation import Degradation
+    from ..core.errors import InputError
+
+    d = (settings or {}).get("degradation") or {}
+    if not d.get("scale") or d.get("psf_kernel") is None:
+        raise InputError("The result has no recorded degradation (settings['degradation']); "
+                         "choose a reference layer instead.")
+    if d.get("srf_matrix") is None:
+        raise InputError("The result's degradation has no spectral response (method without SRF); "
+                         "the HR consistency needs one: choose a reference layer instead.")
+    wl = d.get("wavelengths")
+    return Degradation(scale=int(d["scale"]), psf=np.asarray(d["psf_kernel"], dtype=np.float64),
+                       srf=np.asarray(d["srf_matrix"], dtype=np.float64),
+                       wavelengths=None if wl is None else np.asarray(wl, dtype=np.float64),
+                       boundary=d.get("boundary", "reflect"))
+
+
+def compute_reference_metrics(result, reference, scale: int | None) -> dict:
+    from ..core.metrics import evaluate
+
+    return evaluate(np.asarray(result), np.asarray(reference), scale=scale if scale and scale > 1 else None)
+
+
+def compute_consistency(result, hr_image, lr_cube, settings: dict) -> dict:
+    """``core.metrics.consistency`` with the Degradation of ``settings``; inputs scaled like the core."""
+    from ..core.metrics import consistency
+    from ..core.validation import to_unit_float
+
+    deg = degradation_from_settings(settings)
+    hr, _ = to_unit_float(hr_image, "HR image")
+    lr, _ = to_unit_float(lr_cube, "LR cube")
+    if hr.ndim == 2:
+        hr = hr[..., None]
+    return consistency(np.asarray(result, dtype=np.float32), hr, lr, deg)
+
+
 class QualityWidget(QWidget):
+    """Evaluate a result against a reference, or against its own inputs (no reference)."""
+
+    evaluated = Signal(dict)  # emitted with the metrics (empty dict on failure)
+
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.metrics: dict = {}
+        self.worker = None
         root = QVBoxLayout(self)
         form = QFormLayout()
         self.result_combo, self.reference_combo = QComboBox(), QComboBox()
+        self.hr_combo, self.lr_combo = QComboBox(), QComboBox()
+        self.hr_combo.setToolTip("HR image the result was fused from (no-reference consistency)")
+        self.lr_combo.setToolTip("LR cube the result was fused from (no-reference consistency)")
         self.scale_spin = QSpinBox()
         self.scale_spin.setRange(1, 64)
         self.scale_spin.setValue(8)
@@ -36,34 +100,47 @@ class QualityWidget(QWidget):
         form.addRow("Result", self.result_combo)
         form.addRow("Reference", self.reference_combo)
         form.addRow("Scale (ERGAS)", self.scale_spin)
+        form.addRow("HR input", self.hr_combo)
+        form.addRow("LR input", self.lr_combo)
         root.addLayout(form)
         row = QHBoxLayout()
         self.evaluate_button, self.sam_button = QPushButton("Evaluate"), QPushButton("Add SAM map")
         row.addWidget(self.evaluate_button)
         row.addWidget(self.sam_button)
         root.addLayout(row)
-        self.table = QTableWidget(len(METRICS), 2)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        root.addWidget(self.status)
+        self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["metric", "value"])
         self.table.verticalHeader().setVisible(False)
-        for i, (_, label) in enumerate(METRICS):
-            self.table.setItem(i, 0, QTableWidgetItem(label))
         self.table.horizontalHeader().setStretchLastSection(True)
         root.addWidget(self.table)
         self.evaluate_button.clicked.connect(self.evaluate)
         self.sam_button.clicked.connect(self.add_sam_map)
         self.result_combo.currentTextChanged.connect(self._on_result_changed)
+        self.reference_combo.currentTextChanged.connect(self._update_mode)
         for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
 
+    # ------------------------------------------------------------------ layers
     def refresh_layers(self, *_):
-        names = [lay.name for lay in self.viewer.layers if _layers.is_cube(lay)]
-        for combo, prefer in ((self.result_combo, "_sr"), (self.reference_combo, "reference")):
+        layers = list(self.viewer.layers)
+        names = [lay.name for lay in layers if _layers.is_cube(lay)]
+        hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
+        combos = ((self.result_combo, names, lambda n: "_sr" in n),
+                  (self.reference_combo, [NO_REFERENCE, *names], lambda n: "reference" in n),
+                  (self.hr_combo, hr_names, lambda n: self.viewer.layers[n].rgb),
+                  (self.lr_combo, names, lambda n: "_sr" not in n and "reference" not in n
+                   and _layers.layer_wavelengths(self.viewer.layers[n]) is not None))
+        for combo, items, prefer in combos:
             prev = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            pick = prev if prev in names else next((n for n in reversed(names) if prefer in n), None)
+            combo.addItems(items)
+            pick = prev if prev in items else next((n for n in reversed(items) if n != NO_REFERENCE
+                                                    and prefer(n)), None)
             if pick:
                 combo.setCurrentText(pick)
             combo.blockSignals(False)
@@ -71,37 +148,119 @@ class QualityWidget(QWidget):
 
     def _on_result_changed(self, name):
         if name in self.viewer.layers:
-            s = result_scale(self.viewer.layers[name])
+            layer = self.viewer.layers[name]
+            s = result_scale(layer)
             if s:
                 self.scale_spin.setValue(s)
+            inputs = (layer.metadata or {}).get("inputs") or {}
+            for combo, key in ((self.hr_combo, "hr"), (self.lr_combo, "lr")):
+                if inputs.get(key) and combo.findText(inputs[key]) >= 0:
+                    combo.setCurrentText(inputs[key])
+        self._update_mode()
+
+    def no_reference(self) -> bool:
+        return self.reference_combo.currentText() in ("", NO_REFERENCE)
+
+    def _update_mode(self, *_):
+        nr = self.no_reference()
+        self.hr_combo.setEnabled(nr)
+        self.lr_combo.setEnabled(nr)
+        self.scale_spin.setEnabled(not nr)
+        self.sam_button.setEnabled(not nr)
+        self._set_rows(CONSISTENCY if nr else METRICS)
+
+    def _set_rows(self, rows, values: dict | None = None):
+        self.table.setRowCount(len(rows))
+        for i, (key, label) in enumerate(rows):
+            self.table.setItem(i, 0, QTableWidgetItem(label))
+            v = (values or {}).get(key)
+            self.table.setItem(i, 1, QTableWidgetItem("" if v is None else f"{v:.4g}"))
+
+    def _get(self, combo, what):
+        from ..core.errors import InputError
+
+        name = combo.currentText()
+        if name not in self.viewer.layers:
+            raise InputError(f"Choose {what}.")
+        return self.viewer.layers[name]
 
     def _pair(self):
         from ..core.errors import InputError
 
-        r, f = self.result_combo.currentText(), self.reference_combo.currentText()
-        if r not in self.viewer.layers or f not in self.viewer.layers:
-            raise InputError("Choose a result layer and a reference layer (both (bands, Y, X) cubes).")
-        if r == f:
+        res = self._get(self.result_combo, "a result layer (a (bands, Y, X) cube)")
+        if self.no_reference():
+            raise InputError("Choose a reference layer (a (bands, Y, X) cube of the result's shape).")
+        ref = self._get(self.reference_combo, "a reference layer (a (bands, Y, X) cube)")
+        if res is ref:
             raise InputError("Result and reference are the same layer.")
-        return self.viewer.layers[r], self.viewer.layers[f]
+        return res, ref
 
-    def evaluate(self) -> dict:
-        from napari.utils.notifications import show_error
+    # ------------------------------------------------------------------ evaluate
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def evaluate(self, *_):
+        """Start the metrics in a thread worker; returns it (None on bad input, with a notification).
+
+        The table fills and ``evaluated(dict)`` is emitted when it is done.
+        """
+        from napari.qt.threading import create_worker
 
         from ..core.errors import InputError
-        from ..core.metrics import evaluate
 
+        if self.running:
+            return self.worker
         try:
-            res, ref = self._pair()
-            s = self.scale_spin.value()
-            self.metrics = evaluate(np.asarray(res.data), np.asarray(ref.data), scale=s if s > 1 else None)
+            res = self._get(self.result_combo, "a result layer (a (bands, Y, X) cube)")
+            if self.no_reference():
+                hr = self._get(self.hr_combo, "the HR input layer the result was fused from")
+                lr = self._get(self.lr_combo, "the LR input layer the result was fused from")
+                settings = (res.metadata or {}).get("settings") or {}
+                degradation_from_settings(settings)  # fail here, not in the thread
+                rows = CONSISTENCY
+                fn, args = compute_consistency, (np.asarray(res.data), _layers.hr_array(hr), np.asarray(lr.data),
+                                                settings)
+            else:
+                res, ref = self._pair()
+                if res.data.shape != ref.data.shape:
+                    raise InputError(f"Result {res.name!r} is {res.data.shape} but reference {ref.name!r} is "
+                                     f"{ref.data.shape}; choose a reference of the same shape.")
+                rows = METRICS
+                fn, args = compute_reference_metrics, (np.asarray(res.data), np.asarray(ref.data),
+                                                       self.scale_spin.value())
         except (InputError, ValueError) as exc:
-            show_error(str(exc))
-            return {}
-        for i, (key, _) in enumerate(METRICS):
-            v = self.metrics.get(key)
-            self.table.setItem(i, 1, QTableWidgetItem("" if v is None else f"{v:.4g}"))
-        return self.metrics
+            self._failed(exc)
+            return None
+        self.metrics = {}
+        self._set_rows(rows)
+        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda m: self._done(rows, m))
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        self.evaluate_button.setEnabled(False)
+        self.status.setText("evaluating...")
+        worker.start()
+        return worker
+
+    def _done(self, rows, metrics):
+        self.metrics = dict(metrics)
+        self._set_rows(rows, self.metrics)
+        self.status.setText("done" if rows is METRICS else "no reference: the result degraded again vs. its inputs")
+        self.evaluated.emit(self.metrics)
+
+    def _failed(self, exc):
+        from napari.utils.notifications import show_error
+
+        show_error(str(exc))
+        self.status.setText(f"error: {exc}")
+        self.metrics = {}
+        self.evaluated.emit({})
+
+    def _finished(self):
+        self.worker = None
+        self.evaluate_button.setEnabled(True)
 
     def add_sam_map(self):
         from napari.utils.notifications import show_error

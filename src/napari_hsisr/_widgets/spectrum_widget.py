@@ -10,12 +10,21 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from . import _layers
 
 PROBES = "probes"
+#: Face colours given to pinned probes in turn (bright on napari's dark canvas; not the hover blue).
+PROBE_COLORS = ("#ffd700", "#ff6b6b", "#4ecdc4", "#c084fc", "#7bd389", "#ff9f1c", "#f472b6", "#60a5fa")
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -155,6 +164,7 @@ class SpectrumWidget(QWidget):
         napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
         napari_viewer.layers.events.removed.connect(self._on_layers_changed)
         self._watched = set()
+        self._next_colour = 0
         self._on_layers_changed()
         from ._wavelength_overlay import install
 
@@ -171,9 +181,29 @@ class SpectrumWidget(QWidget):
         layer = self._probe_layer()
         if layer is not None and id(layer) not in self._watched:
             self._watched.add(id(layer))
+            layer.events.data.connect(self._colour_new_probes)
             layer.events.data.connect(self.schedule)
             layer.events.face_color.connect(self.schedule)
         self.schedule()
+
+    def _colour_new_probes(self, event):
+        """Give each newly added probe the next colour of ``PROBE_COLORS`` (its curves use it)."""
+        if str(getattr(event, "action", "")) != "added":
+            return
+        layer = event.source
+        n = len(layer.data)
+        idx = sorted({int(i) % n for i in (getattr(event, "data_indices", ()) or ()) if n})
+        if not idx:
+            return
+        from napari.utils.colormaps.standardize_color import transform_color
+
+        colors = np.array(layer.face_color, dtype=np.float32, copy=True)
+        if colors.shape != (n, 4):
+            return
+        for i in idx:
+            colors[i] = transform_color(PROBE_COLORS[self._next_colour % len(PROBE_COLORS)])[0]
+            self._next_colour += 1
+        layer.face_color = colors
 
     def schedule(self, *_):
         self._timer.start()
@@ -196,7 +226,7 @@ class SpectrumWidget(QWidget):
         layer = self._probe_layer()
         if layer is None:
             ndim = max(2, self.viewer.dims.ndim)
-            layer = self.viewer.add_points(np.zeros((0, ndim)), name=PROBES, size=6, face_color="yellow",
+            layer = self.viewer.add_points(np.zeros((0, ndim)), name=PROBES, size=6, face_color=PROBE_COLORS[0],
                                            border_color="white", ndim=ndim)
             layer.feature_defaults = {}
             self._on_layers_changed()
