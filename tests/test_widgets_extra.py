@@ -170,3 +170,27 @@ def test_live_preview_layer_reused_then_removed(sample_viewer, qtbot):
         assert out.metadata["inputs"] == {"hr": "sample_rgb", "lr": "sample_lr_hs"}
     finally:
         base._REGISTRY.pop("preview_test", None)
+
+
+def test_blind_estimates_are_offered_for_reuse(sample_viewer):
+    """A result carrying estimated_degradation (as blind results do) becomes the known degradation."""
+    from napari_hsisr._widgets.fusion_widget import ESTIMATED, FusionWidget
+    from napari_hsisr._widgets._fusion_worker import build_degradation
+    from napari_hsisr.core.psf import gaussian_psf
+
+    widget = FusionWidget(sample_viewer)
+    psf = gaussian_psf(12, 2.5, 1.5, 30)
+    srf = np.random.default_rng(1).random((31, 3))
+    srf /= srf.sum(0)
+    layer = sample_viewer.add_image(np.zeros((31, 256, 256), np.float32), name="blind_sr", metadata={
+        "settings": {"estimated_degradation": {"psf_kernel": psf.tolist(), "srf_matrix": srf.tolist()}}})
+    assert not widget.use_estimate_button.isVisibleTo(widget)
+    assert widget.remember_estimates(layer)
+    assert widget.use_estimate_button.isVisibleTo(widget)
+    widget.use_estimated_degradation()
+    assert widget.psf_combo.currentText() == ESTIMATED and widget.srf_combo.currentText() == ESTIMATED
+    assert widget.method_combo.currentText() == "fast"
+    deg = build_degradation(widget.request())
+    np.testing.assert_allclose(deg.psf, psf)
+    np.testing.assert_allclose(deg.srf, srf)
+    assert not widget.remember_estimates(sample_viewer.layers["sample_rgb"])  # nothing to offer

@@ -35,6 +35,7 @@ from ._fusion_worker import (
 )
 
 FROM_FILE = "from file..."
+ESTIMATED = "estimated (last blind run)"
 DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
 FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
 DTYPES = (("float32", "float32"), ("uint16 (0..1 -> 0..65535)", "uint16"))
@@ -148,6 +149,7 @@ class FusionWidget(QWidget):
         self.controller = FusionController(napari_viewer)
         self._srf_file: str | None = None
         self._psf_file: str | None = None
+        self._estimated: dict | None = None  # {"psf": (K, K), "srf": (C, k)} from the last blind run
         self._build()
         self._connect()
         self.refresh_layers()
@@ -222,6 +224,11 @@ class FusionWidget(QWidget):
             self.srf_combo.setCurrentText(DEFAULT_SRF)
         self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel)")
         g.addRow("SRF", self.srf_combo)
+        self.use_estimate_button = QPushButton("Use estimated PSF + SRF")
+        self.use_estimate_button.setToolTip("Reuse the last blind run's estimates as a known degradation")
+        self.use_estimate_button.setVisible(False)
+        self.use_estimate_button.clicked.connect(self.use_estimated_degradation)
+        g.addRow(self.use_estimate_button)
         from superqt import QCollapsible
 
         self.previews = QCollapsible("PSF and SRF previews")
@@ -513,10 +520,10 @@ class FusionWidget(QWidget):
             return self.request()
         except InputError:  # unparsable method option: irrelevant to the degradation
             req = FusionRequest(hr_layer=self.hr_layer, lr_layer=self.lr_layer, scale=self.scale_spin.value())
-            req.psf = self._psf_file if self.psf_combo.currentText() == FROM_FILE else self.psf_combo.currentText()
+            req.psf = self._psf_spec()
             req.psf_sigma, req.psf_size = self.sigma_spin.value() or None, self.size_spin.value() or None
             req.psf_sigma2, req.psf_angle = self.sigma2_spin.value() or None, self.angle_spin.value()
-            req.srf = self._srf_file if self.srf_combo.currentText() == FROM_FILE else self.srf_combo.currentText()
+            req.srf = self._srf_spec()
             req.wavelengths = self.wavelengths()
             return req
 
@@ -588,6 +595,41 @@ class FusionWidget(QWidget):
             return None
 
     # ------------------------------------------------------------------ degradation / method
+    def _psf_spec(self):
+        text = self.psf_combo.currentText()
+        if text == ESTIMATED and self._estimated is not None:
+            return self._estimated["psf"]
+        return self._psf_file if text == FROM_FILE else text
+
+    def _srf_spec(self):
+        text = self.srf_combo.currentText()
+        if text == ESTIMATED and self._estimated is not None:
+            return self._estimated["srf"]
+        return self._srf_file if text == FROM_FILE else text
+
+    def remember_estimates(self, layer) -> bool:
+        """Offer a blind result's estimated PSF and SRF as the ESTIMATED picker entries."""
+        est = (layer.metadata.get("settings") or {}).get("estimated_degradation")
+        if not est or est.get("psf_kernel") is None or est.get("srf_matrix") is None:
+            return False
+        self._estimated = {"psf": np.asarray(est["psf_kernel"], dtype=float),
+                           "srf": np.asarray(est["srf_matrix"], dtype=float)}
+        for combo in (self.psf_combo, self.srf_combo):
+            if combo.findText(ESTIMATED) < 0:
+                combo.addItem(ESTIMATED)
+        self.use_estimate_button.setVisible(True)
+        return True
+
+    def use_estimated_degradation(self):
+        """Select the estimates in the PSF and SRF pickers (shown in the previews) and switch to
+        ``fast``, so that the next run uses them as a known degradation."""
+        if self._estimated is None:
+            return
+        self.psf_combo.setCurrentText(ESTIMATED)
+        self.srf_combo.setCurrentText(ESTIMATED)
+        self.method_combo.setCurrentText("fast")
+        self.previews.expand()
+
     def _on_psf_changed(self, text):
         if text == FROM_FILE:
             path, _ = QFileDialog.getOpenFileName(self, "PSF kernel file", "", "Kernels (*.npy *.csv *.txt *.tif *.tiff)")
@@ -606,7 +648,7 @@ class FusionWidget(QWidget):
         self.psf_combo.setEnabled(needs)
         for w in (self.sigma_spin, self.sigma2_spin, self.angle_spin):
             w.setEnabled(needs and text == "gaussian")
-        self.size_spin.setEnabled(needs and text != FROM_FILE)
+        self.size_spin.setEnabled(needs and text not in (FROM_FILE, ESTIMATED))
 
     def _on_srf_changed(self, text):
         if text == FROM_FILE:
@@ -629,12 +671,7 @@ class FusionWidget(QWidget):
     # ------------------------------------------------------------------ run
     def request(self) -> FusionRequest:
         """The form as a :class:`FusionRequest` (raises InputError on unparsable options)."""
-        psf = self.psf_combo.currentText()
-        if psf == FROM_FILE:
-            psf = self._psf_file
-        srf = self.srf_combo.currentText()
-        if srf == FROM_FILE:
-            srf = self._srf_file
+        psf, srf = self._psf_spec(), self._srf_spec()
         info = self.method_combo.currentData()
         return FusionRequest(
             hr_layer=self.hr_layer, lr_layer=self.lr_layer, scale=self.scale_spin.value(), psf=psf,
@@ -684,6 +721,8 @@ class FusionWidget(QWidget):
 
     def _on_finished(self, layer):
         self.progress_label.setText(f"done: added {layer.name!r}")
+        if self.remember_estimates(layer):
+            self.progress_label.setText(f"done: added {layer.name!r}; estimated PSF and SRF available")
         if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:
             self.result_combo.setCurrentText(layer.name)
 
