@@ -130,6 +130,8 @@ def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
         assert widget.stop_button.isEnabled() and not widget.run_button.isEnabled()
         qtbot.waitUntil(lambda: len(steps) >= 3, timeout=10000)
         assert "loss" in widget.progress_label.text()
+        activity = widget.controller.activity  # mirrored in napari's activity dock
+        assert activity is not None and activity.total == steps[-1].total and activity.n >= 1
         preview = sample_viewer.layers["sample_lr_hs_preview"]  # live preview (C, 16, 16) over the HR grid
         assert preview.data.shape == (31, 16, 16)
         np.testing.assert_allclose(preview.scale[-2:], [16, 16])
@@ -141,6 +143,7 @@ def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
         assert len(sample_viewer.layers) == n and "sample_lr_hs_sr" not in sample_viewer.layers
         assert "sample_lr_hs_preview" not in sample_viewer.layers
         assert "stopped" in widget.progress_label.text() and widget.run_button.isEnabled()
+        assert widget.controller.activity is None  # activity bar closed
         assert errors == []
     finally:
         base._REGISTRY.pop("slow_test", None)

@@ -211,6 +211,7 @@ class FusionController:
     def __init__(self, viewer):
         self.viewer = viewer
         self.worker = None
+        self.activity = None
         self._stop_requested = False
 
     @property
@@ -238,11 +239,13 @@ class FusionController:
         worker = thread_worker(fusion_steps, start_thread=False)(
             hr, lr, deg, req.method, req.seed, req.device, dict(req.options))
         worker.yielded.connect(self.progress.emit)
+        worker.yielded.connect(self._report_activity)
         worker.returned.connect(lambda out: self._on_returned(out, req, deg))
         worker.errored.connect(lambda exc: self._fail(f"Fusion failed ({type(exc).__name__}): {exc}"))
         worker.aborted.connect(self.stopped.emit)
         worker.finished.connect(self._on_finished)
         self.worker = worker
+        self._open_activity(req.method)
         self.started.emit()
         worker.start()
         return True
@@ -265,7 +268,30 @@ class FusionController:
             return
         self.finished.emit(layer)
 
+    def _open_activity(self, method: str) -> None:
+        """A bar in napari's activity dock, mirroring the worker's Progress reports."""
+        from napari.utils import progress
+
+        self.activity = progress(total=0, desc=f"napari-hsisr: {method}")
+
+    def _report_activity(self, p) -> None:
+        bar = getattr(self, "activity", None)
+        if bar is None:
+            return
+        if bar.total != int(p.total):
+            bar.total = int(p.total)
+        bar.update(max(int(p.step) - bar.n, 0))
+        if p.message:
+            bar.set_description(f"napari-hsisr: {p.message}"[:60])
+
+    def _close_activity(self) -> None:
+        bar = getattr(self, "activity", None)
+        self.activity = None
+        if bar is not None:
+            bar.close()
+
     def _on_finished(self):
+        self._close_activity()
         self.worker = None
         self.done.emit()
 
