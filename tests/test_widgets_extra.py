@@ -194,3 +194,30 @@ def test_blind_estimates_are_offered_for_reuse(sample_viewer):
     np.testing.assert_allclose(deg.psf, psf)
     np.testing.assert_allclose(deg.srf, srf)
     assert not widget.remember_estimates(sample_viewer.layers["sample_rgb"])  # nothing to offer
+
+
+def test_probe_sam_and_rmse_against_reference(sample_viewer, qtbot):
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget, probe_errors
+
+    viewer = sample_viewer
+    ref = viewer.layers["sample_reference"]
+    tilt = np.linspace(0.5, 1.5, 31, dtype=np.float32)[:, None, None]
+    other = viewer.add_image(ref.data * tilt, name="tilted")  # a known spectral distortion
+    point = np.array([0, 100.0, 60.0])
+    errs = probe_errors([ref, other, viewer.layers["sample_rgb"]], ref, point)
+    assert set(errs) == {"tilted"}  # the reference itself and non-cubes are skipped
+    b = ref.data[:, 100, 60].astype(float)
+    a = b * tilt.ravel()
+    sam = np.degrees(np.arccos(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1)))
+    assert sam > 1
+    assert errs["tilted"][0] == pytest.approx(sam, rel=1e-5)
+    assert errs["tilted"][1] == pytest.approx(np.sqrt(np.mean((a - b) ** 2)), rel=1e-5)
+    # widget: the reference is picked by name and each probe gets a line
+    widget = SpectrumWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.reference_combo.currentText() == "sample_reference"
+    widget.probes_layer().add([[0, 100, 60]])
+    qtbot.waitUntil(lambda: "probe 1 tilted: SAM" in widget.errors_label.text(), timeout=3000)
+    widget.reference_combo.setCurrentText("none")
+    widget.redraw()
+    assert widget.errors_label.text() == ""

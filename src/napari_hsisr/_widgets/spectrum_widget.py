@@ -11,6 +11,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -108,6 +109,26 @@ def _napari_dark():
         return "#262930", "#414851", "#f0f1f2"
 
 
+def probe_errors(layers, reference, world_point, size: int = 1) -> dict:
+    """``{layer name: (SAM in degrees, RMSE in data units)}`` of each cube layer's spectrum at the
+    point against ``reference``'s; layers whose band count differs from the reference's are skipped."""
+    ref = spectrum_at(reference, world_point, size)
+    if ref is None:
+        return {}
+    out = {}
+    for layer in layers:
+        if layer is reference or not _layers.is_cube(layer):
+            continue
+        values = spectrum_at(layer, world_point, size)
+        if values is None or values.shape != ref.shape:
+            continue
+        a, b = np.asarray(values, float), np.asarray(ref, float)
+        denom = np.linalg.norm(a) * np.linalg.norm(b)
+        sam = float(np.degrees(np.arccos(np.clip(a @ b / denom, -1, 1)))) if denom > 0 else float("nan")
+        out[layer.name] = (sam, float(np.sqrt(np.mean((a - b) ** 2))))
+    return out
+
+
 class SpectrumWidget(QWidget):
     """Matplotlib plot of spectra: hover (cursor) and pinned probes (a Points layer)."""
 
@@ -148,6 +169,15 @@ class SpectrumWidget(QWidget):
         row.addWidget(self.pin_button)
         row.addWidget(self.export_button)
         root.addLayout(row)
+        ref_row = QHBoxLayout()
+        ref_row.addWidget(QLabel("reference"))
+        self.reference_combo = QComboBox()
+        self.reference_combo.setToolTip("Cube to compare each probe's spectra with (SAM, RMSE)")
+        ref_row.addWidget(self.reference_combo, 1)
+        root.addLayout(ref_row)
+        self.errors_label = QLabel("")
+        self.errors_label.setWordWrap(True)
+        root.addWidget(self.errors_label)
         self.status = QLabel("")
         root.addWidget(self.status)
 
@@ -159,6 +189,7 @@ class SpectrumWidget(QWidget):
         self.pin_button.clicked.connect(self.probes_layer)
         self.export_button.clicked.connect(self._export_dialog)
         self.size_spin.valueChanged.connect(self.schedule)
+        self.reference_combo.currentTextChanged.connect(self.schedule)
         self.hover_check.toggled.connect(self.schedule)
         napari_viewer.mouse_move_callbacks.append(self._on_mouse_move)
         napari_viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -178,6 +209,7 @@ class SpectrumWidget(QWidget):
             self.schedule()
 
     def _on_layers_changed(self, event=None):
+        self._refresh_reference_choices()
         layer = self._probe_layer()
         if layer is not None and id(layer) not in self._watched:
             self._watched.add(id(layer))
@@ -242,6 +274,34 @@ class SpectrumWidget(QWidget):
         world = np.array([layer.data_to_world(p) for p in layer.data])
         return world, np.asarray(layer.face_color)
 
+    def _refresh_reference_choices(self):
+        current = self.reference_combo.currentText()
+        names = [lay.name for lay in self.viewer.layers if _layers.is_cube(lay)]
+        self.reference_combo.blockSignals(True)
+        self.reference_combo.clear()
+        self.reference_combo.addItems(["none", *names])
+        if current in names:
+            self.reference_combo.setCurrentText(current)
+        elif any("reference" in n for n in names):
+            self.reference_combo.setCurrentText(next(n for n in names if "reference" in n))
+        self.reference_combo.blockSignals(False)
+
+    def reference_layer(self):
+        name = self.reference_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def probe_error_lines(self) -> list[str]:
+        """One line per probe and layer: SAM and RMSE against the chosen reference."""
+        ref = self.reference_layer()
+        if ref is None:
+            return []
+        world, _ = self.probe_points()
+        lines = []
+        for i, pt in enumerate(world):
+            for name, (sam, rmse) in probe_errors(self.cube_layers(), ref, pt, self.size_spin.value()).items():
+                lines.append(f"probe {i + 1} {name}: SAM {sam:.2f} deg, RMSE {rmse:.4g}")
+        return lines
+
     def cube_layers(self):
         return [lay for lay in self.viewer.layers if _layers.is_cube(lay) and lay.visible]
 
@@ -270,6 +330,7 @@ class SpectrumWidget(QWidget):
             leg = ax.legend(fontsize=7, frameon=False, loc="best")
             for t in leg.get_texts():
                 t.set_color(self._text)
+        self.errors_label.setText("\n".join(self.probe_error_lines()))
         self.status.setText(f"{len(world)} probe(s), {len(layers)} cube layer(s)")
         self.canvas.draw_idle()
 
