@@ -111,12 +111,20 @@ def solve(Qhat: np.ndarray, H: np.ndarray, s: int, M: np.ndarray) -> np.ndarray:
     return np.real(fft.ifft2(np.tensordot(V, What, axes=1), workers=-1))
 
 
-def run(inputs: FusionInputs, rank: int = 10, lam: float = 1.0, mu: float = 1e-3, radius: int = 2,
+def default_radius(scale: int) -> int:
+    """Guided-prior window radius in LR pixels. Measured on 4 CAVE scenes: at x32, radius 1 beats
+    2 by 0.5 dB (a 5x5 LR window spans 160 HR pixels); at x8 they tie, and with noise (x8n) 2 is
+    0.14 dB better."""
+    return 2 if scale <= 8 else 1
+
+
+def run(inputs: FusionInputs, rank: int = 10, lam: float = 1.0, mu: float = 1e-3, radius: int = 0,
         eps: float = 1e-3, iterations: int = 1):
     deg = inputs.degradation
     s = deg.scale
     hr = inputs.hr.astype(np.float64)
     lr = inputs.lr.astype(np.float64)
+    radius = int(radius) or default_radius(s)
     total = 2 + 2 * iterations
     yield Progress(0, total, message="subspace")
     E = subspace(lr, rank)
@@ -147,7 +155,8 @@ register(MethodInfo(
         Option("rank", 10, "spectral subspace dimension", minimum=1, maximum=64),
         Option("lam", 1.0, "weight of the HR-image term", minimum=0.0),
         Option("mu", 1e-3, "weight of the guided prior", minimum=1e-8),
-        Option("radius", 2, "guided prior window radius (LR pixels)", minimum=1, maximum=16),
+        Option("radius", 0, "guided prior window radius in LR pixels (0: 2 for scale <= 8, else 1)",
+               minimum=0, maximum=16),
         Option("eps", 1e-3, "guided prior regularisation (relative)", minimum=0.0),
         Option("iterations", 1, "prior refits", minimum=1, maximum=10),
     ),

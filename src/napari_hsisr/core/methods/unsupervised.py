@@ -212,7 +212,7 @@ def run(inputs: FusionInputs, steps: int = 200, patch: int = 64, batch: int = 2,
     RE = deg.srf.T @ E
     H = F.otf(deg, hr.shape[-2:])
     hr_lr = np.real(fft.ifft2(F._fold(np.conj(H) * fft.fft2(hr, workers=-1), s), workers=-1))
-    a0 = F.prior_from_lr(hr, hr_lr, xa, s, 2, 1e-3)
+    a0 = F.prior_from_lr(hr, hr_lr, xa, s, F.default_radius(s), 1e-3)
     data_hat = H * F._tile(fft.fft2(xa, workers=-1), s)
     M = lam * RE.T @ RE + mu * np.eye(E.shape[1])
     rhs = lam * np.tensordot(RE.T, hr, axes=1)
