@@ -672,7 +672,6 @@ class FusionWidget(QWidget):
     def request(self) -> FusionRequest:
         """The form as a :class:`FusionRequest` (raises InputError on unparsable options)."""
         psf, srf = self._psf_spec(), self._srf_spec()
-        info = self.method_combo.currentData()
         return FusionRequest(
             hr_layer=self.hr_layer, lr_layer=self.lr_layer, scale=self.scale_spin.value(), psf=psf,
             psf_sigma=self.sigma_spin.value() or None, psf_size=self.size_spin.value() or None,

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core import metrics
 from . import _layers
 
 PROBES = "probes"
@@ -122,10 +123,8 @@ def probe_errors(layers, reference, world_point, size: int = 1) -> dict:
         values = spectrum_at(layer, world_point, size)
         if values is None or values.shape != ref.shape:
             continue
-        a, b = np.asarray(values, float), np.asarray(ref, float)
-        denom = np.linalg.norm(a) * np.linalg.norm(b)
-        sam = float(np.degrees(np.arccos(np.clip(a @ b / denom, -1, 1)))) if denom > 0 else float("nan")
-        out[layer.name] = (sam, float(np.sqrt(np.mean((a - b) ** 2))))
+        a, b = (np.asarray(v, float)[:, None, None] for v in (values, ref))  # one-pixel cubes
+        out[layer.name] = (metrics.sam(a, b), float(metrics.rmse_map(a, b)[0, 0]))
     return out
 
 

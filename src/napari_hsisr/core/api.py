@@ -35,9 +35,8 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
         if k != hr.shape[0]:
             raise InputError(f"HR image has {hr.shape[0]} channels but the spectral response has {k}; "
                              "choose a response with one column per HR channel.")
-    inputs = FusionInputs(hr, lr, degradation, seed=int(seed), device=resolve_device(device))
-    inputs.value_scaling = {"hr": hr_info, "lr": lr_info}  # type: ignore[attr-defined]
-    return inputs
+    return FusionInputs(hr, lr, degradation, seed=int(seed), device=resolve_device(device),
+                        value_scaling={"hr": hr_info, "lr": lr_info})
 
 
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,

@@ -241,18 +241,28 @@ def _kernel(deg, t):
     return torch.as_tensor(deg.psf, dtype=t.dtype, device=t.device)[None, None]
 
 
-def _spatial(z, deg):
+def spatial_op(z, kernel, scale: int, boundary: str = "reflect"):
+    """Blur + decimate ``(..., Y, X)`` torch tensors with a ``(K, K)`` kernel *tensor*.
+
+    The convention of :class:`Degradation`; differentiable in ``z`` and ``kernel``, so methods that
+    learn the PSF (``blind``) use the same operator as everything else.
+    """
     import torch.nn.functional as F
 
     *lead, Y, X = z.shape
-    s = deg.scale
+    s, K = int(scale), int(kernel.shape[-1])
     check_pair_shapes((Y, X), (Y // s, X // s), s)
-    b, a = deg.pad
+    b = (K - s) // 2
+    a = K - s - b
     flat = z.reshape(-1, 1, Y, X)
     if b or a:
-        flat = _gather(_gather(flat, _pad_index(Y, b, a, deg.boundary), 2), _pad_index(X, b, a, deg.boundary), 3)
-    out = F.conv2d(flat, _kernel(deg, z), stride=s)
+        flat = _gather(_gather(flat, _pad_index(Y, b, a, boundary), 2), _pad_index(X, b, a, boundary), 3)
+    out = F.conv2d(flat, kernel.reshape(1, 1, K, K), stride=s)
     return out.reshape(*lead, Y // s, X // s)
+
+
+def _spatial(z, deg):
+    return spatial_op(z, _kernel(deg, z), deg.scale, deg.boundary)
 
 
 def _spatial_adjoint(x, deg):

@@ -42,6 +42,7 @@ class FusionInputs:
     degradation: Degradation
     seed: int = 0
     device: str = "cpu"
+    value_scaling: dict = field(default_factory=dict)  # how integer inputs were scaled to [0, 1]
 
 
 @dataclass

@@ -51,8 +51,8 @@ def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size:
              srf_init: np.ndarray | None = None, boundary: str = "reflect"):
     """Generator: yields ``(step, loss)``, returns ``(psf (K, K), srf (C, k))`` float64."""
     import torch
-    import torch.nn.functional as F
 
+    from ..degradation import spatial_op
     from ..psf import gaussian_psf
 
     s = int(scale)
@@ -66,18 +66,14 @@ def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size:
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     psf_logit = torch.log(t(psf0).clamp_min(1e-12)).reshape(-1).clone().requires_grad_(True)
     srf_logit = torch.log(t(srf_init).clamp_min(1e-12)).clone().requires_grad_(True)
-    b, a = (K - s) // 2, K - s - (K - s) // 2
-    hr_t = t(hr)[:, None]
-    if b or a:
-        mode = {"zero": "constant", "wrap": "circular"}.get(boundary, "reflect")
-        hr_t = F.pad(hr_t, (b, a, b, a), mode=mode)
+    hr_t = t(hr)
     lr_t = t(lr)
     opt = torch.optim.Adam([psf_logit, srf_logit], lr=rate)
     norm = None
     for step in range(1, int(steps) + 1):
         psf = torch.softmax(psf_logit, 0).reshape(1, 1, K, K)
         srf = torch.softmax(srf_logit, 0)
-        seen_hr = F.conv2d(hr_t, psf, stride=s)[:, 0]  # k, y, x
+        seen_hr = spatial_op(hr_t, psf, s, boundary)  # k, y, x: the shared forward model
         seen_lr = torch.einsum("ck,cyx->kyx", srf, lr_t)
         if norm is None:
             norm = float(torch.mean(seen_lr.detach() ** 2))
