@@ -1,4 +1,4 @@
-"""Command line: ``hsisr {demo,methods,simulate,fuse,evaluate}``."""
+"""Command line: ``hsisr {demo,methods,srfs,simulate,fuse,evaluate,train}``."""
 
 from __future__ import annotations
 
@@ -149,6 +149,8 @@ def cmd_fuse(args) -> int:
                     **_parse_options(args.opt))
     result = _run_with_progress(gen, args.method)
     result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
+    for warning in result.settings.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     write_tiff(args.out, result.cube, wavelengths=deg.wavelengths, settings=result.settings,
                format=args.format, dtype=args.dtype)
     print(f"wrote {args.out} {result.cube.shape} in {result.settings['seconds']:.2f} s")
@@ -168,6 +170,100 @@ def cmd_evaluate(args) -> int:
     else:
         _print_metrics({"result": metrics})
     return 0
+
+
+def _collect_cubes(paths: list[str]) -> list[tuple[str, np.ndarray, object]]:
+    """Cubes from files or folders; a folder that is not itself a cube is searched one level down
+    (e.g. CAVE's ``complete_ms_data``). Integer cubes are scaled by their dtype's maximum."""
+    from pathlib import Path
+
+    from .core.io import read_cube
+
+    out = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            found = [(path.name, read_cube(path))]
+        except InputError:
+            if not path.is_dir():
+                raise
+            found = []
+            for child in sorted(path.iterdir()):
+                try:
+                    found.append((child.name, read_cube(child)))
+                except InputError:
+                    continue
+            if not found:
+                raise InputError(f"no cube found in {path} (or in its sub-folders).") from None
+        for name, cf in found:
+            data = cf.data if cf.data.dtype.kind == "f" else cf.data / np.iinfo(cf.data.dtype).max
+            out.append((name, np.asarray(data, dtype=np.float32), cf.wavelengths))
+    return out
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .core.training import TrainSettings, export_weights, train_iter
+
+    cubes = _collect_cubes(args.data)
+    val_names = set(args.val or [])
+    if args.scenes:
+        keep = set(args.scenes) | val_names
+        cubes = [c for c in cubes if c[0] in keep or c[0].removesuffix("_ms") in keep]
+    is_val = lambda name: name in val_names or name.removesuffix("_ms") in val_names  # noqa: E731
+    train = [c for c in cubes if not is_val(c[0])]
+    val = [c for c in cubes if is_val(c[0])]
+    missing = val_names - {c[0] for c in val} - {c[0].removesuffix("_ms") for c in val}
+    if missing:
+        raise InputError(f"validation cube(s) {sorted(missing)} not found among {[c[0] for c in cubes]}.")
+    deg = _degradation(args, cubes[0][2], len(cubes[0][1]))
+    settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch or 8 * args.scale,
+                             batch=args.batch, lr_rate=args.lr_rate, width=args.width, seed=args.seed,
+                             noise_snr_db=args.snr, device=_train_device(args.device))
+    print(f"training on {len(train)} cubes ({', '.join(c[0] for c in train)}), validating on {len(val)} "
+          f"({', '.join(c[0] for c in val) or 'none'})", file=sys.stderr)
+    checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    gen = train_iter([c[1] for c in train], [c[1] for c in val], deg, settings, checkpoint=checkpoint,
+                     resume=args.resume)
+    bar = tqdm(total=settings.epochs * settings.steps_per_epoch, desc="train", file=sys.stderr, disable=None)
+    start = time.perf_counter()
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                model = stop.value
+                break
+            bar.n = p.step
+            bar.set_postfix_str(f"epoch {p.epoch} loss={p.loss:.4g}")
+            bar.refresh()
+            if p.val is not None:
+                tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  val PSNR {p.val['psnr']:.2f} dB  "
+                           f"SAM {p.val['sam']:.2f} deg", file=sys.stderr)
+    except KeyboardInterrupt:
+        gen.close()
+        print(f"stopped: the last completed epoch is in {checkpoint} (continue with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    record = {
+        "degradation": {**deg.settings(), "name": args.name or f"x{args.scale}"},
+        "noise_snr_db": args.snr, "train": [c[0] for c in train], "validation": [c[0] for c in val],
+        "settings": settings.as_dict(), "history": model.history,
+        "train_seconds_this_run": round(time.perf_counter() - start, 1),
+    }
+    record = export_weights(model, args.out, record)
+    last = model.history[-1] if model.history else {}
+    print(f"wrote {args.out} (+ .json record, sha256 {record['sha256'][:12]}...); "
+          f"final val PSNR {last.get('val_psnr', float('nan')):.2f} dB")
+    return 0
+
+
+def _train_device(name: str) -> str:
+    from .core.validation import resolve_device
+
+    return resolve_device(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +315,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--scale", type=int, help="scale factor, for ERGAS")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("train", help="train MSFN weights on reference cubes (pairs simulated on the fly)")
+    q.add_argument("data", nargs="+", help="cube files or folders (CAVE-style folders, TIFF, ENVI, .mat)")
+    q.add_argument("--val", nargs="*", help="names of the cubes held out for validation")
+    q.add_argument("--scenes", nargs="*", help="use only these cubes (plus --val)")
+    q.add_argument("--out", required=True, help="weights file to write (.pt; a .json record is written beside)")
+    q.add_argument("--name", help="name of the degradation in the record (default x<scale>)")
+    q.add_argument("--checkpoint", help="checkpoint path (default <out>.ckpt)")
+    q.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    q.add_argument("--epochs", type=int, default=20)
+    q.add_argument("--steps", type=int, default=100, help="steps per epoch")
+    q.add_argument("--patch", type=int, help="HR crop side (multiple of the scale; default 8 x scale)")
+    q.add_argument("--batch", type=int, default=8)
+    q.add_argument("--lr-rate", type=float, default=1e-3)
+    q.add_argument("--width", type=int, default=16, help="channels at full resolution")
+    q.add_argument("--snr", type=float, help="noise SNR in dB for both observations (default: none)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    _add_degradation_args(q)
+    q.set_defaults(func=cmd_train)
     return p
 
 

@@ -720,6 +720,13 @@ class FusionWidget(QWidget):
 
     def _on_finished(self, layer):
         self.progress_label.setText(f"done: added {layer.name!r}")
+        warnings = (layer.metadata.get("settings") or {}).get("warnings") or []
+        if warnings:
+            from napari.utils.notifications import show_warning
+
+            for text in warnings:
+                show_warning(text)
+            self.progress_label.setText(f"done: added {layer.name!r} (warning: {warnings[0]})")
         if self.remember_estimates(layer):
             self.progress_label.setText(f"done: added {layer.name!r}; estimated PSF and SRF available")
         if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:

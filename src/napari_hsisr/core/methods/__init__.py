@@ -2,7 +2,7 @@
 
 from .base import FusionInputs, FusionResult, MethodInfo, Option, Progress, get_method, list_methods, register
 
-_BUILTIN = ("bicubic", "gsa", "fast", "unsupervised", "blind")
+_BUILTIN = ("bicubic", "gsa", "fast", "unsupervised", "blind", "msfn")
 
 
 def _load_builtin() -> None:

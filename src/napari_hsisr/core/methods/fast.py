@@ -161,3 +161,38 @@ register(MethodInfo(
         Option("iterations", 1, "prior refits", minimum=1, maximum=10),
     ),
 ))
+
+
+def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, **options) -> np.ndarray:
+    """The fast method's cube for ``hr`` (k, Y, X) and ``lr`` (C, y, x), without the API's checks
+    (for networks that refine it, on crops during training)."""
+    gen = run(FusionInputs(hr, lr, deg), **options)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def project_consistent(deg: Degradation, hr: np.ndarray, lr: np.ndarray, prior_cube: np.ndarray,
+                       rank: int = 16, lam: float = 1.0, mu: float = 1e-3) -> np.ndarray:
+    """Data-consistency step for a network's cube: fast's closed-form solve with ``prior_cube`` as
+    the prior, inside the LR cube's ``rank``-dimensional subspace; the prior's part outside that
+    subspace (which the LR-HS cube barely constrains) is kept as is.
+
+    ``hr`` (k, Y, X), ``lr`` (C, y, x), ``prior_cube`` (C, Y, X); returns (C, Y, X) float64.
+    """
+    s = deg.scale
+    lr = lr.astype(np.float64)
+    hr = hr.astype(np.float64)
+    prior_cube = prior_cube.astype(np.float64)
+    E = subspace(lr, rank)
+    xa = np.tensordot(E.T, lr, axes=1)
+    RE = deg.srf.T @ E
+    H = otf(deg, hr.shape[-2:])
+    a0 = np.tensordot(E.T, prior_cube, axes=1)
+    data_hat = H * _tile(fft.fft2(xa, workers=-1), s)
+    M = lam * RE.T @ RE + mu * np.eye(E.shape[1])
+    rhs = lam * np.tensordot(RE.T, hr, axes=1) + mu * a0
+    a = solve(data_hat + fft.fft2(rhs, workers=-1), H, s, M)
+    return np.tensordot(E, a, axes=1) + (prior_cube - np.tensordot(E, a0, axes=1))

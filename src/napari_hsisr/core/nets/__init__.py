@@ -1,0 +1,1 @@
+"""Neural networks (torch modules). Imported lazily: ``import napari_hsisr`` never imports torch."""

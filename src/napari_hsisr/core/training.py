@@ -1,0 +1,297 @@
+"""Supervised training of the multi-scale fusion network (MSFN) on reference cubes.
+
+Pairs are simulated on the fly by the shared forward model: random ``patch`` x ``patch`` crops of
+the reference cubes (offsets multiples of ``s``), a random flip/rotation, then the degradation's
+spatial operator (PSF + decimation, its boundary rule at the crop's edges) and spectral response,
+plus optional Gaussian noise at a given SNR. The loss is the L1 error at every decoder level
+against the block-averaged reference (multi-level supervision), the finest level weighted most.
+
+:func:`train_iter` is a generator (yields :class:`TrainProgress`, returns the trained model) so the
+CLI shows a progress bar and a caller can stop at any step; a checkpoint is written atomically
+after every epoch and ``resume=True`` continues from it (model, optimiser, RNG states, history).
+Deterministic for a seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .degradation import Degradation
+from .errors import InputError
+
+LEVEL_WEIGHT_DECAY = 0.5  # coarser levels weigh 1/2, 1/4, ... of the finest
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    epoch: int
+    step: int
+    total: int
+    loss: float | None = None
+    message: str = ""
+    val: dict | None = None  # {"psnr": .., "sam": ..} at the end of an epoch
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 20
+    steps_per_epoch: int = 100
+    patch: int = 64
+    batch: int = 8
+    lr_rate: float = 1e-3
+    width: int = 16
+    residual: bool = True
+    seed: int = 0
+    noise_snr_db: float | None = None
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d.pop("extra")
+        return {**d, **self.extra}
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _augment(t, code: int):
+    """One of the 8 flips/rotations of a (B, C, P, P) tensor."""
+    import torch
+
+    if code & 4:
+        t = torch.flip(t, (-1,))
+    return torch.rot90(t, code & 3, (-2, -1))
+
+
+def simulate_batch(ref, deg: Degradation, noise_snr_db=None, generator=None):
+    """(B, C, P, P) reference crops -> (hr (B, k, P, P), lr (B, C, P/s, P/s)) torch tensors."""
+    import torch
+
+    from .degradation import spatial_op
+
+    kernel = torch.as_tensor(deg.psf, dtype=ref.dtype, device=ref.device)
+    srf = torch.as_tensor(deg.srf, dtype=ref.dtype, device=ref.device)
+    lr = spatial_op(ref, kernel, deg.scale, deg.boundary)
+    hr = torch.einsum("ck,bcyx->bkyx", srf, ref)
+    if noise_snr_db is not None:
+        def noisy(t):
+            sigma = torch.sqrt((t ** 2).mean(dim=(-2, -1), keepdim=True) / 10 ** (noise_snr_db / 10))
+            return t + sigma * torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
+        lr, hr = noisy(lr), noisy(hr)
+    return hr, lr
+
+
+def fast_base(hr, lr, deg: Degradation):
+    """The fast method's estimate for each pair of a batch (torch in, torch out): the base a
+    residual MSFN refines."""
+    import torch
+
+    from .methods.fast import estimate
+
+    h = hr.detach().cpu().double().numpy()
+    l_ = lr.detach().cpu().double().numpy()
+    out = np.stack([estimate(deg, h[i], l_[i]) for i in range(len(h))])
+    return torch.as_tensor(out, dtype=hr.dtype, device=hr.device)
+
+
+def _sam_deg(pred: np.ndarray, ref: np.ndarray) -> float:
+    from .metrics import sam
+
+    return float(sam(pred, ref))
+
+
+def validate(model, val_pairs, device) -> dict:
+    """Mean PSNR (peak 1) and SAM over full-frame validation pairs ``[(hr, lr, base, ref)]`` (numpy;
+    ``base`` None for a plain network)."""
+    import torch
+
+    from .metrics import psnr
+
+    model.eval()
+    psnrs, sams = [], []
+    with torch.no_grad():
+        for hr, lr, base, ref in val_pairs:
+            t = lambda a: None if a is None else torch.as_tensor(a[None], device=device)  # noqa: E731
+            out = model(t(hr), t(lr), t(base))[-1]
+            cube = out[0].float().clamp_min(0).cpu().numpy()
+            psnrs.append(float(psnr(cube, ref, peak=1.0)))
+            sams.append(_sam_deg(cube, ref))
+    model.train()
+    return {"psnr": float(np.mean(psnrs)), "sam": float(np.mean(sams))}
+
+
+def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: Degradation,
+               settings: TrainSettings, checkpoint: str | Path | None = None, resume: bool = False):
+    """Train an MSFN for ``deg``; yields :class:`TrainProgress`, returns the model (eval mode)."""
+    import torch
+
+    from .nets.msfn import MSFN
+    from .simulate import simulate
+
+    st = settings
+    s = deg.scale
+    if st.patch % s or st.patch < 2 * s:
+        raise InputError(f"patch must be a multiple of the scale {s} and at least {2 * s}, got {st.patch}.")
+    if not train_cubes:
+        raise InputError("no training cubes given.")
+    C = train_cubes[0].shape[0]
+    for i, cube in enumerate(list(train_cubes) + list(val_cubes)):
+        if cube.ndim != 3 or cube.shape[0] != C:
+            raise InputError(f"cube {i} has shape {cube.shape}; all cubes must be (C={C}, Y, X).")
+        if min(cube.shape[1:]) < st.patch:
+            raise InputError(f"cube {i} ({cube.shape[1]}x{cube.shape[2]}) is smaller than the patch "
+                             f"({st.patch}); use a smaller --patch.")
+    if deg.srf is None or deg.srf.shape[0] != C:
+        raise InputError(f"the degradation's spectral response must have {C} rows (one per band).")
+    device = torch.device(st.device)
+    torch.manual_seed(st.seed)
+    model = MSFN(C, deg.srf.shape[1], s, st.width, residual=st.residual).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=st.lr_rate)
+    total_steps = st.epochs * st.steps_per_epoch
+    # cosine decay to 5 % over the whole run, in closed form, so a resumed run (even with more
+    # epochs) follows the same schedule as an uninterrupted one
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i, total_steps) / total_steps)))
+    gen = torch.Generator().manual_seed(st.seed)
+    refs = [torch.as_tensor(np.ascontiguousarray(c), dtype=torch.float32) for c in train_cubes]
+    val_pairs = []
+    for i, cube in enumerate(val_cubes):
+        rgb, lr = simulate(cube, deg, noise_snr_db=st.noise_snr_db, hr_snr_db=st.noise_snr_db, seed=1000 + i)
+        Y, X = (np.array(cube.shape[1:]) // s) * s
+        hr = np.ascontiguousarray(np.moveaxis(rgb, -1, 0))
+        base = None
+        if st.residual:
+            from .methods.fast import estimate
+
+            base = estimate(deg, hr.astype(np.float64), lr.astype(np.float64)).astype(np.float32)
+        val_pairs.append((hr, lr, base, cube[:, :Y, :X]))
+    history, start_epoch = [], 0
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state["model_config"] != model.config():
+            raise InputError(f"checkpoint {checkpoint} is for {state['model_config']}, not {model.config()}; "
+                             "start without --resume or change the output path.")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = json.loads(state["history"])
+        start_epoch = int(state["epoch"])
+    total = st.epochs * st.steps_per_epoch
+    P = st.patch
+    levels = len(model.factors)
+    weights = [LEVEL_WEIGHT_DECAY ** (levels - 1 - i) for i in range(levels)]
+    model.train()
+    for epoch in range(start_epoch, st.epochs):
+        t0, run_loss = time.perf_counter(), 0.0
+        for it in range(st.steps_per_epoch):
+            crops = []
+            for _ in range(st.batch):
+                ref = refs[int(torch.randint(len(refs), (1,), generator=gen))]
+                _, Yc, Xc = ref.shape
+                iy = int(torch.randint((Yc - P) // s + 1, (1,), generator=gen)) * s
+                ix = int(torch.randint((Xc - P) // s + 1, (1,), generator=gen)) * s
+                code = int(torch.randint(8, (1,), generator=gen))
+                crops.append(_augment(ref[None, :, iy:iy + P, ix:ix + P], code))
+            ref_b = torch.cat(crops).to(device)
+            hr_b, lr_b = simulate_batch(ref_b, deg, st.noise_snr_db, gen)
+            preds = model(hr_b, lr_b, fast_base(hr_b, lr_b, deg) if st.residual else None)
+            targets = model.level_targets(ref_b)
+            loss = sum(w * torch.mean(torch.abs(p - t)) for w, p, t in zip(weights, preds, targets))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            run_loss += float(loss.detach())
+            step = epoch * st.steps_per_epoch + it + 1
+            yield TrainProgress(epoch + 1, step, total, loss=run_loss / (it + 1),
+                                message=f"epoch {epoch + 1}/{st.epochs}")
+        val = validate(model, val_pairs, device) if val_pairs else None
+        history.append({"epoch": epoch + 1, "train_loss": run_loss / st.steps_per_epoch,
+                        "seconds": time.perf_counter() - t0, **({"val_" + k: v for k, v in val.items()} if val else {})})
+        if checkpoint is not None:
+            _atomic_torch_save({
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                "history": json.dumps(history), "model_config": model.config(),
+            }, Path(checkpoint))
+        yield TrainProgress(epoch + 1, (epoch + 1) * st.steps_per_epoch, total, loss=history[-1]["train_loss"],
+                            message=f"epoch {epoch + 1}/{st.epochs} done", val=val)
+    model.eval()
+    model.history = history
+    return model
+
+
+def export_weights(model, path: str | Path, record: dict, half: bool = True) -> dict:
+    """Write the model's weights (a plain tensor dict, loadable with ``weights_only=True``) and a
+    JSON record next to them (``<path>.json``: model config, degradation, data, history, sha256)."""
+    import torch
+
+    path = Path(path)
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    _atomic_torch_save(state, path)
+    record = {**record, "model_config": model.config(), "file": path.name, "sha256": sha256(path),
+              "dtype": "float16" if half else "float32"}
+    tmp = path.with_name(path.name + ".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path.with_name(path.name + ".json"))
+    return record
+
+
+def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | None = None):
+    """Load exported weights; refuses a file whose SHA-256 differs from its record (or from
+    ``expected_sha256``). Returns ``(model, record)``."""
+    import torch
+
+    from .nets.msfn import MSFN
+
+    path = Path(path)
+    meta_path = path.with_name(path.name + ".json")
+    if not path.exists() or not meta_path.exists():
+        raise InputError(f"weights {path} or their record {meta_path.name} not found.")
+    record = json.loads(meta_path.read_text())
+    want = expected_sha256 or record.get("sha256")
+    got = sha256(path)
+    if want != got:
+        raise InputError(f"weights file {path} does not match its checksum (sha256 {got[:12]}..., expected "
+                         f"{str(want)[:12]}...); the file is damaged or was modified. Re-install the package "
+                         "or re-export the weights.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = MSFN(**record["model_config"])
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.to(device).eval(), record

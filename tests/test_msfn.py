@@ -1,0 +1,195 @@
+"""Multi-scale fusion network: architecture, training, shipped weights, zero-shot mode."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import napari_hsisr as hsisr  # noqa: E402
+from napari_hsisr.core.errors import InputError  # noqa: E402
+from napari_hsisr.core.methods.msfn import shipped_weights  # noqa: E402
+from napari_hsisr.core.nets.msfn import MSFN, stage_factors  # noqa: E402
+from napari_hsisr.core.sample import sample_pair  # noqa: E402
+from napari_hsisr.core.training import TrainSettings, export_weights, load_weights, sha256, train_iter  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+from msfn_reference_output import reference_output  # noqa: E402
+
+REFERENCE_OUTPUT = Path(__file__).parent / "data" / "msfn_x8_reference_output.npz"
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.set_num_threads(2)
+    return sample_pair(size=64)
+
+
+@pytest.mark.parametrize("scale, factors", [(2, [2]), (8, [2, 2, 2]), (12, [2, 2, 3]), (5, [5]), (32, [2] * 5)])
+def test_stage_factors(scale, factors):
+    assert stage_factors(scale) == factors
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("scale, bands, channels", [(2, 31, 3), (4, 8, 3), (6, 20, 4), (8, 31, 3), (5, 10, 6)])
+def test_shapes_every_level(scale, bands, channels, residual):
+    net = MSFN(bands, channels, scale, width=8, residual=residual)
+    n = 3
+    base = torch.rand(2, bands, n * scale, n * scale) if residual else None
+    preds = net(torch.rand(2, channels, n * scale, n * scale), torch.rand(2, bands, n, n), base)
+    sizes = [n]
+    for f in stage_factors(scale):
+        sizes.append(sizes[-1] * f)
+    assert [p.shape for p in preds] == [(2, bands, s, s) for s in sizes[1:]]
+    targets = net.level_targets(torch.rand(2, bands, n * scale, n * scale))
+    assert [t.shape for t in targets] == [p.shape for p in preds]
+
+
+def test_untrained_network_interpolates_the_lr_cube():
+    """Heads start at zero: the output is the LR cube grown by the bilinear transposed convs, so a
+    constant LR cube gives the same constant everywhere, borders included."""
+    net = MSFN(5, 3, 8, width=8, residual=False)
+    out = net(torch.rand(1, 3, 32, 32), torch.full((1, 5, 4, 4), 0.3))[-1]
+    np.testing.assert_allclose(out.detach().numpy(), 0.3, atol=1e-6)
+
+
+def test_untrained_residual_network_returns_its_base():
+    net = MSFN(5, 3, 8, width=8)
+    base = torch.rand(1, 5, 32, 32)
+    preds = net(torch.rand(1, 3, 32, 32), torch.rand(1, 5, 4, 4), base)
+    torch.testing.assert_close(preds[-1], base)
+    torch.testing.assert_close(preds[0], torch.nn.functional.avg_pool2d(base, 4))
+    with pytest.raises(ValueError, match="base"):
+        net(torch.rand(1, 3, 32, 32), torch.rand(1, 5, 4, 4))
+
+
+def _train(cube, epochs, checkpoint=None, resume=False, steps=6, residual=True, stop_after=None):
+    settings = TrainSettings(epochs=epochs, steps_per_epoch=steps, patch=32, batch=4, width=8, seed=3, lr_rate=3e-3,
+                             residual=residual)
+    gen = train_iter([cube[:, :, :64]], [cube[:, :, 64:]], sample_pair(size=128).degradation, settings,
+                     checkpoint=checkpoint, resume=resume)
+    vals = []
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value, vals
+        if p.val is not None:
+            vals.append(p.val["psnr"])
+            if stop_after is not None and p.epoch == stop_after:
+                gen.close()  # interrupted: the checkpoint holds the last completed epoch
+                return None, vals
+
+
+def test_short_training_improves_validation_and_resumes(tmp_path):
+    cube = sample_pair(size=128).reference
+    model, vals = _train(cube, epochs=4)
+    assert len(vals) == 4
+    assert vals[-1] > vals[0] + 0.3, vals
+    # interrupted after 2 of 4 epochs, then resumed == 4 in one go (deterministic)
+    ckpt = tmp_path / "ckpt.pt"
+    _train(cube, epochs=4, checkpoint=ckpt, stop_after=2)
+    resumed, vals2 = _train(cube, epochs=4, checkpoint=ckpt, resume=True)
+    assert len(vals2) == 2
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    np.testing.assert_allclose(vals2[-1], vals[-1], atol=1e-4)
+
+
+def test_export_load_checksum_and_tamper(tmp_path):
+    net = MSFN(31, 3, 8, width=8)
+    with torch.no_grad():
+        net.heads[-1].bias.fill_(0.01)  # not all zeros, so a changed value is detectable
+    path = tmp_path / "w.pt"
+    record = export_weights(net, path, {"degradation": {"scale": 8}})
+    assert record["sha256"] == sha256(path)
+    model, rec = load_weights(path)
+    assert rec["model_config"] == net.config()
+    for (name, a), b in zip(net.state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3, msg=name)  # stored as float16
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="checksum"):
+        load_weights(path)
+
+
+shipped = pytest.mark.skipif(shipped_weights(8) is None, reason="no shipped x8 weights")
+
+
+@shipped
+def test_shipped_weights_reproduce_stored_output(pair):
+    model, record = load_weights(shipped_weights(8))
+    assert record["sha256"] == sha256(shipped_weights(8))
+    stored = np.load(REFERENCE_OUTPUT)
+    out = reference_output(model, pair)
+    assert stored["sha256"] == record["sha256"], "regenerate with scripts/msfn_reference_output.py"
+    np.testing.assert_allclose(out, stored["output"], atol=2e-4)
+
+
+@shipped
+def test_shipped_weights_refuse_a_tampered_copy(tmp_path):
+    src = shipped_weights(8)
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    shutil.copy(src.with_name(src.name + ".json"), dst.with_name(dst.name + ".json"))
+    raw = bytearray(dst.read_bytes())
+    raw[-10] ^= 0x01
+    dst.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="checksum"):
+        hsisr.fuse(*sample_pair(size=64)[:2], sample_pair(size=64).degradation, method="msfn", weights=str(dst))
+
+
+@shipped
+def test_msfn_matching_degradation_has_no_warning_and_is_consistent(pair):
+    res = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="msfn", device="cpu")
+    assert res.cube.shape == pair.reference.shape
+    assert "warnings" not in res.settings
+    assert res.extras["weights"]["sha256"] == json.loads(
+        shipped_weights(8).with_name("msfn_x8.pt.json").read_text())["sha256"]
+    raw = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="msfn", device="cpu", consistency=False)
+    deg = pair.degradation
+    err = lambda c: np.mean((deg.spatial(c.astype(np.float64)) - pair.lr) ** 2)  # noqa: E731
+    assert err(res.cube) < 0.1 * err(raw.cube)
+
+
+@shipped
+def test_msfn_mismatched_degradation_warns(pair):
+    other = hsisr.Degradation(
+        scale=8, psf="gaussian", psf_sigma=3.5, srf="Canon 5D Mark II", wavelengths=pair.wavelengths)
+    hr, lr = hsisr.simulate(pair.reference, other)
+    res = hsisr.fuse(hr, lr, other, method="msfn", device="cpu")
+    (warning,) = res.settings["warnings"]
+    assert "PSF differs" in warning and "SRF differs" in warning and "msfn-zeroshot" in warning
+
+
+def test_msfn_without_weights_for_the_scale_says_what_to_do():
+    ref = sample_pair(size=96).reference
+    deg = hsisr.Degradation(scale=3, psf="gaussian", srf="Nikon D700 (CAVE fusion papers)",
+                            wavelengths=np.arange(400, 701, 10))
+    hr, lr = hsisr.simulate(ref, deg)
+    with pytest.raises(InputError, match="msfn-zeroshot"):
+        hsisr.fuse(hr, lr, deg, method="msfn")
+
+
+def test_zeroshot_learns_and_refuses_small_inputs(pair):
+    big = sample_pair(size=128)
+    losses = []
+    res = hsisr.fuse(big.hr, big.lr, big.degradation, method="msfn-zeroshot", device="cpu", steps=40,
+                     init="random", width=8, progress=lambda p: losses.append(p.loss) if p.loss else None)
+    assert losses[-1] < 0.9 * losses[0], (losses[0], losses[-1])
+    assert res.cube.shape == big.reference.shape
+    again = hsisr.fuse(big.hr, big.lr, big.degradation, method="msfn-zeroshot", device="cpu", steps=40,
+                       init="random", width=8)
+    np.testing.assert_array_equal(res.cube, again.cube)  # deterministic for a seed
+    with pytest.raises(InputError, match="at least 16"):
+        hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="msfn-zeroshot", steps=1)  # LR 8x8 < 2 s
+
+
+def test_residual_training_step_runs_with_fast_base():
+    cube = sample_pair(size=128).reference
+    model, vals = _train(cube, epochs=1, steps=2, residual=True)
+    assert model.residual and len(vals) == 1 and np.isfinite(vals[0])
