@@ -90,7 +90,8 @@ def main() -> None:
     p.add_argument("--methods", default="bicubic,gsa,fast")
     p.add_argument("--scenes", default=",".join(SCENES))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--opt", action="append", default=[], help="method:key=value (JSON value)")
+    p.add_argument("--opt", action="append", default=[],
+                   help="method:key=value (JSON value); a method given as name#label gets label:key=value")
     p.add_argument("--json", help="also write the per-scene rows to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -102,18 +103,19 @@ def main() -> None:
     if not CAVE.is_dir():
         raise SystemExit(f"CAVE data not found at {CAVE}")
     results = {}
-    for method in args.methods.split(","):
+    for label in args.methods.split(","):
+        method = label.partition("#")[0]  # "msfn#raw" runs msfn with the options given to "msfn#raw"
         opts = {}
         for o in args.opt:
             name, _, kv = o.partition(":")
-            if name == method:
+            if name == label:
                 k, _, v = kv.partition("=")
                 opts[k] = json.loads(v)
         env = {**os.environ, "HSISR_BENCH_OPTS": json.dumps(opts), "OMP_NUM_THREADS": str(args.threads)}
         out = subprocess.run([sys.executable, __file__, "--worker", method, "--protocol", args.protocol,
                               "--scenes", args.scenes, "--threads", str(args.threads)],
                              env=env, stdout=subprocess.PIPE, text=True, check=True)
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[label] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"\nprotocol {args.protocol}, {len(scenes)} scenes, {args.threads} threads")
     print("| method | PSNR | SAM | ERGAS | SSIM | s/scene | peak MB | above base MB |")
     print("|---|---|---|---|---|---|---|---|")

@@ -63,3 +63,40 @@ def test_ctrl_c_writes_nothing(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--out", str(out)]) == 130
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert "nothing was written" in capsys.readouterr().err
+
+
+def test_train_writes_weights_that_fuse_uses_and_warns_on_mismatch(tmp_path, capsys):
+    from napari_hsisr.core.io import write_tiff
+    from napari_hsisr.core.sample import sample_scene
+
+    data = tmp_path / "cubes"
+    data.mkdir()
+    for i in range(3):
+        ref, wl = sample_scene(64)
+        write_tiff(data / f"scene{i}.tif", np.roll(ref, 16 * i, axis=-1), wavelengths=wl)
+    weights = tmp_path / "w.pt"
+    deg = ["--scale", "4", "--psf-sigma", "1"]
+    assert main(["train", str(data), "--val", "scene2.tif", "--out", str(weights), "--epochs", "1",
+                 "--steps", "2", "--patch", "16", "--batch", "2", "--width", "4", *deg]) == 0
+    out = capsys.readouterr()
+    assert "wrote" in out.out and "training on 2 cubes" in out.err
+    record = json.loads(weights.with_name("w.pt.json").read_text())
+    assert record["train"] == ["scene0.tif", "scene1.tif"] and record["validation"] == ["scene2.tif"]
+    assert record["degradation"]["scale"] == 4 and len(record["history"]) == 1
+    assert "val_psnr" in record["history"][0]
+    # continue from the checkpoint for a second epoch
+    assert main(["train", str(data), "--val", "scene2.tif", "--out", str(weights), "--epochs", "2", "--resume",
+                 "--steps", "2", "--patch", "16", "--batch", "2", "--width", "4", *deg]) == 0
+    assert [h["epoch"] for h in json.loads(weights.with_name("w.pt.json").read_text())["history"]] == [1, 2]
+    capsys.readouterr()
+    # the weights work through `fuse`, and another PSF produces the mismatch warning
+    ref, wl = sample_scene(64)
+    write_tiff(tmp_path / "ref.tif", ref, wavelengths=wl)
+    other = ["--scale", "4", "--psf-sigma", "1.8"]
+    assert main(["simulate", str(tmp_path / "ref.tif"), "--out-hr", str(tmp_path / "hr.tif"),
+                 "--out-lr", str(tmp_path / "lr.tif"), *other]) == 0
+    assert main(["fuse", "--hr", str(tmp_path / "hr.tif"), "--lr", str(tmp_path / "lr.tif"), "--method", "msfn",
+                 "--opt", f"weights={weights}", "--out", str(tmp_path / "sr.tif"), *other]) == 0
+    err = capsys.readouterr().err
+    assert "warning: The MSFN weights were trained for another degradation" in err and "PSF differs" in err
+    assert read_cube(tmp_path / "sr.tif").metadata["settings"]["warnings"]

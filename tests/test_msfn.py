@@ -140,7 +140,8 @@ def test_shipped_weights_refuse_a_tampered_copy(tmp_path):
     raw[-10] ^= 0x01
     dst.write_bytes(bytes(raw))
     with pytest.raises(InputError, match="checksum"):
-        hsisr.fuse(*sample_pair(size=64)[:2], sample_pair(size=64).degradation, method="msfn", weights=str(dst))
+        small = sample_pair(size=64)
+        hsisr.fuse(small.hr, small.lr, small.degradation, method="msfn", weights=str(dst))
 
 
 @shipped

@@ -343,3 +343,26 @@ def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):
     viewer.dims.set_current_step(0, 15)
     overlay = _wavelength_overlay.text_overlay(viewer)
     assert overlay.visible and overlay.text == "sample_lr_hs band 15: 550 nm"
+
+
+def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors, monkeypatch):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+    from napari_hsisr.core.methods.msfn import shipped_weights
+
+    if shipped_weights(8) is None:
+        pytest.skip("no shipped x8 weights")
+    import napari.utils.notifications as notifications
+
+    warned = []
+    monkeypatch.setattr(notifications, "show_warning", lambda msg: warned.append(str(msg)))
+    widget = FusionWidget(sample_viewer)
+    qtbot.addWidget(widget)
+    widget.method_combo.setCurrentText("msfn")
+    widget.sigma_spin.setValue(3.0)  # the sample was made with sigma 2; the weights too
+    assert widget.run()
+    qtbot.waitUntil(lambda: "sample_lr_hs_sr" in sample_viewer.layers, timeout=60000)
+    _wait_idle(qtbot, widget)
+    assert errors == []
+    assert len(warned) == 1 and "PSF differs" in warned[0] and "msfn-zeroshot" in warned[0]
+    assert "warning" in widget.progress_label.text()
+    assert sample_viewer.layers["sample_lr_hs_sr"].metadata["settings"]["warnings"] == warned
