@@ -64,3 +64,18 @@ def test_blind_method_runs(simulated):
     assert res.settings["estimated_degradation"]["srf"] == "estimated"
     reuse = Degradation(scale=4, psf=psf, srf=srf, wavelengths=wl)
     assert hsisr.fuse(rgb, lr, reuse, method="fast").cube.shape == cube.shape
+
+
+@pytest.mark.parametrize("known", ["psf", "srf"])
+def test_partial_knowledge_keeps_the_known_part(simulated, known):
+    cube, wl, deg, rgb, lr = simulated
+    res = hsisr.fuse(rgb, lr, deg, method="blind", device="cpu", known=known, est_steps=300, steps=0)
+    psf, srf = res.extras["psf"], res.extras["srf"]
+    if known == "psf":
+        np.testing.assert_array_equal(psf, deg.psf)
+        assert np.abs(srf - deg.srf).sum(0).max() < 0.15
+    else:
+        np.testing.assert_array_equal(srf, deg.srf)
+        assert np.linalg.norm(psf - deg.psf) / np.linalg.norm(deg.psf) < 0.05
+    with pytest.raises(Exception, match="known"):
+        hsisr.fuse(rgb, lr, deg, method="blind", known="both")

@@ -16,8 +16,9 @@ earlier 1e-2 / 1e-3 (the smoothness terms dominated the data term). Initialisati
 cameras resampled on the cube's wavelengths (flat if the wavelengths are unknown). The estimated
 degradation then drives :mod:`.unsupervised` (same options).
 
-The estimates are reported in the final Progress message; see the module's report for the
-proposed way to return them in ``FusionResult.extras``.
+The estimates come back in ``FusionResult.extras`` (``psf``, ``srf``, ``degradation``) and in
+``settings["estimated_degradation"]``. ``known="psf"`` or ``known="srf"`` holds the degradation's
+PSF or SRF fixed and estimates only the other.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ def camspec_mean(wavelengths, n_bands: int) -> np.ndarray:
 
 def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size: int | None = None,
              steps: int = 500, rate: float = 0.05, alpha: float = 1e-5, beta: float = 1e-5,
-             srf_init: np.ndarray | None = None, boundary: str = "reflect"):
-    """Generator: yields ``(step, loss)``, returns ``(psf (K, K), srf (C, k))`` float64."""
+             srf_init: np.ndarray | None = None, boundary: str = "reflect", known_psf: np.ndarray | None = None,
+             known_srf: np.ndarray | None = None):
+    """Generator: yields ``(step, loss)``, returns ``(psf (K, K), srf (C, k))`` float64.
+
+    ``known_psf`` / ``known_srf`` are held fixed (the user's partial knowledge); the other is
+    estimated."""
     import torch
 
     from ..degradation import spatial_op
@@ -64,13 +69,21 @@ def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size:
     C, k = lr.shape[0], hr.shape[0]
     if srf_init is None:
         srf_init = camspec_mean(wavelengths, C) if k == 3 else np.full((C, k), 1.0 / C)
+    if known_srf is not None:
+        srf_init = np.asarray(known_srf, dtype=np.float64)
     psf0 = gaussian_psf(K, s / 2.0)
+    if known_psf is not None:
+        psf0 = np.asarray(known_psf, dtype=np.float64)
+        K = psf0.shape[0]
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     psf_logit = torch.log(t(psf0).clamp_min(1e-12)).reshape(-1).clone().requires_grad_(True)
     srf_logit = torch.log(t(srf_init).clamp_min(1e-12)).clone().requires_grad_(True)
     hr_t = t(hr)
     lr_t = t(lr)
-    opt = torch.optim.Adam([psf_logit, srf_logit], lr=rate)
+    free = [p for p, known in ((psf_logit, known_psf), (srf_logit, known_srf)) if known is None]
+    if not free:
+        raise InputError("both PSF and SRF are marked known: nothing to estimate; use 'unsupervised' or 'fast'.")
+    opt = torch.optim.Adam(free, lr=rate)
     norm = None
     for step in range(1, int(steps) + 1):
         psf = torch.softmax(psf_logit, 0).reshape(1, 1, K, K)
@@ -91,17 +104,24 @@ def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size:
     with torch.no_grad():
         psf = torch.softmax(psf_logit, 0).reshape(K, K).numpy()
         srf = torch.softmax(srf_logit, 0).numpy()
-    return psf, srf
+    # a known one comes back exactly as given (softmax of its log only equals it up to rounding)
+    return (psf0 if known_psf is not None else psf), (srf_init if known_srf is not None else srf)
 
 
-def run(inputs: FusionInputs, psf_size: int = 0, est_steps: int = 500, alpha: float = 1e-5, beta: float = 1e-5,
-        **options):
+def run(inputs: FusionInputs, known: str = "none", psf_size: int = 0, est_steps: int = 500, alpha: float = 1e-5,
+        beta: float = 1e-5, **options):
     deg = inputs.degradation
     s = deg.scale
+    if known not in ("none", "psf", "srf"):
+        raise InputError(f"known must be 'none', 'psf' or 'srf', got {known!r}.")
+    if known == "srf" and (deg.srf is None or deg.srf.shape != (inputs.lr.shape[0], inputs.hr.shape[0])):
+        raise InputError("known='srf' needs the spectral response in the degradation (one row per band, one "
+                         "column per HR channel).")
     est_steps = int(est_steps)
     total = est_steps + 1
     gen = estimate(inputs.hr, inputs.lr, s, deg.wavelengths, size=int(psf_size) or None, steps=est_steps,
-                   alpha=alpha, beta=beta, boundary=deg.boundary)
+                   alpha=alpha, beta=beta, boundary=deg.boundary,
+                   known_psf=deg.psf if known == "psf" else None, known_srf=deg.srf if known == "srf" else None)
     t_last = time.perf_counter()
     while True:
         try:
@@ -126,6 +146,8 @@ register(MethodInfo(
     "blind", run,
     "Blind: estimates PSF and SRF from the pair alone, then runs unsupervised (x8blind: 46.1 dB, = known degradation).",
     options=(
+        Option("known", "none", "what the degradation already gives exactly: 'none' (estimate both), 'psf' "
+               "(estimate only the SRF) or 'srf' (estimate only the PSF)", choices=("none", "psf", "srf")),
         Option("psf_size", 0, "estimated PSF side in HR pixels (0: twice the scale)", minimum=0, maximum=256),
         Option("est_steps", 500, "Adam steps of the PSF/SRF estimation", minimum=1, maximum=100000),
         Option("alpha", 1e-5, "spectral smoothness weight of the SRF", minimum=0.0),
