@@ -79,3 +79,12 @@ def test_partial_knowledge_keeps_the_known_part(simulated, known):
         assert np.linalg.norm(psf - deg.psf) / np.linalg.norm(deg.psf) < 0.05
     with pytest.raises(Exception, match="known"):
         hsisr.fuse(rgb, lr, deg, method="blind", known="both")
+
+
+def test_known_part_is_a_copy_and_keeps_its_name(simulated):
+    cube, wl, deg, rgb, lr = simulated
+    res = hsisr.fuse(rgb, lr, deg, method="blind", device="cpu", known="srf", est_steps=20, steps=0)
+    assert res.extras["srf"] is not deg.srf
+    res.extras["srf"][:] = 0
+    assert deg.srf.sum() > 0
+    assert res.settings["estimated_degradation"]["srf"] == deg.srf_name

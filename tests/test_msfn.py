@@ -194,3 +194,28 @@ def test_residual_training_step_runs_with_fast_base():
     cube = sample_pair(size=128).reference
     model, vals = _train(cube, epochs=1, steps=2, residual=True)
     assert model.residual and len(vals) == 1 and np.isfinite(vals[0])
+
+
+def test_training_refuses_bad_counts_and_resume_with_another_degradation(tmp_path):
+    cube = sample_pair(size=128).reference
+    deg = sample_pair(size=128).degradation
+    bad = TrainSettings(epochs=0, steps_per_epoch=2, patch=32, batch=2, width=4)
+    with pytest.raises(InputError, match="at least 1"):
+        next(train_iter([cube], [], deg, bad))
+    ok = TrainSettings(epochs=1, steps_per_epoch=1, patch=32, batch=1, width=4, residual=False)
+    ckpt = tmp_path / "c.pt"
+    list(train_iter([cube], [cube[:, :60, :60]], deg, ok, checkpoint=ckpt))  # 60 is not a multiple of 8
+    other = deg.with_(psf=np.full((8, 8), 1 / 64))
+    with pytest.raises(InputError, match="another degradation"):
+        next(train_iter([cube], [], other, ok, checkpoint=ckpt, resume=True))
+
+
+def test_zeroshot_augments_only_with_flips_the_kernel_allows():
+    from napari_hsisr.core.methods.msfn import _valid_augmentations
+
+    wl = np.arange(400, 701, 10)
+    iso = hsisr.Degradation(scale=8, psf="gaussian", psf_sigma=2, srf="Canon 5D Mark II", wavelengths=wl)
+    aniso = iso.with_(psf=hsisr.Degradation(scale=8, psf="gaussian", psf_sigma=2.5, psf_sigma2=1.5, psf_angle=30,
+                                           psf_size=12).psf)
+    assert _valid_augmentations(iso) == list(range(8))
+    assert _valid_augmentations(aniso) == [0, 2]  # only the 180-degree rotation keeps it

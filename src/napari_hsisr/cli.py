@@ -187,14 +187,22 @@ def _collect_cubes(paths: list[str]) -> list[tuple[str, np.ndarray, object]]:
         except InputError:
             if not path.is_dir():
                 raise
-            found = []
+            found, skipped = [], []
             for child in sorted(path.iterdir()):
                 try:
-                    found.append((child.name, read_cube(child)))
-                except InputError:
+                    cf = read_cube(child)
+                except InputError as exc:
+                    skipped.append(f"{child.name}: {exc}")
                     continue
+                if cf.data.ndim == 3 and cf.data.shape[0] > 3:  # not a kernel, mask or RGB image
+                    found.append((child.name, cf))
+                else:
+                    skipped.append(f"{child.name}: shape {cf.data.shape} is not a (bands, Y, X) cube")
             if not found:
-                raise InputError(f"no cube found in {path} (or in its sub-folders).") from None
+                raise InputError(f"no cube found in {path} (or in its sub-folders): "
+                                 + "; ".join(skipped[:3])) from None
+            for line in skipped:
+                print(f"skipped {line}", file=sys.stderr)
         for name, cf in found:
             data = cf.data if cf.data.dtype.kind == "f" else cf.data / np.iinfo(cf.data.dtype).max
             out.append((name, np.asarray(data, dtype=np.float32), cf.wavelengths))
@@ -210,6 +218,10 @@ def cmd_train(args) -> int:
     val_names = set(args.val or [])
     if args.scenes:
         keep = set(args.scenes) | val_names
+        names = {c[0] for c in cubes} | {c[0].removesuffix("_ms") for c in cubes}
+        unknown = sorted(keep - names)
+        if unknown:
+            raise InputError(f"cube(s) {unknown} not found; available: {sorted(c[0] for c in cubes)}.")
         cubes = [c for c in cubes if c[0] in keep or c[0].removesuffix("_ms") in keep]
     is_val = lambda name: name in val_names or name.removesuffix("_ms") in val_names  # noqa: E731
     train = [c for c in cubes if not is_val(c[0])]
@@ -243,7 +255,7 @@ def cmd_train(args) -> int:
                            f"SAM {p.val['sam']:.2f} deg", file=sys.stderr)
     except KeyboardInterrupt:
         gen.close()
-        print(f"stopped: the last completed epoch is in {checkpoint} (continue with --resume)", file=sys.stderr)
+        print(f"stopped: completed epochs (if any) are in {checkpoint}; continue with --resume", file=sys.stderr)
         return 130
     finally:
         bar.close()
@@ -324,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="name of the degradation in the record (default x<scale>)")
     q.add_argument("--checkpoint", help="checkpoint path (default <out>.ckpt)")
     q.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    q.add_argument("--epochs", type=int, default=20)
+    q.add_argument("--epochs", type=int, default=20)  # values < 1 are refused by train_iter
     q.add_argument("--steps", type=int, default=100, help="steps per epoch")
     q.add_argument("--patch", type=int, help="HR crop side (multiple of the scale; default 8 x scale)")
     q.add_argument("--batch", type=int, default=8)

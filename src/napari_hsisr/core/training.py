@@ -28,7 +28,9 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 
-LEVEL_WEIGHT_DECAY = 0.5  # coarser levels weigh 1/2, 1/4, ... of the finest
+LEVEL_WEIGHT_DECAY = 0.5
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)  # coarser levels weigh 1/2, 1/4, ... of the finest
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,7 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -167,6 +167,9 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
         raise InputError(f"patch must be a multiple of the scale {s} and at least {2 * s}, got {st.patch}.")
     if not train_cubes:
         raise InputError("no training cubes given.")
+    if min(st.epochs, st.steps_per_epoch, st.batch) < 1:
+        raise InputError(f"epochs, steps per epoch and batch must be at least 1 (got {st.epochs}, "
+                         f"{st.steps_per_epoch}, {st.batch}).")
     C = train_cubes[0].shape[0]
     for i, cube in enumerate(list(train_cubes) + list(val_cubes)):
         if cube.ndim != 3 or cube.shape[0] != C:
@@ -189,21 +192,28 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
     refs = [torch.as_tensor(np.ascontiguousarray(c), dtype=torch.float32) for c in train_cubes]
     val_pairs = []
     for i, cube in enumerate(val_cubes):
-        rgb, lr = simulate(cube, deg, noise_snr_db=st.noise_snr_db, hr_snr_db=st.noise_snr_db, seed=1000 + i)
         Y, X = (np.array(cube.shape[1:]) // s) * s
+        cube = np.ascontiguousarray(cube[:, :Y, :X])
+        rgb, lr = simulate(cube, deg, noise_snr_db=st.noise_snr_db, hr_snr_db=st.noise_snr_db, seed=1000 + i)
         hr = np.ascontiguousarray(np.moveaxis(rgb, -1, 0))
         base = None
         if st.residual:
             from .methods.fast import estimate
 
             base = estimate(deg, hr.astype(np.float64), lr.astype(np.float64)).astype(np.float32)
-        val_pairs.append((hr, lr, base, cube[:, :Y, :X]))
+        val_pairs.append((hr, lr, base, cube))
     history, start_epoch = [], 0
+    run_id = json.dumps({"degradation": deg.settings(), **{k: v for k, v in st.as_dict().items()
+                                                          if k not in ("epochs", "device")}}, sort_keys=True)
     if checkpoint is not None and resume and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        # RNG states must stay CPU tensors; the optimiser moves its state to the parameters' device
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if state["model_config"] != model.config():
             raise InputError(f"checkpoint {checkpoint} is for {state['model_config']}, not {model.config()}; "
                              "start without --resume or change the output path.")
+        if state.get("run") != run_id:
+            raise InputError(f"checkpoint {checkpoint} was made with another degradation or other training "
+                             "settings; resume with the same ones, or start without --resume.")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -247,7 +257,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                "history": json.dumps(history), "model_config": model.config(),
+                "history": json.dumps(history), "model_config": model.config(), "run": run_id,
             }, Path(checkpoint))
         yield TrainProgress(epoch + 1, (epoch + 1) * st.steps_per_epoch, total, loss=history[-1]["train_loss"],
                             message=f"epoch {epoch + 1}/{st.epochs} done", val=val)
@@ -267,8 +277,10 @@ def export_weights(model, path: str | Path, record: dict, half: bool = True) -> 
     _atomic_torch_save(state, path)
     record = {**record, "model_config": model.config(), "file": path.name, "sha256": sha256(path),
               "dtype": "float16" if half else "float32"}
-    tmp = path.with_name(path.name + ".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.json.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(record, indent=1))
+    os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path.with_name(path.name + ".json"))
     return record
 
@@ -292,6 +304,9 @@ def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | N
                          f"{str(want)[:12]}...); the file is damaged or was modified. Re-install the package "
                          "or re-export the weights.")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = MSFN(**record["model_config"])
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        model = MSFN(**record["model_config"])
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise InputError(f"{path} is not MSFN weights this version can read ({exc}).") from None
     return model.to(device).eval(), record

@@ -70,10 +70,10 @@ def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size:
     if srf_init is None:
         srf_init = camspec_mean(wavelengths, C) if k == 3 else np.full((C, k), 1.0 / C)
     if known_srf is not None:
-        srf_init = np.asarray(known_srf, dtype=np.float64)
+        srf_init = np.array(known_srf, dtype=np.float64)  # a copy: the result must not alias the user's
     psf0 = gaussian_psf(K, s / 2.0)
     if known_psf is not None:
-        psf0 = np.asarray(known_psf, dtype=np.float64)
+        psf0 = np.array(known_psf, dtype=np.float64)
         K = psf0.shape[0]
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     psf_logit = torch.log(t(psf0).clamp_min(1e-12)).reshape(-1).clone().requires_grad_(True)
@@ -133,7 +133,8 @@ def run(inputs: FusionInputs, known: str = "none", psf_size: int = 0, est_steps:
             t_last = time.perf_counter()
             yield Progress(step, total, loss=loss, message=f"estimating PSF and SRF {step}/{est_steps}")
     est = deg.with_(psf=psf, srf=srf)
-    est.psf_name, est.srf_name = f"estimated ({psf.shape[0]}x{psf.shape[0]})", "estimated"
+    est.psf_name = deg.psf_name if known == "psf" else f"estimated ({psf.shape[0]}x{psf.shape[0]})"
+    est.srf_name = deg.srf_name if known == "srf" else "estimated"
     inner = FusionInputs(inputs.hr, inputs.lr, est, seed=inputs.seed, device=inputs.device)
     cube = yield from unsupervised_run(inner, **options)
     yield Progress(total, total, message=f"done; estimated PSF {psf.shape}, SRF {srf.shape}")

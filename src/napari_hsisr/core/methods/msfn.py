@@ -63,6 +63,8 @@ def degradation_mismatch(deg, record: dict) -> list[str]:
     """Human-readable differences between ``deg`` and the degradation the weights were trained for."""
     trained = record.get("degradation", {})
     out = []
+    if trained.get("boundary", deg.boundary) != deg.boundary:
+        out.append(f"boundary '{deg.boundary}' (weights: '{trained['boundary']}')")
     if int(trained.get("scale", deg.scale)) != deg.scale:
         out.append(f"scale {deg.scale} (weights: {trained['scale']})")
     k_t = np.asarray(trained.get("psf_kernel", deg.psf), dtype=float)
@@ -81,7 +83,7 @@ def degradation_mismatch(deg, record: dict) -> list[str]:
         else:
             cos = np.sum(srf_t * deg.srf, 0) / (np.linalg.norm(srf_t, axis=0) * np.linalg.norm(deg.srf, axis=0))
             angle = float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())
-            if angle > SRF_TOLERANCE_DEG:
+            if not angle <= SRF_TOLERANCE_DEG:  # NaN (an all-zero channel) is a mismatch too
                 out.append(f"SRF differs by {angle:.1f} deg (mean spectral angle) from the weights' "
                            f"{trained.get('srf', '?')}")
     return out
@@ -173,6 +175,21 @@ def _zeroshot_pairs(inputs: FusionInputs):
     return hr_lr.astype(np.float32), lr_lr.astype(np.float32), inputs.lr.astype(np.float32)
 
 
+def _valid_augmentations(deg) -> list[int]:
+    """Flip/rotation codes (see ``training._augment``) that commute with the spatial operator: the
+    zero-shot pairs are degraded before they are augmented, which is only right when the kernel
+    (and its placement around the block) is unchanged by the flip/rotation."""
+    import torch
+
+    from ..training import _augment
+
+    pb, pa = deg.pad
+    if pb != pa:
+        return [0]
+    k = torch.as_tensor(deg.psf)[None, None]
+    return [c for c in range(8) if torch.allclose(_augment(k, c), k, atol=1e-12)]
+
+
 def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: int = 4, lr_rate: float = 0.0,
                  width: int = 16, init: str = "shipped", consistency: bool = True, mu: float = 1e-3):
     import torch
@@ -211,6 +228,7 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
     HR, LR, TG = t(hr_lr), t(lr_lr), t(target)
     BS = None if BS is None else t(BS)
     n = patch // s
+    codes = _valid_augmentations(deg)
     levels = len(model.factors)
     weights = [0.5 ** (levels - 1 - i) for i in range(levels)]
     t_last, ema = time.perf_counter(), None
@@ -220,7 +238,7 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
             for _ in range(batch):
                 iy = int(torch.randint(y // s - n + 1, (1,), generator=gen))
                 ix = int(torch.randint(x // s - n + 1, (1,), generator=gen))
-                code = int(torch.randint(8, (1,), generator=gen))
+                code = codes[int(torch.randint(len(codes), (1,), generator=gen))]
                 hs.append(_augment(HR[None, :, iy * s:(iy + n) * s, ix * s:(ix + n) * s], code))
                 ls.append(_augment(LR[None, :, iy:iy + n, ix:ix + n], code))
                 ts.append(_augment(TG[None, :, iy * s:(iy + n) * s, ix * s:(ix + n) * s], code))
