@@ -213,6 +213,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .core.training import TrainSettings, export_weights, train_iter
+    from .core.validation import resolve_device
 
     cubes = _collect_cubes(args.data)
     val_names = set(args.val or [])
@@ -232,7 +233,7 @@ def cmd_train(args) -> int:
     deg = _degradation(args, cubes[0][2], len(cubes[0][1]))
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch or 8 * args.scale,
                              batch=args.batch, lr_rate=args.lr_rate, width=args.width, seed=args.seed,
-                             noise_snr_db=args.snr, device=_train_device(args.device))
+                             noise_snr_db=args.snr, device=resolve_device(args.device))
     print(f"training on {len(train)} cubes ({', '.join(c[0] for c in train)}), validating on {len(val)} "
           f"({', '.join(c[0] for c in val) or 'none'})", file=sys.stderr)
     checkpoint = args.checkpoint or f"{args.out}.ckpt"
@@ -270,12 +271,6 @@ def cmd_train(args) -> int:
     print(f"wrote {args.out} (+ .json record, sha256 {record['sha256'][:12]}...); "
           f"final val PSNR {last.get('val_psnr', float('nan')):.2f} dB")
     return 0
-
-
-def _train_device(name: str) -> str:
-    from .core.validation import resolve_device
-
-    return resolve_device(name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -84,18 +82,14 @@ def probe_table(layers, points, size: int = 1) -> tuple[np.ndarray, list[str], n
 
 def write_csv(path, wavelengths, names, table) -> Path:
     """Atomic CSV write: ``wavelength_nm`` then one column per series."""
+    from ..core.io import atomic_path
+
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["wavelength_nm", *names])
-            for k, wl in enumerate(wavelengths):
-                w.writerow([f"{wl:g}", *("" if np.isnan(v) else f"{v:.7g}" for v in table[k])])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["wavelength_nm", *names])
+        for k, wl in enumerate(wavelengths):
+            w.writerow([f"{wl:g}", *("" if np.isnan(v) else f"{v:.7g}" for v in table[k])])
     return path
 
 

@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import re
-import tempfile
+import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -495,24 +496,37 @@ def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
     return path
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+    """Yield a fresh temporary path beside ``path``; when the block succeeds it replaces ``path``,
+    when it fails (or is interrupted) it is removed, so ``path`` is never left half-written.
+
+    The file is created with ``os.open(..., 0o666)``, so it gets the permissions a plain ``open``
+    would (the umask applies), not ``mkstemp``'s 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str], info: str):
     import tifffile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp.tif")
-    tmp.close()
-    try:
+    with atomic_path(path, suffix=".tmp.tif") as tmp:
         if format == "imagej":
-            tifffile.imwrite(tmp.name, data, imagej=True,
-                             metadata={"axes": "CYX", "Labels": labels, "Info": info})
+            tifffile.imwrite(tmp, data, imagej=True, metadata={"axes": "CYX", "Labels": labels, "Info": info})
         else:
-            tifffile.imwrite(tmp.name, data, ome=True,
-                             metadata={"axes": "CYX", "Channel": {"Name": labels}},
+            tifffile.imwrite(tmp, data, ome=True, metadata={"axes": "CYX", "Channel": {"Name": labels}},
                              extratags=[(HSISR_TAG, "s", 0, info, True)])
-        os.replace(tmp.name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp.name)
-        except OSError:
-            pass
-        raise

@@ -17,20 +17,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .degradation import Degradation
 from .errors import InputError
+from .io import atomic_path
 
-LEVEL_WEIGHT_DECAY = 0.5
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)  # coarser levels weigh 1/2, 1/4, ... of the finest
+LEVEL_WEIGHT_DECAY = 0.5  # coarser levels weigh 1/2, 1/4, ... of the finest
 
 
 @dataclass(frozen=True)
@@ -55,28 +52,16 @@ class TrainSettings:
     seed: int = 0
     noise_snr_db: float | None = None
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d.pop("extra")
-        return {**d, **self.extra}
+        return asdict(self)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256(path) -> str:
@@ -121,16 +106,19 @@ def fast_base(hr, lr, deg: Degradation):
 
     from .methods.fast import estimate
 
-    h = hr.detach().cpu().double().numpy()
-    l_ = lr.detach().cpu().double().numpy()
+    h, l_ = hr.detach().cpu().numpy(), lr.detach().cpu().numpy()
     out = np.stack([estimate(deg, h[i], l_[i]) for i in range(len(h))])
     return torch.as_tensor(out, dtype=hr.dtype, device=hr.device)
 
 
-def _sam_deg(pred: np.ndarray, ref: np.ndarray) -> float:
-    from .metrics import sam
+def multilevel_loss(model, preds, reference):
+    """L1 error of every level's prediction against the block-averaged reference, the finest
+    level weighted 1 and each coarser one ``LEVEL_WEIGHT_DECAY`` times the next."""
+    import torch
 
-    return float(sam(pred, ref))
+    n = len(preds)
+    return sum(LEVEL_WEIGHT_DECAY ** (n - 1 - i) * torch.mean(torch.abs(p - t))
+               for i, (p, t) in enumerate(zip(preds, model.level_targets(reference))))
 
 
 def validate(model, val_pairs, device) -> dict:
@@ -138,7 +126,7 @@ def validate(model, val_pairs, device) -> dict:
     ``base`` None for a plain network)."""
     import torch
 
-    from .metrics import psnr
+    from .metrics import psnr, sam
 
     model.eval()
     psnrs, sams = [], []
@@ -148,7 +136,7 @@ def validate(model, val_pairs, device) -> dict:
             out = model(t(hr), t(lr), t(base))[-1]
             cube = out[0].float().clamp_min(0).cpu().numpy()
             psnrs.append(float(psnr(cube, ref, peak=1.0)))
-            sams.append(_sam_deg(cube, ref))
+            sams.append(float(sam(cube, ref)))
     model.train()
     return {"psnr": float(np.mean(psnrs)), "sam": float(np.mean(sams))}
 
@@ -200,7 +188,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
         if st.residual:
             from .methods.fast import estimate
 
-            base = estimate(deg, hr.astype(np.float64), lr.astype(np.float64)).astype(np.float32)
+            base = estimate(deg, hr, lr)
         val_pairs.append((hr, lr, base, cube))
     history, start_epoch = [], 0
     run_id = json.dumps({"degradation": deg.settings(), **{k: v for k, v in st.as_dict().items()
@@ -221,10 +209,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
         torch.set_rng_state(state["torch_rng"])
         history = json.loads(state["history"])
         start_epoch = int(state["epoch"])
-    total = st.epochs * st.steps_per_epoch
     P = st.patch
-    levels = len(model.factors)
-    weights = [LEVEL_WEIGHT_DECAY ** (levels - 1 - i) for i in range(levels)]
     model.train()
     for epoch in range(start_epoch, st.epochs):
         t0, run_loss = time.perf_counter(), 0.0
@@ -240,15 +225,14 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
             ref_b = torch.cat(crops).to(device)
             hr_b, lr_b = simulate_batch(ref_b, deg, st.noise_snr_db, gen)
             preds = model(hr_b, lr_b, fast_base(hr_b, lr_b, deg) if st.residual else None)
-            targets = model.level_targets(ref_b)
-            loss = sum(w * torch.mean(torch.abs(p - t)) for w, p, t in zip(weights, preds, targets))
+            loss = multilevel_loss(model, preds, ref_b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             run_loss += float(loss.detach())
             step = epoch * st.steps_per_epoch + it + 1
-            yield TrainProgress(epoch + 1, step, total, loss=run_loss / (it + 1),
+            yield TrainProgress(epoch + 1, step, total_steps, loss=run_loss / (it + 1),
                                 message=f"epoch {epoch + 1}/{st.epochs}")
         val = validate(model, val_pairs, device) if val_pairs else None
         history.append({"epoch": epoch + 1, "train_loss": run_loss / st.steps_per_epoch,
@@ -259,7 +243,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                 "history": json.dumps(history), "model_config": model.config(), "run": run_id,
             }, Path(checkpoint))
-        yield TrainProgress(epoch + 1, (epoch + 1) * st.steps_per_epoch, total, loss=history[-1]["train_loss"],
+        yield TrainProgress(epoch + 1, (epoch + 1) * st.steps_per_epoch, total_steps, loss=history[-1]["train_loss"],
                             message=f"epoch {epoch + 1}/{st.epochs} done", val=val)
     model.eval()
     model.history = history
@@ -269,7 +253,6 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
 def export_weights(model, path: str | Path, record: dict, half: bool = True) -> dict:
     """Write the model's weights (a plain tensor dict, loadable with ``weights_only=True``) and a
     JSON record next to them (``<path>.json``: model config, degradation, data, history, sha256)."""
-    import torch
 
     path = Path(path)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
@@ -277,11 +260,8 @@ def export_weights(model, path: str | Path, record: dict, half: bool = True) -> 
     _atomic_torch_save(state, path)
     record = {**record, "model_config": model.config(), "file": path.name, "sha256": sha256(path),
               "dtype": "float16" if half else "float32"}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.json.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(record, indent=1))
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, path.with_name(path.name + ".json"))
+    with atomic_path(path.with_name(path.name + ".json")) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
     return record
 
 

@@ -17,7 +17,6 @@ observations; ``consistency=False`` returns the raw network output.
 
 from __future__ import annotations
 
-import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -102,9 +101,7 @@ def _base(model, deg, hr: np.ndarray, lr: np.ndarray):
     """The fast method's cube that a residual network refines (None for a plain network)."""
     from .fast import estimate
 
-    if not model.residual:
-        return None
-    return estimate(deg, hr.astype(np.float64), lr.astype(np.float64)).astype(np.float32)
+    return estimate(deg, hr, lr) if model.residual else None
 
 
 def _infer(model, inputs: FusionInputs, base):
@@ -127,7 +124,7 @@ def _finish(inputs, cube, consistency: bool, mu: float):
     return np.clip(cube, 0, None).astype(np.float32)
 
 
-def _oom(method: str, exc_type):
+def _oom(method: str):
     return InputError(f"Out of GPU memory in method {method!r}; use device='cpu' or a smaller crop.")
 
 
@@ -152,7 +149,7 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
         cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        raise _oom("msfn", None) from None
+        raise _oom("msfn") from None
     yield Progress(2, 3, message="consistency step" if consistency else "done")
     cube = _finish(inputs, cube, bool(consistency), float(mu))
     yield Progress(3, 3, message="done")
@@ -195,7 +192,7 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
     import torch
 
     from ..nets.msfn import MSFN
-    from ..training import _augment, load_weights
+    from ..training import _augment, load_weights, multilevel_loss
 
     deg = inputs.degradation
     s = deg.scale
@@ -211,8 +208,9 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
     torch.manual_seed(inputs.seed)
     C, k = inputs.lr.shape[0], inputs.hr.shape[0]
     start = None
-    if init == "shipped" and shipped_weights(s) is not None:
-        model, record = load_weights(shipped_weights(s))
+    shipped = shipped_weights(s) if init == "shipped" else None
+    if shipped is not None:
+        model, record = load_weights(shipped)
         if model.config()["bands"] == C and model.config()["channels"] == k:
             start = record["file"]
     if start is None:
@@ -229,8 +227,6 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
     BS = None if BS is None else t(BS)
     n = patch // s
     codes = _valid_augmentations(deg)
-    levels = len(model.factors)
-    weights = [0.5 ** (levels - 1 - i) for i in range(levels)]
     t_last, ema = time.perf_counter(), None
     try:
         for step in range(1, steps + 1):
@@ -239,14 +235,14 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
                 iy = int(torch.randint(y // s - n + 1, (1,), generator=gen))
                 ix = int(torch.randint(x // s - n + 1, (1,), generator=gen))
                 code = codes[int(torch.randint(len(codes), (1,), generator=gen))]
-                hs.append(_augment(HR[None, :, iy * s:(iy + n) * s, ix * s:(ix + n) * s], code))
-                ls.append(_augment(LR[None, :, iy:iy + n, ix:ix + n], code))
-                ts.append(_augment(TG[None, :, iy * s:(iy + n) * s, ix * s:(ix + n) * s], code))
+                fine, coarse = np.s_[:, iy * s:(iy + n) * s, ix * s:(ix + n) * s], np.s_[:, iy:iy + n, ix:ix + n]
+                hs.append(_augment(HR[fine][None], code))
+                ls.append(_augment(LR[coarse][None], code))
+                ts.append(_augment(TG[fine][None], code))
                 if BS is not None:
-                    bs.append(_augment(BS[None, :, iy * s:(iy + n) * s, ix * s:(ix + n) * s], code))
-            tg = torch.cat(ts)
+                    bs.append(_augment(BS[fine][None], code))
             preds = model(torch.cat(hs), torch.cat(ls), torch.cat(bs) if bs else None)
-            loss = sum(w * torch.mean(torch.abs(p - q)) for w, p, q in zip(weights, preds, model.level_targets(tg)))
+            loss = multilevel_loss(model, preds, torch.cat(ts))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -261,7 +257,7 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
         cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        raise _oom("msfn-zeroshot", None) from None
+        raise _oom("msfn-zeroshot") from None
     cube = _finish(inputs, cube, bool(consistency), float(mu))
     yield Progress(total, total, message="done")
     return cube, {"warnings": [], "initial_weights": start or "random", "final_loss": ema, "lr_rate": lr_rate}

@@ -189,7 +189,6 @@ def run(inputs: FusionInputs, steps: int = 200, patch: int = 64, batch: int = 2,
         lam: float = 1.0, rank: int = 10, width: int = 32, depth: int = 4, patience: int = 60,
         mode: str = "prior", mu: float = 1e-3, out_gain: float = 0.05):
     import torch
-    from scipy import fft
 
     from . import fast as F
 
@@ -209,16 +208,9 @@ def run(inputs: FusionInputs, steps: int = 200, patch: int = 64, batch: int = 2,
     yield Progress(0, total, message="subspace and guided prior")
     E = F.subspace(lr, rank)
     xa = np.tensordot(E.T, lr, axes=1)
-    RE = deg.srf.T @ E
     H = F.otf(deg, hr.shape[-2:])
-    hr_lr = np.real(fft.ifft2(F._fold(np.conj(H) * fft.fft2(hr, workers=-1), s), workers=-1))
-    a0 = F.prior_from_lr(hr, hr_lr, xa, s, F.default_radius(s), 1e-3)
-    data_hat = H * F._tile(fft.fft2(xa, workers=-1), s)
-    M = lam * RE.T @ RE + mu * np.eye(E.shape[1])
-    rhs = lam * np.tensordot(RE.T, hr, axes=1)
-
-    def closed_form(prior):
-        return F.solve(data_hat + fft.fft2(rhs + mu * prior, workers=-1), H, s, M)
+    a0 = F.guided_prior(deg, hr, xa, H)
+    closed_form = F.closed_form_solver(deg, hr, xa, E, H, lam, mu)
 
     yield Progress(0, total, message="warm start (fast solve)")
     a_fast = closed_form(a0)
