@@ -19,7 +19,7 @@ def test_registry_lists_methods_with_options():
     names = [m.name for m in hsisr.list_methods()]
     assert {"bicubic", "gsa", "fast"} <= set(names)
     fast = hsisr.get_method("fast")
-    assert fast.defaults()["rank"] == 10
+    assert fast.defaults()["rank"] == 0  # estimated from the data
     with pytest.raises(ValueError, match="available"):
         hsisr.get_method("nope")
 
@@ -88,3 +88,17 @@ def test_no_reference_consistency_ranks_methods(pair):
     fast = hsisr.consistency(hsisr.fuse(pair.hr, pair.lr, deg, method="fast").cube, pair.hr, pair.lr, deg)
     bic = hsisr.consistency(hsisr.fuse(pair.hr, pair.lr, deg, method="bicubic").cube, pair.hr, pair.lr, deg)
     assert fast["hr_psnr"] > bic["hr_psnr"] + 20 and fast["lr_psnr"] > bic["lr_psnr"]
+
+
+def test_signal_rank_follows_the_noise(rng):
+    from napari_hsisr.core.methods.fast import signal_rank
+
+    spectra = rng.random((31, 6))
+    abundances = rng.dirichlet(np.ones(6), size=64 * 64).T
+    cube = (spectra @ abundances).reshape(31, 64, 64)
+    assert signal_rank(cube) == 6
+    power = np.mean(cube ** 2)
+    for snr_db, expected in ((60, 6), (0, range(1, 7))):
+        noisy = cube + rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), cube.shape)
+        assert signal_rank(noisy) in (expected if isinstance(expected, range) else [expected]), snr_db
+    assert signal_rank(cube, max_rank=4) == 4

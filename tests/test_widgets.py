@@ -41,7 +41,7 @@ def test_fusion_run_on_sample_adds_aligned_result(sample_viewer, qtbot, errors):
     assert (widget.hr_combo.currentText(), widget.lr_combo.currentText()) == ("sample_rgb", "sample_lr_hs")
     assert widget.scale_spin.value() == 8 and widget.wl_from_layer.isChecked()
     assert widget.method_combo.currentText() == "fast"
-    assert widget.options_form.values()["rank"] == 10
+    assert widget.options_form.values()["rank"] == 0  # automatic
 
     seen_progress = []
     widget.controller.progress.connect(seen_progress.append)
@@ -57,7 +57,7 @@ def test_fusion_run_on_sample_adds_aligned_result(sample_viewer, qtbot, errors):
     assert len(out.metadata["wavelengths"]) == 31
     settings = out.metadata["settings"]
     assert settings["method"] == "fast" and settings["degradation"]["scale"] == 8
-    assert settings["options"]["rank"] == 10
+    assert settings["options"]["rank"] == 0 and settings["resolved_options"]["rank"] == 20
     # LR pixel (0, 0) centre over HR 3.5; inputs untouched
     np.testing.assert_allclose(lr.data_to_world((0, 0, 0))[-2:], [3.5, 3.5])
     np.testing.assert_array_equal(hr.data, hr_before)

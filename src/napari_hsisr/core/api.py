@@ -66,6 +66,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     }
     if "degradation" in extras:  # what the method actually used (e.g. a blind estimate)
         settings["estimated_degradation"] = extras["degradation"]
+    if extras.get("resolved"):  # what automatic options (0 = estimate) settled on, e.g. the rank
+        settings["resolved_options"] = dict(extras["resolved"])
     if extras.get("warnings"):  # e.g. weights trained for another degradation
         settings["warnings"] = list(extras["warnings"])
     return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings, extras)

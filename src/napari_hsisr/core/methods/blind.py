@@ -136,9 +136,9 @@ def run(inputs: FusionInputs, known: str = "none", psf_size: int = 0, est_steps:
     est.psf_name = deg.psf_name if known == "psf" else f"estimated ({psf.shape[0]}x{psf.shape[0]})"
     est.srf_name = deg.srf_name if known == "srf" else "estimated"
     inner = FusionInputs(inputs.hr, inputs.lr, est, seed=inputs.seed, device=inputs.device)
-    cube = yield from unsupervised_run(inner, **options)
+    cube, extras = yield from unsupervised_run(inner, **options)
     yield Progress(total, total, message=f"done; estimated PSF {psf.shape}, SRF {srf.shape}")
-    return cube, {"psf": psf, "srf": srf, "degradation": est.settings()}
+    return cube, {**extras, "psf": psf, "srf": srf, "degradation": est.settings()}
 
 
 _UNSUP_OPTIONS = _unsup.INFO.options
