@@ -145,7 +145,7 @@ _UNSUP_OPTIONS = _unsup.INFO.options
 
 register(MethodInfo(
     "blind", run,
-    "Blind: estimates PSF and SRF from the pair alone, then runs unsupervised (x8blind: 46.1 dB, = known degradation).",
+    "Blind: estimates PSF and SRF from the pair alone, then runs unsupervised (x8blind: 47.3 dB, = known degradation).",
     options=(
         Option("known", "none", "what the degradation already gives exactly: 'none' (estimate both), 'psf' "
                "(estimate only the SRF) or 'srf' (estimate only the PSF)", choices=("none", "psf", "srf")),
