@@ -227,6 +227,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
         a = closed_form(prior)
     base = prior if mode == "prior" else a
     if steps > 0:
+        yield Progress(2 * refits, total, message="CNN prior: setting up")
         try:
             fitted = yield from _fit(inputs, E, base, steps, patch, batch, lr_rate, lam, width, depth, patience,
                                      total, out_gain, 2 * refits)
@@ -236,6 +237,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
             raise InputError(f"Out of GPU memory in method 'unsupervised' (patch {patch}, batch {batch}, "
                              f"width {width}); use smaller patches (patch={max(s, patch // 2 // s * s)}), a "
                              "smaller batch or width, or device='cpu'.") from None
+        yield Progress(total - 1, total, message="final solve")
         a = closed_form(fitted) if mode == "prior" else fitted
     cube = np.tensordot(E, a, axes=1)
     yield Progress(total, total, message="done")
