@@ -49,7 +49,6 @@ from ..errors import InputError
 from .base import FusionInputs, MethodInfo, Option, Progress, register
 
 YIELD_EVERY_S = 0.4
-REFIT_CHUNK = 6  # coefficient channels per prior-refit call (about 0.4 s at 512x512 on 2 cores)
 
 
 def _net(in_ch: int, out_ch: int, width: int, depth: int):
@@ -217,14 +216,9 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
     prior = F.guided_prior(deg, hr, xa, H, eps=eps)
     closed_form = F.closed_form_solver(deg, hr, xa, E, H, lam, mu)
     yield Progress(0, total, message=f"warm start (fast solve, rank {rank})")
-    a = closed_form(prior)
-    for i in range(refits):
-        prior = np.empty_like(a)
-        for c in range(0, len(a), REFIT_CHUNK):  # channels are independent; chunks keep progress frequent
-            yield Progress(2 * i + 1, total, message=f"prior refit {i + 1}/{refits}")
-            prior[c:c + REFIT_CHUNK] = F.refit_prior(hr, a[c:c + REFIT_CHUNK], int(refit_radius), eps)
-        yield Progress(2 * i + 2, total, message=f"solve {i + 1}/{refits}")
-        a = closed_form(prior)
+    a, last_prior = yield from F.refit_rounds(hr, closed_form(prior), closed_form, refits, int(refit_radius), eps,
+                                              0, total)
+    prior = prior if last_prior is None else last_prior
     base = prior if mode == "prior" else a
     if steps > 0:
         yield Progress(2 * refits, total, message="CNN prior: setting up")
