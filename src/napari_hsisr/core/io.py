@@ -7,6 +7,10 @@ TIFF round-trip: our writer stores a JSON object ``{"wavelengths", "wavelength_u
 "settings", "value_scale"}``: in ImageJ files in the ImageJ metadata ``Info`` field, in
 OME-TIFF files in the private ASCII tag 65000 (``HSISR_TAG``) of the first page. Channel
 labels ("550 nm") are written too so other software shows the wavelengths.
+
+GeoTIFF: readers keep the georeferencing tags in ``metadata["geo"]`` (JSON-serialisable) and
+GDAL's nodata value in ``metadata["nodata"]``; :func:`geo_transform` turns them into an origin
+and a pixel size. LZW/deflate/JPEG-compressed TIFFs need ``imagecodecs`` (a dependency).
 """
 
 from __future__ import annotations
@@ -31,15 +35,49 @@ CUBE_SUFFIXES = (".tif", ".tiff", ".hdr", ".mat", ".npy")
 _CAVE_RE = re.compile(r"^(?P<scene>.+)_ms_(?P<nn>\d+)\.png$", re.IGNORECASE)
 _WL_NAMES = ("wavelengths", "wavelength", "wl", "wavelengths_nm", "wavelength_nm", "lambda")
 _SHAPE_NAMES = (("nrow", "ncol"), ("nrows", "ncols"), ("rows", "cols"), ("h", "w"))
+# GeoTIFF tag codes -> metadata["geo"] keys; GDAL's nodata tag
+_GEO_TAGS = {33550: "pixel_scale", 33922: "tiepoint", 34264: "transform", 34735: "geokeys",
+             34736: "geo_double", 34737: "geo_ascii"}
+GDAL_NODATA_TAG = 42113
+# band tables: header names (lower case, units stripped) of the wavelength/flag/name columns
+_TABLE_WL = ("wavelength", "wavelengths", "wl", "nm", "nanometer", "nanometers", "lambda", "center",
+             "centre", "micrometer", "micrometers", "um", "center_wavelength", "centre_wavelength")
+_TABLE_BAD = ("noise", "bad", "bad_band", "bad_bands", "water", "mask")  # 1 = bad
+_TABLE_GOOD = ("bbl", "good", "good_band", "good_bands")  # 1 = good
+_TABLE_NAME = ("bandname", "band_name", "name", "names", "label")
 
 
 @dataclass
 class CubeFile:
-    """A cube read from disk: ``data`` (C, Y, X), ``wavelengths`` in nm or None."""
+    """A cube read from disk: ``data`` (C, Y, X), ``wavelengths`` in nm or None.
+
+    ``mask`` (Y, X) bool, True = valid, is set when a nodata value is known (or float data hold
+    NaN): a pixel is invalid when all its bands are nodata. The data values are left unchanged.
+    """
 
     data: np.ndarray
     wavelengths: np.ndarray | None
     metadata: dict = field(default_factory=dict)
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class ImageFile:
+    """An HR image read from disk: ``data`` (Y, X, k) in its native dtype, ``metadata`` a dict
+    (``format``, ``source``; for TIFFs also ``geo`` and ``nodata`` when the file has them)."""
+
+    data: np.ndarray
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class BandTable:
+    """A band table: centre wavelengths in nm, bad-band flags (True = bad) and names, if given."""
+
+    wavelengths_nm: np.ndarray
+    bad: np.ndarray | None = None
+    names: list[str] | None = None
+    units_note: str | None = None  # set when the values were converted (e.g. micrometres -> nm)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -109,10 +147,29 @@ def _wrap(path: Path, exc: Exception) -> InputError:
 
 
 # --------------------------------------------------------------------------- dispatch
-def read_cube(path: str | os.PathLike, variable: str | None = None) -> CubeFile:
+def read_cube(path: str | os.PathLike, variable: str | None = None, *,
+              value_scale: float | None = None, nodata: float | None = None,
+              wavelengths: str | os.PathLike | Any = None,
+              drop_bands: Any = None) -> CubeFile:
     """Read a hyperspectral cube from TIFF/OME-TIFF, a CAVE folder, ENVI .hdr, .mat or .npy.
 
     Returns a :class:`CubeFile` with data (C, Y, X) and wavelengths in nm (or None).
+
+    Options, applied in this order (all None = the file as it is):
+
+    - ``wavelengths``: an array in nm (one per band of the file), or a band-table file
+      (:func:`read_band_table`), replacing the file's wavelengths.
+    - ``drop_bands``: 0-based band indices to remove from data and wavelengths, or ``"auto"``
+      for the band table's bad-band flags, else an ENVI header's ``bbl`` (0 = bad). The removed
+      indices are listed in ``metadata["dropped_bands"]``.
+    - ``nodata``: a value (in the file's units, before ``value_scale``) marking missing data; the
+      file's own (GDAL_NODATA, ENVI ``data ignore value``) is used when None. NaN in float data
+      counts as nodata too. Values are left unchanged; ``CubeFile.mask`` (Y, X) is False where
+      every band is nodata, ``metadata["nodata_per_band"]`` counts nodata values per band and
+      ``metadata["nodata_pixels"]`` the masked pixels.
+    - ``value_scale``: multiply the data (float32 result), e.g. 1e-4 for reflectance x 10000;
+      ``metadata["value_scale"]`` records the total scale from file values. Negative values are
+      kept (common in reflectance data).
     """
     path = Path(path)
     if not path.exists():
@@ -137,7 +194,100 @@ def read_cube(path: str | os.PathLike, variable: str | None = None) -> CubeFile:
             ".hdr, .mat, .npy or a CAVE folder. Convert the cube to one of these."
         )
     cf.metadata.setdefault("source", str(path))
+    table = None
+    if wavelengths is not None:
+        cf.wavelengths, table = _override_wavelengths(wavelengths, cf.data.shape[0], path, cf.metadata)
+    if drop_bands is not None:
+        _drop_bands(cf, _bands_to_drop(drop_bands, cf, table, path))
+    _apply_nodata(cf, cf.metadata.get("nodata") if nodata is None else nodata)
+    if value_scale is not None:
+        _apply_scale(cf, value_scale, path)
     return cf
+
+
+# --------------------------------------------------------------------------- cube options
+def _override_wavelengths(wl, n: int, path: Path, meta: dict) -> tuple[np.ndarray, BandTable | None]:
+    table = None
+    if isinstance(wl, (str, os.PathLike)):
+        table = read_band_table(wl)
+        arr, source = table.wavelengths_nm, f"band table {Path(wl).name}"
+        meta["band_table"] = str(wl)
+        if table.units_note:
+            meta["band_table_note"] = table.units_note
+    else:
+        arr, source = np.asarray(wl, dtype=float).ravel(), "the wavelengths given"
+    if arr.size != n:
+        raise InputError(f"{path}: {source} has {arr.size} wavelengths but the cube has {n} bands "
+                         "(its first axis); pass one wavelength per band of the file.")
+    return arr, table
+
+
+def _bands_to_drop(drop, cf: CubeFile, table: BandTable | None, path: Path) -> np.ndarray:
+    n = cf.data.shape[0]
+    if isinstance(drop, str):
+        if drop != "auto":
+            raise InputError(f"{path}: drop_bands='{drop}' not understood; pass 'auto' or a list "
+                             "of 0-based band indices.")
+        return np.flatnonzero(_auto_bad(cf, table, path))
+    idx = np.asarray(drop).ravel()
+    if idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= n):
+        raise InputError(f"{path}: drop_bands {idx.tolist()} must be 0-based integer band indices "
+                         f"in 0..{n - 1} (the cube has {n} bands). Fix the list.")
+    return np.unique(idx.astype(int))
+
+
+def _auto_bad(cf: CubeFile, table: BandTable | None, path: Path) -> np.ndarray:
+    """Bad-band flags (True = bad) from the band table, else the ENVI header's bbl."""
+    if table is not None and table.bad is not None:
+        return table.bad
+    bbl = (cf.metadata.get("envi_header") or {}).get("bbl")
+    if bbl is not None:
+        good = np.asarray(bbl, dtype=float).ravel()
+        if good.size == cf.data.shape[0]:
+            return good == 0
+    raise InputError(f"{path}: drop_bands='auto' needs bad-band flags, but there is no band table "
+                     "with a noise/bad/bbl column and no ENVI 'bbl' for the "
+                     f"{cf.data.shape[0]} bands. Pass wavelengths=<band table> or band indices.")
+
+
+def _drop_bands(cf: CubeFile, idx: np.ndarray) -> None:
+    n = cf.data.shape[0]
+    keep = np.setdiff1d(np.arange(n), idx)
+    if keep.size == 0:
+        raise InputError(f"{cf.metadata.get('source')}: drop_bands would remove all {n} bands; "
+                         "keep at least one band.")
+    cf.data = np.ascontiguousarray(cf.data[keep])
+    cf.wavelengths = None if cf.wavelengths is None else cf.wavelengths[keep]
+    cf.metadata["dropped_bands"] = [int(i) for i in idx]
+
+
+def _apply_nodata(cf: CubeFile, nodata: float | None) -> None:
+    """Set cf.mask (True = valid) and the nodata counts; data values stay as they are."""
+    data, is_float = cf.data, cf.data.dtype.kind == "f"
+    if nodata is None and not (is_float and np.isnan(data).any()):
+        return
+    bad = np.zeros(data.shape, dtype=bool)
+    if nodata is not None and not np.isnan(nodata):
+        bad |= data == nodata
+    if is_float:
+        bad |= np.isnan(data)
+    if nodata is not None:
+        cf.metadata["nodata"] = float(nodata)
+    cf.mask = ~bad.all(axis=0)
+    cf.metadata["nodata_per_band"] = bad.sum(axis=(1, 2)).tolist()
+    cf.metadata["nodata_pixels"] = int((~cf.mask).sum())
+
+
+def _apply_scale(cf: CubeFile, scale: float, path: Path) -> None:
+    if not isinstance(scale, (int, float, np.number)) or not np.isfinite(scale) or scale == 0:
+        raise InputError(f"{path}: value_scale={scale!r} must be a finite non-zero number "
+                         "(e.g. 1e-4 for reflectance x 10000).")
+    cf.data = cf.data.astype(np.float32) * np.float32(scale)
+    old = cf.metadata.get("value_scale")
+    if isinstance(old, list):
+        cf.metadata["value_scale"] = [float(v) * float(scale) for v in old]
+    else:
+        cf.metadata["value_scale"] = float(scale) * (1.0 if old is None else float(old))
 
 
 # --------------------------------------------------------------------------- TIFF
@@ -157,6 +307,7 @@ def _read_tiff(path: Path) -> CubeFile:
             is_ome = bool(tif.is_ome)
             labels = (tif.imagej_metadata or {}).get("Labels") if tif.is_imagej else None
             ome_wl = _ome_channel_wavelengths(tif.ome_metadata) if is_ome else None
+            geo = _tiff_geo(tif.pages[0])
         if errors.messages:
             raise ValueError("; ".join(errors.messages[:3]))
     except Exception as exc:  # noqa: BLE001 - library errors vary
@@ -164,7 +315,7 @@ def _read_tiff(path: Path) -> CubeFile:
     finally:
         logger.removeHandler(errors)
     arr = _tiff_to_cyx(arr, axes, path)
-    meta: dict[str, Any] = {"format": "ome-tiff" if is_ome else "tiff", "axes": axes}
+    meta: dict[str, Any] = {"format": "ome-tiff" if is_ome else "tiff", "axes": axes, **geo}
     wl = None
     if info:
         meta["settings"] = info.get("settings")
@@ -198,6 +349,67 @@ def _check_complete(tif, path: Path) -> None:
         for off, cnt in zip(page.dataoffsets, page.databytecounts):
             if off + cnt > size:
                 raise ValueError(f"image data ends at byte {off + cnt} but the file has {size} bytes")
+
+
+def _tiff_geo(page) -> dict:
+    """``{"geo": {...}, "nodata": float}`` from a page's GeoTIFF/GDAL tags (keys only if present)."""
+    out: dict[str, Any] = {}
+    geo = {}
+    for code, key in _GEO_TAGS.items():
+        tag = page.tags.get(code)
+        if tag is not None:
+            val = tag.value
+            geo[key] = val.rstrip("\x00") if isinstance(val, str) else to_jsonable(np.ravel(val))
+    if geo:
+        out["geo"] = geo
+    nodata = _parse_nodata(page.tags.get(GDAL_NODATA_TAG))
+    if nodata is not None:
+        out["nodata"] = nodata
+    return out
+
+
+def _parse_nodata(tag) -> float | None:
+    """GDAL_NODATA is ASCII ('255', '-9999', 'nan'); None when absent or unparsable."""
+    if tag is None:
+        return None
+    text = tag.value.decode("ascii", "replace") if isinstance(tag.value, bytes) else str(tag.value)
+    try:
+        return float(text.strip().rstrip("\x00"))
+    except ValueError:
+        return None
+
+
+def geo_transform(metadata: dict | None) -> tuple[float, float, float, float] | None:
+    """``(origin_y, origin_x, pixel_y, pixel_x)`` in map units from ``metadata["geo"]``, or None.
+
+    The origin is the map position of the outer (top-left) corner of pixel (0, 0); pixel (r, c)'s
+    corner lies at ``(origin_y + r * pixel_y, origin_x + c * pixel_x)``. ``pixel_y`` is negative
+    for the usual north-up image (map y grows up, rows grow down). PixelIsPoint files (tie point
+    at the pixel centre) are shifted by half a pixel. None without a pixel scale + single tie
+    point or a transformation matrix, and for rotated grids.
+    """
+    geo = (metadata or {}).get("geo") or {}
+    scale, tie, mat = geo.get("pixel_scale"), geo.get("tiepoint"), geo.get("transform")
+    if scale is not None and tie is not None and len(scale) >= 2 and len(tie) == 6:
+        px, py = float(scale[0]), -float(scale[1])
+        ox, oy = tie[3] - tie[0] * px, tie[4] - tie[1] * py
+    elif mat is not None and len(mat) == 16 and mat[1] == 0 and mat[4] == 0:
+        px, py, ox, oy = float(mat[0]), float(mat[5]), float(mat[3]), float(mat[7])
+    else:
+        return None
+    if _raster_type(geo.get("geokeys")) == 2:  # PixelIsPoint: tie point is the pixel centre
+        ox, oy = ox - px / 2, oy - py / 2
+    return float(oy), float(ox), py, px
+
+
+def _raster_type(keys) -> int | None:
+    """GTRasterTypeGeoKey (1025) from a GeoKeyDirectory: 1 = PixelIsArea, 2 = PixelIsPoint."""
+    if not keys or len(keys) < 4:
+        return None
+    for i in range(4, min(len(keys), 4 + 4 * int(keys[3])), 4):
+        if keys[i] == 1025 and len(keys) > i + 3 and keys[i + 1] == 0:
+            return int(keys[i + 3])
+    return None
 
 
 def _tiff_json(tif) -> dict | None:
@@ -324,7 +536,12 @@ def _read_envi(path: Path) -> CubeFile:
     md = dict(img.metadata)
     wl = _wl_array(md.get("wavelength"), arr.shape[0])
     wl = _to_nm(wl, md.get("wavelength units"))
-    return CubeFile(np.ascontiguousarray(arr), wl, {"format": "envi", "envi_header": md})
+    meta: dict[str, Any] = {"format": "envi", "envi_header": md}
+    try:
+        meta["nodata"] = float(md["data ignore value"])
+    except (KeyError, TypeError, ValueError):
+        pass  # no (or an unreadable) nodata value in the header
+    return CubeFile(np.ascontiguousarray(arr), wl, meta)
 
 
 def _read_npy(path: Path) -> CubeFile:
@@ -434,18 +651,31 @@ def _unmixing_to_cube(arr: np.ndarray, arrays: dict, path: Path, name: str) -> n
 # --------------------------------------------------------------------------- images
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an HR RGB/MSI image (PNG/BMP/TIFF/JPEG) as (Y, X, k) in its native dtype."""
+    return read_image_file(path).data
+
+
+def read_image_file(path: str | os.PathLike) -> ImageFile:
+    """Read an HR image as :class:`ImageFile`: data (Y, X, k) native dtype plus metadata
+    (``format``, ``source``; TIFF: ``geo`` and ``nodata`` when present, see :func:`geo_transform`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found. Check the path and try again.")
+    meta: dict[str, Any] = {"format": path.suffix.lower().lstrip("."), "source": str(path)}
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
-            img = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                img = tif.asarray()
+                meta.update(format="tiff", **_tiff_geo(tif.pages[0]))
         else:
             import imageio.v3 as iio
             img = np.asarray(iio.imread(path))
     except Exception as exc:  # noqa: BLE001
         raise _wrap(path, exc) from exc
+    return ImageFile(_as_yxk(img, path), meta)
+
+
+def _as_yxk(img: np.ndarray, path: Path) -> np.ndarray:
     img = np.squeeze(img) if img.ndim > 3 else img
     if img.ndim == 2:
         return img[..., np.newaxis]
@@ -457,6 +687,131 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if img.shape[2] == 4 and path.suffix.lower() != ".tif" and path.suffix.lower() != ".tiff":
         img = img[..., :3]
     return img
+
+
+# --------------------------------------------------------------------------- band tables
+def read_band_table(path: str | os.PathLike) -> BandTable:
+    """Read band centres (and bad-band flags, names) from a CSV/TSV/whitespace table or a file
+    of one number per line.
+
+    The wavelength column is the first header named wavelength(s)/wl/nm/nanometer(s)/lambda/
+    center/centre/micrometer/um (case-insensitive; a unit suffix such as ``(nm)`` or ``_nm`` is
+    ignored). Values all < 100 are taken as micrometres and converted to nm (``units_note`` says
+    so): the values decide, not the header. A noise/bad/bad_band/water/mask column gives
+    bad = value != 0; a bbl/good column gives bad = value == 0.
+    """
+    path = Path(path)
+    lines = _table_lines(path)
+    rows = _split_table(lines)
+    if _is_number(rows[0][1][0]):
+        if any(len(r) != 1 for _, r in rows):
+            raise InputError(f"{path}: first line '{lines[0][1].strip()}' has no header; expected a "
+                             "header line naming the columns (e.g. band,wavelength,bad) or one "
+                             "wavelength per line. Add a header.")
+        header, body, wl_col = ["wavelength"], rows, 0
+    else:
+        header = [_header_key(h) for h in rows[0][1]]
+        body = rows[1:]
+        wl_col = _find_col(header, _TABLE_WL)
+        if wl_col is None:
+            raise InputError(f"{path}: no wavelength column in the header {rows[0][1]}; expected one "
+                             f"named {', '.join(_TABLE_WL[:10])}, ... or one number per line. "
+                             "Rename the wavelength column.")
+    if not body:
+        raise InputError(f"{path}: header {rows[0][1]} but no rows; expected one row per band.")
+    wl = _table_column(path, body, wl_col, header[wl_col], float)
+    if not np.all(np.isfinite(wl)) or wl.min() <= 0:
+        raise InputError(f"{path}: wavelength column '{header[wl_col]}' holds non-positive or "
+                         "non-finite values; expected band centres in nm or micrometres.")
+    note = None
+    if wl.max() < 100:
+        note = (f"column '{header[wl_col]}' values {wl.min():g}-{wl.max():g} are all < 100: read as "
+                "micrometres and converted to nm")
+        wl = wl * 1000.0
+    return BandTable(wl, _table_flags(path, body, header), _table_names(path, body, header), note)
+
+
+def _table_lines(path: Path) -> list[tuple[int, str]]:
+    if not path.is_file():
+        raise InputError(f"{path}: band table not found. Check the path and try again.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _wrap(path, exc) from exc
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines())
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise InputError(f"{path}: band table is empty; expected a header and one row per band.")
+    return lines
+
+
+def _split_table(lines: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
+    """Split on the first line's delimiter: comma, tab or semicolon, else whitespace."""
+    import csv
+
+    first = lines[0][1]
+    delim = next((d for d in (",", "\t", ";") if d in first), None)
+    if delim is None:
+        return [(n, ln.split()) for n, ln in lines]
+    return [(n, [c.strip() for c in row]) for n, row in
+            zip((n for n, _ in lines), csv.reader([ln for _, ln in lines], delimiter=delim))]
+
+
+def _header_key(h: str) -> str:
+    """'Wavelength (nm)' / 'wavelength_nm' -> 'wavelength'; 'Bad Band' -> 'bad_band'."""
+    key = re.sub(r"\s*[\(\[].*?[\)\]]\s*$", "", h.strip().strip("'\"")).lower()
+    key = re.sub(r"[\s\-]+", "_", key.strip())
+    short = re.sub(r"_(nm|um|µm|μm|microns?)$", "", key)
+    return short or key
+
+
+def _find_col(header: list[str], names: tuple[str, ...]) -> int | None:
+    return next((i for i, h in enumerate(header) if h in names), None)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _table_column(path: Path, body, col: int, name: str, parse) -> np.ndarray:
+    out = []
+    for lineno, row in body:
+        try:
+            out.append(parse(row[col]))
+        except (IndexError, ValueError):
+            value = row[col] if col < len(row) else "<missing>"
+            raise InputError(f"{path}: line {lineno}: column '{name}' value '{value}' is not a "
+                             "number; expected one numeric value per row. Fix that row.") from None
+    return np.asarray(out, dtype=float)
+
+
+def _flag(text: str) -> float:
+    low = text.strip().lower()
+    if low in ("true", "yes"):
+        return 1.0
+    if low in ("false", "no"):
+        return 0.0
+    return float(low)
+
+
+def _table_flags(path: Path, body, header: list[str]) -> np.ndarray | None:
+    bad_col, good_col = _find_col(header, _TABLE_BAD), _find_col(header, _TABLE_GOOD)
+    if bad_col is None and good_col is None:
+        return None
+    if good_col is None or (bad_col is not None and bad_col < good_col):
+        return _table_column(path, body, bad_col, header[bad_col], _flag) != 0
+    return _table_column(path, body, good_col, header[good_col], _flag) == 0
+
+
+def _table_names(path: Path, body, header: list[str]) -> list[str] | None:
+    col = _find_col(header, _TABLE_NAME)
+    if col is None:
+        return None
+    return [row[col] if col < len(row) else "" for _, row in body]
 
 
 # --------------------------------------------------------------------------- writing
