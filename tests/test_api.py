@@ -19,10 +19,26 @@ def test_inputs_not_modified(pair):
 
 def test_integer_inputs_scaled_and_recorded(pair):
     hr16 = np.round(np.clip(pair.hr, 0, 1) * 65535).astype(np.uint16)
-    r = hsisr.fuse(hr16, pair.lr, pair.degradation, method="fast")
+    linear = pair.degradation.with_(hr_encoding="linear")  # a linear 16-bit image (auto would say sRGB)
+    r = hsisr.fuse(hr16, pair.lr, linear, method="fast")
     ref = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="fast")
     assert np.abs(r.cube - ref.cube).max() < 1e-3
     assert r.settings["input_scaling"]["hr"]["scaled_by"] == pytest.approx(1 / 65535)
+
+
+def test_auto_encoding_decodes_camera_images(pair):
+    """auto: an 8-bit image is display-encoded (sRGB); fusing the sRGB-encoded simulation then
+    gives the linear result, and the decision is recorded."""
+    from napari_hsisr.core.physics import ToneCurve
+
+    hr8 = np.round(ToneCurve("srgb").encode(np.clip(pair.hr, 0, 1)) * 255).astype(np.uint8)
+    r = hsisr.fuse(hr8, pair.lr, pair.degradation, method="fast")
+    ref = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="fast")
+    assert "srgb (auto" in r.settings["input_scaling"]["hr_encoding"]
+    assert r.settings["degradation"]["hr_encoding"]["encoding"] == "srgb"
+    assert hsisr.evaluate(r.cube, pair.reference)["psnr"] > hsisr.evaluate(ref.cube, pair.reference)["psnr"] - 1.5
+    as_linear = hsisr.fuse(hr8, pair.lr, pair.degradation.with_(hr_encoding="linear"), method="fast")
+    assert hsisr.evaluate(as_linear.cube, pair.reference)["psnr"] < hsisr.evaluate(r.cube, pair.reference)["psnr"] - 3
 
 
 @pytest.mark.parametrize("hr_slice,lr_slice,match", [
@@ -41,11 +57,13 @@ def test_channel_and_band_mismatch(pair):
         hsisr.fuse(pair.hr, pair.lr[:30], pair.degradation)
 
 
-def test_nan_refused(pair):
+def test_nan_pixels_left_out_all_nan_refused(pair):
     lr = pair.lr.copy()
     lr[0, 0, 0] = np.nan
+    r = hsisr.fuse(pair.hr, lr, pair.degradation)
+    assert np.all(np.isfinite(r.cube)) and r.settings["input_scaling"]["lr_masked_pixels"] == 1
     with pytest.raises(hsisr.InputError, match="NaN"):
-        hsisr.fuse(pair.hr, lr, pair.degradation)
+        hsisr.fuse(pair.hr, np.full_like(lr, np.nan), pair.degradation)
 
 
 def test_bad_device(pair):

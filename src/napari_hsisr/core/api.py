@@ -15,13 +15,20 @@ from .validation import check_lr, hr_to_channels_first, resolve_device, to_unit_
 
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
-                   device: str = "auto") -> FusionInputs:
-    """Validate and convert the pair; copies, never modifies, the caller's arrays."""
+                   device: str = "auto", lr_nodata: float | None = None) -> FusionInputs:
+    """Validate and convert the pair; copies, never modifies, the caller's arrays.
+
+    The HR image is decoded to linear light, saturated/NaN pixels and nodata LR pixels are masked,
+    and for methods that use the spectral response the per-channel gain and offset are
+    estimated when the degradation says ``"auto"`` (:func:`..observations.prepare`)."""
+    from .observations import prepare
+
     info = get_method(method)
     if not isinstance(degradation, Degradation):
         raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths).")
-    hr, hr_info = to_unit_float(hr_image, "HR image")
-    lr, lr_info = to_unit_float(lr_cube, "LR-HS cube")
+    hr_dtype = np.asarray(hr_image).dtype
+    hr, hr_info = to_unit_float(hr_image, "HR image", allow_nan=True)
+    lr, lr_info = to_unit_float(lr_cube, "LR-HS cube", allow_nan=True)
     hr = hr_to_channels_first(hr)
     lr = check_lr(lr)
     degradation.check_shapes(hr.shape, lr.shape)
@@ -35,12 +42,15 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
         if k != hr.shape[0]:
             raise InputError(f"HR image has {hr.shape[0]} channels but the spectral response has {k}; "
                              "choose a response with one column per HR channel.")
-    return FusionInputs(hr, lr, degradation, seed=int(seed), device=resolve_device(device),
-                        value_scaling={"hr": hr_info, "lr": lr_info})
+    prep = prepare(hr, hr_dtype, lr, degradation, fit_radiometry=info.needs_srf, lr_nodata=lr_nodata)
+    return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=int(seed), device=resolve_device(device),
+                        value_scaling={"hr": hr_info, "lr": lr_info, **prep.notes}, hr_valid=prep.hr_valid,
+                        lr_valid=prep.lr_valid, hr_display=prep.hr_display)
 
 
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
-              device: str = "auto", **options) -> Generator[Progress, None, FusionResult]:
+              device: str = "auto", lr_nodata: float | None = None,
+              **options) -> Generator[Progress, None, FusionResult]:
     """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
 
     Stop at any yield by closing the generator: no result is produced. Validation happens on
@@ -51,7 +61,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     if unknown:
         raise InputError(f"method {method!r} has no option(s) {sorted(unknown)}; "
                          f"its options are {sorted(info.defaults()) or 'none'}.")
-    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device)
+    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata)
     opts = {**info.defaults(), **options}
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
@@ -60,12 +70,14 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     elapsed = time.perf_counter() - start
     settings = {
         "method": method, "options": opts, "seed": inputs.seed, "device": inputs.device,
-        "degradation": degradation.settings(), "input_scaling": inputs.value_scaling,
+        "degradation": inputs.degradation.settings(), "input_scaling": inputs.value_scaling,
         "hr_shape": list(np.shape(hr_image)), "lr_shape": list(np.shape(lr_cube)),
         "seconds": round(elapsed, 3), "versions": _versions(),
     }
     if "degradation" in extras:  # what the method actually used (e.g. a blind estimate)
         settings["estimated_degradation"] = extras["degradation"]
+    if extras.get("notes"):  # what an estimation decided and why
+        settings["estimation_notes"] = list(extras["notes"])
     if extras.get("resolved"):  # what automatic options (0 = estimate) settled on, e.g. the rank
         settings["resolved_options"] = dict(extras["resolved"])
     if extras.get("warnings"):  # e.g. weights trained for another degradation
@@ -74,12 +86,12 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
 
 
 def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
-         device: str = "auto", progress=None, **options) -> FusionResult:
+         device: str = "auto", progress=None, lr_nodata: float | None = None, **options) -> FusionResult:
     """Fuse an HR image ``(Y, X, k)`` with an LR-HS cube ``(C, y, x)``; run to completion.
 
     ``progress``, if given, is called with each :class:`Progress`.
     """
-    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, **options)
+    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, **options)
     while True:
         try:
             p = next(gen)

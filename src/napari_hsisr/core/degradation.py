@@ -16,21 +16,37 @@ extra row/column of the kernel lies after the block. Samples outside the image a
 (mirror including the edge pixel), ``"wrap"`` (periodic) or ``"zero"``. With ``K == s`` no sample is
 outside the image and the rule does not matter.
 
+Real pairs add three things (see :mod:`.physics`): a ``shift`` of the LR sampling relative to the
+HR grid (misregistration), the HR image's radiometry (per-channel ``hr_gain`` and ``hr_offset``)
+and its display encoding (``hr_encoding``: tone curve). The operators themselves are the
+immutable objects of :mod:`.physics`; this class parses a user's description into them and
+records it.
+
 Operators run in torch (CPU or CUDA, any leading batch axes) and accept numpy arrays too, in
 which case they compute in float64 on the CPU and return numpy. Each has an exact adjoint.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+from .physics import (  # noqa: F401 - re-exported: spatial_op and check_pair_shapes lived here
+    BOUNDARIES,
+    SpatialOperator,
+    SpectralOperator,
+    ToneCurve,
+    check_pair_shapes,
+    shifted_gaussian,
+    shifted_kernel,
+    spatial_op,
+)
 from .psf import box_psf, gaussian_psf, load_psf, normalize_psf
-
-BOUNDARIES = ("reflect", "symmetric", "wrap", "zero")
 
 
 def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = None,
@@ -57,7 +73,8 @@ def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = No
 
 @dataclass(eq=False)
 class Degradation:
-    """Spatial (PSF + decimation) and spectral (SRF) degradation of a cube.
+    """How the two observations were made: spatial (PSF, decimation, shift), spectral (response,
+    gain, offset) and the HR image's encoding.
 
     Parameters
     ----------
@@ -68,10 +85,18 @@ class Degradation:
         ``psf_angle`` parametrise the named kernels.
     srf : preset name, path, ``(C, k)`` array, or None
         Spectral response; resampled onto ``wavelengths`` and normalised per channel to sum 1.
-        None means no spectral operator (LR-only workflows).
+        A ``(C, k)`` array may have negative lobes (a colour-corrected camera response, as
+        ``blind`` estimates). None means no spectral operator (LR-only workflows).
     wavelengths : array of C band centres in nm, or None (31 bands assume 400..700 nm).
     n_bands : number of bands C when ``wavelengths`` is None and ``srf`` is a preset.
     boundary : rule for samples outside the image (see module docstring).
+    shift : ``(dy, dx)`` in HR pixels: where the LR sampling sits relative to the HR grid, beyond
+        the block-centred convention (misregistration; ``blind`` estimates it).
+    hr_encoding : ``"auto"``, ``"linear"``, ``"srgb"``, ``"gamma:<g>"`` or a :class:`ToneCurve`:
+        how the HR image encodes linear light. ``auto``: 8/16-bit integer images are display
+        encoded (sRGB), float images linear.
+    hr_gain, hr_offset : ``"auto"`` (estimated from the pair by every model-based method), a
+        number, or one number per HR channel: ``y_lin = gain * R^T z + offset``.
     """
 
     scale: int
@@ -84,7 +109,12 @@ class Degradation:
     psf_size: int | None = None
     psf_sigma2: float | None = None
     psf_angle: float = 0.0
+    shift: Any = (0.0, 0.0)
+    hr_encoding: Any = "auto"
+    hr_gain: Any = "auto"
+    hr_offset: Any = "auto"
     psf_name: str = field(init=False, default="")
+    _gaussian: tuple | None = field(init=False, default=None, repr=False)
     srf_name: str = field(init=False, default="")
     channels: tuple = field(init=False, default=())
 
@@ -94,8 +124,13 @@ class Degradation:
         self.scale = int(self.scale)
         if self.boundary not in BOUNDARIES:
             raise InputError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}.")
+        self.shift = _check_shift(self.shift)
+        named_gaussian = isinstance(self.psf, str) and self.psf.strip().lower() == "gaussian"
         kernel, self.psf_name = make_psf(self.psf, self.scale, self.psf_sigma, self.psf_size,
                                          self.psf_sigma2, self.psf_angle)
+        # an analytic Gaussian is moved analytically by a shift (no interpolation blur)
+        self._gaussian = (self.scale / 4.0 if self.psf_sigma is None else float(self.psf_sigma),
+                          self.psf_sigma2, float(self.psf_angle)) if named_gaussian else None
         if kernel.shape[0] < self.scale:
             raise InputError(f"PSF is {kernel.shape[0]}x{kernel.shape[0]} but must be at least "
                              f"scale x scale ({self.scale}x{self.scale}); use a larger kernel.")
@@ -106,50 +141,125 @@ class Degradation:
                 raise InputError(f"{self.wavelengths.size} wavelengths given for {self.n_bands} bands.")
             self.n_bands = self.wavelengths.size
         if self.srf is not None:
-            from .srf import resolve_srf
+            from .srf import normalize_signed, resolve_srf
 
             n = self.n_bands
             if n is None:
                 n = np.shape(self.srf)[0] if isinstance(self.srf, (np.ndarray, list, tuple)) else 31
-            self.srf, self.srf_name, self.channels = resolve_srf(self.srf, self.wavelengths, n)
+            if isinstance(self.srf, np.ndarray) and np.any(self.srf < 0):
+                self.srf = normalize_signed(self.srf, n)
+                self.srf_name, self.channels = "user matrix (signed)", tuple(
+                    f"channel {i + 1}" for i in range(self.srf.shape[1]))
+            else:
+                self.srf, self.srf_name, self.channels = resolve_srf(self.srf, self.wavelengths, n)
             self.n_bands = self.srf.shape[0]
+        if not isinstance(self.hr_encoding, ToneCurve) and str(self.hr_encoding).strip().lower() != "auto":
+            self.hr_encoding = ToneCurve.parse(self.hr_encoding)
+        self.hr_gain = _check_radiometry(self.hr_gain, "hr_gain", positive=True)
+        self.hr_offset = _check_radiometry(self.hr_offset, "hr_offset", positive=False)
 
     # ------------------------------------------------------------------ description
+    @cached_property
+    def kernel(self) -> np.ndarray:
+        """The kernel the operators use: the PSF moved by ``shift`` (centred convention kept)."""
+        if self.shift == (0.0, 0.0):
+            return self.psf
+        if self._gaussian is not None:
+            return shifted_gaussian(self.scale, *self._gaussian, self.shift, self.psf.shape[0])
+        return shifted_kernel(self.psf, self.scale, self.shift)
+
     @property
     def kernel_size(self) -> int:
-        return int(self.psf.shape[0])
+        return int(self.kernel.shape[0])
 
     @property
     def pad(self) -> tuple[int, int]:
         """HR samples needed before the first and after the last block."""
-        before = (self.kernel_size - self.scale) // 2
-        return before, self.kernel_size - self.scale - before
+        return self.spatial_operator.pad
 
     @property
     def lr_offset(self) -> float:
-        """HR coordinate of LR pixel 0's kernel centre: napari ``translate`` of an LR layer
-        whose ``scale`` is ``s`` (LR pixel ``i`` sits at ``i*s + lr_offset``)."""
-        return (self.kernel_size - 1) / 2.0 - self.pad[0]
+        """HR coordinate of LR pixel 0's kernel centre without the shift: napari ``translate`` of an
+        aligned LR layer whose ``scale`` is ``s`` (LR pixel ``i`` sits at ``i*s + lr_offset``)."""
+        K = self.psf.shape[0]
+        return (K - 1) / 2.0 - (K - self.scale) // 2
+
+    @property
+    def lr_translate(self) -> tuple[float, float]:
+        """napari ``translate`` (y, x) of the LR layer: where its pixels' kernels are centred (their
+        centroid), so a shift or an estimated off-centre kernel moves the layer where it belongs."""
+        from .physics import kernel_centroid
+
+        if self.shift == (0.0, 0.0) and np.allclose(self.psf, self.psf[::-1, ::-1]):
+            return self.lr_offset, self.lr_offset
+        return kernel_centroid(self.kernel, self.scale)
+
+    @cached_property
+    def spatial_operator(self) -> SpatialOperator:
+        return SpatialOperator(self.kernel, self.scale, self.boundary)
+
+    @cached_property
+    def spectral_operator(self) -> SpectralOperator:
+        self._need_srf()
+        gain = None if isinstance(self.hr_gain, str) else self.hr_gain
+        offset = None if isinstance(self.hr_offset, str) else self.hr_offset
+        k = self.srf.shape[1]
+        return SpectralOperator(self.srf, _per_channel(gain, k, "hr_gain"), _per_channel(offset, k, "hr_offset"))
+
+    def tone(self, dtype=np.float32) -> tuple[ToneCurve, str]:
+        """The HR image's tone curve for data of ``dtype``, and how it was decided."""
+        from .physics import resolve_encoding
+
+        return resolve_encoding(self.hr_encoding, dtype)
 
     def settings(self) -> dict:
         """JSON-friendly record of this degradation (kernel and SRF values included)."""
+        enc = self.hr_encoding
         return {
             "scale": self.scale, "psf": self.psf_name, "psf_kernel": self.psf.tolist(),
-            "boundary": self.boundary, "srf": self.srf_name,
+            "boundary": self.boundary, "shift": list(self.shift), "srf": self.srf_name,
             "srf_matrix": None if self.srf is None else self.srf.tolist(),
             "channels": list(self.channels),
             "wavelengths": None if self.wavelengths is None else self.wavelengths.tolist(),
+            "hr_encoding": enc.settings() if isinstance(enc, ToneCurve) else str(enc),
+            "hr_gain": _jsonable(self.hr_gain), "hr_offset": _jsonable(self.hr_offset),
         }
 
+    @classmethod
+    def from_settings(cls, record: dict) -> "Degradation":
+        """Rebuild a degradation from :meth:`settings` (e.g. a result's recorded or estimated one)."""
+        enc = record.get("hr_encoding", "auto")
+        if isinstance(enc, dict):
+            enc = ToneCurve("table", knots=tuple(enc["knots"]), table=tuple(map(tuple, enc["table"]))) \
+                if enc.get("encoding") == "learned" else enc["encoding"]
+        srf = record.get("srf_matrix")
+        deg = cls(scale=record["scale"], psf=np.asarray(record["psf_kernel"], dtype=float),
+                  srf=None if srf is None else np.asarray(srf, dtype=float),
+                  wavelengths=record.get("wavelengths"), boundary=record.get("boundary", "reflect"),
+                  shift=record.get("shift", (0.0, 0.0)), hr_encoding=enc,
+                  hr_gain=record.get("hr_gain", "auto"), hr_offset=record.get("hr_offset", "auto"))
+        deg.psf_name = record.get("psf", deg.psf_name)
+        deg.srf_name = record.get("srf", deg.srf_name)
+        if record.get("channels"):
+            deg.channels = tuple(record["channels"])
+        return deg
+
     def with_(self, **changes) -> "Degradation":
-        """A copy with some fields replaced (e.g. an estimated PSF)."""
+        """A copy with some fields replaced (e.g. an estimated PSF, shift or gain)."""
         kw = dict(scale=self.scale, psf=self.psf, srf=self.srf, wavelengths=self.wavelengths,
-                  n_bands=self.n_bands, boundary=self.boundary)
+                  n_bands=self.n_bands, boundary=self.boundary, shift=self.shift, hr_encoding=self.hr_encoding,
+                  hr_gain=self.hr_gain, hr_offset=self.hr_offset)
+        if "psf" not in changes and self._gaussian is not None:
+            # keep the analytic description, so a new shift moves the Gaussian without interpolation
+            sigma, sigma2, angle = self._gaussian
+            kw.update(psf="gaussian", psf_sigma=sigma, psf_size=self.psf.shape[0], psf_sigma2=sigma2,
+                      psf_angle=angle)
         kw.update(changes)
         new = Degradation(**kw)
         if "psf" not in changes:
             new.psf_name = self.psf_name
-        if "srf" not in changes:
+        if "srf" not in changes:  # the very values, not a re-normalised copy
+            new.srf = None if self.srf is None else self.srf.copy()
             new.srf_name, new.channels = self.srf_name, self.channels
         return new
 
@@ -160,21 +270,20 @@ class Degradation:
     # ------------------------------------------------------------------ operators
     def spatial(self, z):
         """Blur + decimate: ``(..., C, Y, X) -> (..., C, Y/s, X/s)``."""
-        return _dispatch(z, lambda t: _spatial(t, self))
+        return self.spatial_operator(z)
 
     def spatial_adjoint(self, x, hr_shape: tuple[int, int] | None = None):
         """Adjoint of :meth:`spatial`: ``(..., C, y, x) -> (..., C, y*s, x*s)``."""
-        return _dispatch(x, lambda t: _spatial_adjoint(t, self))
+        return self.spatial_operator.adjoint(x)
 
     def spectral(self, z):
-        """Apply the SRF: ``(..., C, Y, X) -> (..., k, Y, X)`` (channels first)."""
-        self._need_srf()
-        return _dispatch(z, lambda t: _spectral(t, self.srf))
+        """Apply the SRF: ``(..., C, Y, X) -> (..., k, Y, X)`` (channels first; linear light,
+        no gain or offset: see :attr:`spectral_operator` for those)."""
+        return self.spectral_operator.linear(z)
 
     def spectral_adjoint(self, y):
         """Adjoint of :meth:`spectral`: ``(..., k, Y, X) -> (..., C, Y, X)``."""
-        self._need_srf()
-        return _dispatch(y, lambda t: _spectral(t, self.srf.T))
+        return self.spectral_operator.adjoint(y)
 
     def _need_srf(self):
         if self.srf is None:
@@ -182,104 +291,41 @@ class Degradation:
                              "(a preset name such as 'Nikon D700', a file, or a (bands, k) matrix).")
 
 
-def check_pair_shapes(hr_shape, lr_shape, scale: int) -> None:
-    (Y, X), (y, x) = tuple(hr_shape[-2:]), tuple(lr_shape[-2:])
-    if Y % scale or X % scale:
-        raise InputError(
-            f"HR image is {Y}x{X}, not a whole multiple of scale {scale}: crop it to "
-            f"{Y // scale * scale}x{X // scale * scale} (and the LR cube to {Y // scale}x{X // scale}).")
-    if (Y // scale, X // scale) != (y, x):
-        raise InputError(
-            f"HR image is {Y}x{X} but LR cube is {y}x{x}; with scale {scale} the LR cube must be "
-            f"{Y // scale}x{X // scale}. Check the scale factor (HR/LR = {Y / max(y, 1):g}) or crop both.")
+def _check_shift(shift) -> tuple[float, float]:
+    try:
+        dy, dx = (float(v) for v in np.broadcast_to(np.asarray(shift, dtype=float), (2,)))
+    except (TypeError, ValueError):
+        raise InputError(f"shift must be (dy, dx) in HR pixels, got {shift!r}.") from None
+    if not (math.isfinite(dy) and math.isfinite(dx)):
+        raise InputError(f"shift must be finite, got {shift!r}.")
+    return dy, dx
 
 
-# ---------------------------------------------------------------------- torch kernels
-def _dispatch(a, fn):
-    import torch
-
-    if isinstance(a, torch.Tensor):
-        return fn(a)
-    out = fn(torch.from_numpy(np.asarray(a, dtype=np.float64)))
-    return out.numpy()
-
-
-def _pad_index(n: int, before: int, after: int, boundary: str) -> np.ndarray:
-    mode = {"reflect": "reflect", "symmetric": "symmetric", "wrap": "wrap"}.get(boundary)
-    if mode is None:  # zero: -1 marks samples that read zero
-        return np.pad(np.arange(n), (before, after), mode="constant", constant_values=-1)
-    if mode == "reflect" and max(before, after) >= n:
-        raise InputError(f"Image side {n} is too small for a {before + after}-pixel reflect border.")
-    return np.pad(np.arange(n), (before, after), mode=mode)
+def _check_radiometry(value, name: str, positive: bool):
+    if isinstance(value, str):
+        if value.strip().lower() != "auto":
+            raise InputError(f"{name} must be 'auto', a number or one number per HR channel, got {value!r}.")
+        return "auto"
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=np.float64)).copy()
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be 'auto', a number or one number per HR channel, got {value!r}.") from None
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or (positive and np.any(arr <= 0)):
+        raise InputError(f"{name} must be {'positive ' if positive else ''}finite number(s), got {value!r}.")
+    return arr
 
 
-def _gather(t, idx, dim):
-    import torch
-
-    idx_t = torch.as_tensor(idx, device=t.device)
-    if (idx_t < 0).any():
-        zero = torch.zeros_like(t.narrow(dim, 0, 1))
-        t = torch.cat([t, zero], dim)
-        idx_t = torch.where(idx_t < 0, t.shape[dim] - 1, idx_t)
-    return t.index_select(dim, idx_t)
-
-
-def _scatter(t, idx, dim, n):
-    import torch
-
-    idx_t = torch.as_tensor(idx, device=t.device)
-    keep = idx_t >= 0
-    shape = list(t.shape)
-    shape[dim] = n
-    out = torch.zeros(shape, dtype=t.dtype, device=t.device)
-    return out.index_add_(dim, idx_t[keep], t.index_select(dim, keep.nonzero().squeeze(1)))
+def _per_channel(value, k: int, name: str):
+    if value is None:
+        return None
+    if value.size == 1:
+        return np.full(k, float(value[0]))
+    if value.size != k:
+        raise InputError(f"{name} has {value.size} values but the HR image has {k} channels; give one per channel.")
+    return value
 
 
-def _kernel(deg, t):
-    import torch
-
-    return torch.as_tensor(deg.psf, dtype=t.dtype, device=t.device)[None, None]
+def _jsonable(value):
+    return value if isinstance(value, str) else np.asarray(value).tolist()
 
 
-def spatial_op(z, kernel, scale: int, boundary: str = "reflect"):
-    """Blur + decimate ``(..., Y, X)`` torch tensors with a ``(K, K)`` kernel *tensor*.
-
-    The convention of :class:`Degradation`; differentiable in ``z`` and ``kernel``, so methods that
-    learn the PSF (``blind``) use the same operator as everything else.
-    """
-    import torch.nn.functional as F
-
-    *lead, Y, X = z.shape
-    s, K = int(scale), int(kernel.shape[-1])
-    check_pair_shapes((Y, X), (Y // s, X // s), s)
-    b = (K - s) // 2
-    a = K - s - b
-    flat = z.reshape(-1, 1, Y, X)
-    if b or a:
-        flat = _gather(_gather(flat, _pad_index(Y, b, a, boundary), 2), _pad_index(X, b, a, boundary), 3)
-    out = F.conv2d(flat, kernel.reshape(1, 1, K, K), stride=s)
-    return out.reshape(*lead, Y // s, X // s)
-
-
-def _spatial(z, deg):
-    return spatial_op(z, _kernel(deg, z), deg.scale, deg.boundary)
-
-
-def _spatial_adjoint(x, deg):
-    import torch.nn.functional as F
-
-    *lead, y, xw = x.shape
-    s = deg.scale
-    b, a = deg.pad
-    Y, X = y * s, xw * s
-    up = F.conv_transpose2d(x.reshape(-1, 1, y, xw), _kernel(deg, x), stride=s)
-    if b or a:
-        up = _scatter(_scatter(up, _pad_index(Y, b, a, deg.boundary), 2, Y), _pad_index(X, b, a, deg.boundary), 3, X)
-    return up.reshape(*lead, Y, X)
-
-
-def _spectral(z, matrix):
-    import torch
-
-    m = torch.as_tensor(matrix, dtype=z.dtype, device=z.device)
-    return torch.einsum("...cyx,ck->...kyx", z, m)

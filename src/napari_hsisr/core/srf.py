@@ -397,3 +397,20 @@ def resolve_srf(
                 f"{wl.size} wavelengths given for a cube with {n_bands} bands; give one per band."
             )
     return resample_srf(srf, wl), srf.name, srf.channels
+
+
+def normalize_signed(m: Any, n_bands: int) -> np.ndarray:
+    """A ``(C, k)`` response that may have negative lobes (a camera response with its colour
+    correction folded in), scaled so each column sums to 1. Each column must sum to > 0: a
+    channel that responds to white light with nothing or less is not a response."""
+    a = np.array(m, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != int(n_bands):
+        raise InputError(f"Spectral response matrix has shape {a.shape}; expected ({n_bands}, k).")
+    if not np.all(np.isfinite(a)):
+        raise InputError("Spectral response matrix contains NaN/Inf values.")
+    s = a.sum(axis=0)
+    bad = np.flatnonzero(s <= 1e-12 * np.abs(a).sum(axis=0).clip(1e-300))
+    if bad.size:
+        raise InputError(f"Spectral response column(s) {bad.tolist()} sum to <= 0; each channel must respond "
+                         "positively to a flat spectrum.")
+    return a / s

@@ -7,10 +7,11 @@ import numpy as np
 from .errors import InputError
 
 
-def to_unit_float(a, name: str) -> tuple[np.ndarray, dict]:
+def to_unit_float(a, name: str, allow_nan: bool = False) -> tuple[np.ndarray, dict]:
     """A float32 copy of ``a``; integers are divided by their dtype's maximum (recorded).
 
-    Refuses NaN/Inf, booleans and complex data. The input is never modified.
+    Refuses booleans and complex data, and NaN/Inf unless ``allow_nan`` (then they mark pixels
+    to leave out; all-NaN is still refused). The input is never modified.
     """
     arr = np.asarray(a)
     info: dict = {"dtype": str(arr.dtype)}
@@ -21,6 +22,8 @@ def to_unit_float(a, name: str) -> tuple[np.ndarray, dict]:
         info["scaled_by"] = 1.0 / peak
         return (arr.astype(np.float32) / np.float32(peak)), info
     out = arr.astype(np.float32, copy=True)
+    if allow_nan and np.isfinite(out).any():
+        return out, info
     if not np.all(np.isfinite(out)):
         bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
         raise InputError(f"{name}: {bad} NaN/Inf values; replace them (e.g. np.nan_to_num) or crop them out.")

@@ -33,8 +33,11 @@ class Progress:
 class FusionInputs:
     """Validated inputs, channels first, float32 in [0, 1] nominally.
 
-    ``hr`` is ``(k, Y, X)`` (the API takes napari's ``(Y, X, k)`` and transposes a copy);
-    ``lr`` is ``(C, y, x)``. ``device`` is a torch device string resolved from "auto".
+    ``hr`` is ``(k, Y, X)`` in linear light with the degradation's gain and offset removed (the API
+    takes napari's ``(Y, X, k)``, decodes and corrects a copy: :mod:`..observations`), so that
+    ``hr = R^T z`` as in a simulation; ``lr`` is ``(C, y, x)``, nodata pixels filled. The masks
+    say which pixels may count in data terms (None: all). ``device`` is a torch device string
+    resolved from "auto".
     """
 
     hr: np.ndarray
@@ -43,6 +46,9 @@ class FusionInputs:
     seed: int = 0
     device: str = "cpu"
     value_scaling: dict = field(default_factory=dict)  # how integer inputs were scaled to [0, 1]
+    hr_valid: np.ndarray | None = None  # (Y, X) bool: False where the HR image is saturated/NaN
+    lr_valid: np.ndarray | None = None  # (y, x) bool: False where the LR cube is nodata
+    hr_display: np.ndarray | None = None  # (k, Y, X) the HR image as given (display-encoded), for blind
 
 
 @dataclass

@@ -1,38 +1,27 @@
-"""Blind fusion: estimate the PSF and the SRF from the pair itself, then run ``unsupervised``.
+"""Blind fusion: estimate the forward model from the pair itself, then fuse with it.
 
-Estimation (Simoes et al., "A convex formulation for hyperspectral image superresolution via
-subspace-based regularization", IEEE TGRS 2015, section on the estimation of B and R, here by
-gradient descent). The LR-HS cube seen through the SRF must equal the HR image seen through the
-PSF (both are the scene at LR resolution and in the HR image's channels):
+Estimated (:mod:`..estimation`): the HR image's tone curve (linear, sRGB or a gamma, whichever
+explains the pair best), a Gaussian PSF (two widths and an angle), the misregistration between
+the grids (sub-pixel shift), a signed spectral response restricted to the bands a camera sees,
+and per-channel gain and offset. Whatever the user knows is held fixed: ``known`` lists any of
+``psf``, ``srf``, ``shift`` (the degradation's values are used), and an ``hr_encoding`` other than
+``auto`` is taken as given. Then ``unsupervised`` (default) or ``fast`` (``solver``) runs with the
+estimate.
 
-    min_{psf, srf}  ||D_psf(y) - srf^T x||^2 / ||srf^T x||^2
-                    + alpha ||Delta_lambda srf||^2 + beta ||grad psf||^2
-
-``psf`` (K x K, K = 2 s by default, centred on the block as in :mod:`..degradation`) and ``srf``
-(C x k) are softmax-parametrised, so both are non-negative with unit sums (PSF overall, SRF per
-column). Weights alpha = beta = 1e-5, measured on 3 CAVE scenes (x8blind): PSF relative L2 error
-0.06-0.09 and SRF mean spectral angle 4.1-5.1 deg, against 0.33-0.45 and 8.4-8.6 deg with the
-earlier 1e-2 / 1e-3 (the smoothness terms dominated the data term). Initialisation: an isotropic Gaussian of sigma ``s/2`` and the mean of the 28 camspec
-cameras resampled on the cube's wavelengths (flat if the wavelengths are unknown). The estimated
-degradation then drives :mod:`.unsupervised` (same options).
-
-The estimates come back in ``FusionResult.extras`` (``psf``, ``srf``, ``degradation``) and in
-``settings["estimated_degradation"]``. ``known="psf"`` or ``known="srf"`` holds the degradation's
-PSF or SRF fixed and estimates only the other.
+The estimate comes back in ``FusionResult.extras`` (``psf``, ``shift``, ``srf``, ``gain``,
+``offset``, ``encoding``, ``degradation``) and in ``settings["estimated_degradation"]``; the
+decisions in ``settings["estimation_notes"]``. ``Degradation.from_settings`` rebuilds it for reuse.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
 from ..errors import InputError
 from .base import FusionInputs, MethodInfo, Option, Progress, register
 from . import unsupervised as _unsup
-from .unsupervised import run as unsupervised_run
 
-YIELD_EVERY_S = 0.4
+KNOWN_PARTS = ("psf", "srf", "shift")
 
 
 def camspec_mean(wavelengths, n_bands: int) -> np.ndarray:
@@ -49,110 +38,109 @@ def camspec_mean(wavelengths, n_bands: int) -> np.ndarray:
     return m / m.sum(axis=0)
 
 
-def estimate(hr: np.ndarray, lr: np.ndarray, scale: int, wavelengths=None, size: int | None = None,
-             steps: int = 500, rate: float = 0.05, alpha: float = 1e-5, beta: float = 1e-5,
-             srf_init: np.ndarray | None = None, boundary: str = "reflect", known_psf: np.ndarray | None = None,
-             known_srf: np.ndarray | None = None):
-    """Generator: yields ``(step, loss)``, returns ``(psf (K, K), srf (C, k))`` float64.
-
-    ``known_psf`` / ``known_srf`` are held fixed (the user's partial knowledge); the other is
-    estimated."""
-    import torch
-
-    from ..degradation import spatial_op
-    from ..psf import gaussian_psf
-
-    s = int(scale)
-    K = 2 * s if size is None else int(size)
-    if K < s:
-        raise InputError(f"PSF size {K} must be at least the scale {s}.")
-    C, k = lr.shape[0], hr.shape[0]
-    if srf_init is None:
-        srf_init = camspec_mean(wavelengths, C) if k == 3 else np.full((C, k), 1.0 / C)
-    if known_srf is not None:
-        srf_init = np.array(known_srf, dtype=np.float64)  # a copy: the result must not alias the user's
-    psf0 = gaussian_psf(K, s / 2.0)
-    if known_psf is not None:
-        psf0 = np.array(known_psf, dtype=np.float64)
-        K = psf0.shape[0]
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
-    psf_logit = torch.log(t(psf0).clamp_min(1e-12)).reshape(-1).clone().requires_grad_(True)
-    srf_logit = torch.log(t(srf_init).clamp_min(1e-12)).clone().requires_grad_(True)
-    hr_t = t(hr)
-    lr_t = t(lr)
-    free = [p for p, known in ((psf_logit, known_psf), (srf_logit, known_srf)) if known is None]
-    if not free:
-        raise InputError("both PSF and SRF are marked known: nothing to estimate; use 'unsupervised' or 'fast'.")
-    opt = torch.optim.Adam(free, lr=rate)
-    norm = None
-    for step in range(1, int(steps) + 1):
-        psf = torch.softmax(psf_logit, 0).reshape(1, 1, K, K)
-        srf = torch.softmax(srf_logit, 0)
-        seen_hr = spatial_op(hr_t, psf, s, boundary)  # k, y, x: the shared forward model
-        seen_lr = torch.einsum("ck,cyx->kyx", srf, lr_t)
-        if norm is None:
-            norm = float(torch.mean(seen_lr.detach() ** 2))
-        data = torch.mean((seen_hr - seen_lr) ** 2) / norm
-        d2 = srf[2:] - 2 * srf[1:-1] + srf[:-2]
-        p2 = psf[0, 0]
-        grad = torch.sum((p2[1:] - p2[:-1]) ** 2) + torch.sum((p2[:, 1:] - p2[:, :-1]) ** 2)
-        loss = data + alpha * torch.sum(d2 ** 2) * C + beta * grad * K * K
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        yield step, float(data.detach())
-    with torch.no_grad():
-        psf = torch.softmax(psf_logit, 0).reshape(K, K).numpy()
-        srf = torch.softmax(srf_logit, 0).numpy()
-    # a known one comes back exactly as given (softmax of its log only equals it up to rounding)
-    return (psf0 if known_psf is not None else psf), (srf_init if known_srf is not None else srf)
+def parse_known(known) -> set[str]:
+    parts = {p.strip().lower() for p in str(known or "none").replace("+", ",").split(",") if p.strip()}
+    parts.discard("none")
+    bad = parts - set(KNOWN_PARTS)
+    if bad:
+        raise InputError(f"known must be 'none' or a comma-separated list of {', '.join(KNOWN_PARTS)}; "
+                         f"got {known!r}.")
+    if {"psf", "srf"} <= parts and "shift" in parts:
+        raise InputError("known lists the PSF, the SRF and the shift: nothing left to estimate but the gains; "
+                         "use 'fast' or 'unsupervised' (they fit gain and offset themselves).")
+    return parts
 
 
-def run(inputs: FusionInputs, known: str = "none", psf_size: int = 0, est_steps: int = 500, alpha: float = 1e-5,
-        beta: float = 1e-5, **options):
+def estimated_degradation(deg, est, known: set[str]):
+    """The Degradation an :class:`~..estimation.Estimate` describes (known parts kept). The
+    estimated kernel already holds the shift (napari's translate follows its centroid)."""
+    kw = dict(srf=deg.srf if "srf" in known else est.response, hr_encoding=est.tone, hr_gain=est.gain,
+              hr_offset=est.offset)
+    if "psf" not in known:
+        kw.update(psf=est.kernel, shift=(0.0, 0.0))
+    new = deg.with_(**kw)
+    if "psf" not in known:
+        new.psf_name = (f"estimated {est.psf_model} ({est.kernel.shape[0]}x{est.kernel.shape[0]}, "
+                        f"shift {est.shift[0]:+.2f}, {est.shift[1]:+.2f})")
+    if "srf" not in known:
+        new.srf_name = "estimated"
+        new.channels = deg.channels or tuple(f"channel {i + 1}" for i in range(est.response.shape[1]))
+    return new
+
+
+def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_size: int = 0,
+        est_iterations: int = 3, solver: str = "unsupervised", **options):
+    from ..estimation import estimate_degradation_iter, gaussian_parameters_note
+
     deg = inputs.degradation
     s = deg.scale
-    if known not in ("none", "psf", "srf"):
-        raise InputError(f"known must be 'none', 'psf' or 'srf', got {known!r}.")
-    if known == "srf" and (deg.srf is None or deg.srf.shape != (inputs.lr.shape[0], inputs.hr.shape[0])):
+    parts = parse_known(known)
+    C, k = inputs.lr.shape[0], inputs.hr.shape[0]
+    if "srf" in parts and (deg.srf is None or deg.srf.shape != (C, k)):
         raise InputError("known='srf' needs the spectral response in the degradation (one row per band, one "
                          "column per HR channel).")
-    est_steps = int(est_steps)
-    total = est_steps + 1
-    gen = estimate(inputs.hr, inputs.lr, s, deg.wavelengths, size=int(psf_size) or None, steps=est_steps,
-                   alpha=alpha, beta=beta, boundary=deg.boundary,
-                   known_psf=deg.psf if known == "psf" else None, known_srf=deg.srf if known == "srf" else None)
-    t_last = time.perf_counter()
+    if solver not in ("unsupervised", "fast"):
+        raise InputError(f"solver must be 'unsupervised' or 'fast', got {solver!r}.")
+    size = int(psf_size) or 2 * s
+    encoding_given = "(given)" in str(inputs.value_scaling.get("hr_encoding", ""))
+    hr_display = inputs.hr_display if inputs.hr_display is not None else inputs.hr
+    est_gen = estimate_degradation_iter(
+        hr_display.astype(np.float64), inputs.lr.astype(np.float64), s, deg.wavelengths,
+        tone=deg.tone()[0] if encoding_given else None,
+        known_kernel=deg.psf if "psf" in parts else None,
+        known_response=deg.srf if "srf" in parts else None,
+        known_shift=deg.shift if "shift" in parts else None,
+        hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid, size=size, iterations=int(est_iterations),
+        seed=inputs.seed, psf_model=psf_model)
+    total = 8
+    step = 0
     while True:
         try:
-            step, loss = next(gen)
+            message = next(est_gen)
         except StopIteration as stop:
-            psf, srf = stop.value
+            est = stop.value
             break
-        if time.perf_counter() - t_last >= YIELD_EVERY_S:
-            t_last = time.perf_counter()
-            yield Progress(step, total, loss=loss, message=f"estimating PSF and SRF {step}/{est_steps}")
-    est = deg.with_(psf=psf, srf=srf)
-    est.psf_name = deg.psf_name if known == "psf" else f"estimated ({psf.shape[0]}x{psf.shape[0]})"
-    est.srf_name = deg.srf_name if known == "srf" else "estimated"
-    inner = FusionInputs(inputs.hr, inputs.lr, est, seed=inputs.seed, device=inputs.device)
-    cube, extras = yield from unsupervised_run(inner, **options)
-    yield Progress(total, total, message=f"done; estimated PSF {psf.shape}, SRF {srf.shape}")
-    return cube, {**extras, "psf": psf, "srf": srf, "degradation": est.settings()}
+        step = min(step + 1, total - 1)
+        yield Progress(step, total, message=message)
+    est_deg = estimated_degradation(deg, est, parts)
+    notes = list(est.notes) + [gaussian_parameters_note(est) if "psf" not in parts else "PSF given",
+                               "fit residual per channel: " + ", ".join(f"{v:.3f}" for v in est.residual)]
+    yield Progress(total, total, message="estimated: " + notes[-2])
+    op = est_deg.spectral_operator
+    hr_lin = (est.tone.decode(hr_display) - op.offset[:, None, None]) / op.gain[:, None, None]
+    inner = FusionInputs(hr_lin.astype(np.float32), inputs.lr, est_deg, seed=inputs.seed, device=inputs.device,
+                         value_scaling=inputs.value_scaling, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid,
+                         hr_display=hr_display)
+    if solver == "fast":
+        from . import fast
+
+        fast_opts = {o: options[o] for o in ("rank", "lam", "mu", "eps", "refit_radius") if o in options}
+        cube, extras = yield from fast.run(inner, **fast_opts)
+    else:
+        cube, extras = yield from _unsup.run(inner, **options)
+    known_or = lambda part, mine, theirs: (theirs if part in parts else mine).copy()  # noqa: E731
+    return cube, {**extras, "psf": known_or("psf", est_deg.psf, deg.psf), "shift": est.shift,
+                  "srf": known_or("srf", est_deg.srf, deg.srf),
+                  "gain": op.gain.copy(), "offset": op.offset.copy(), "encoding": est.tone.name,
+                  "degradation": est_deg.settings(), "degradation_object": est_deg, "notes": notes,
+                  "tone_residuals": est.tone_residuals}
 
 
 _UNSUP_OPTIONS = _unsup.INFO.options
 
 register(MethodInfo(
     "blind", run,
-    "Blind: estimates PSF and SRF from the pair alone, then runs unsupervised (x8blind: 47.3 dB, = known degradation).",
+    "Blind: estimates encoding, PSF, shift, response and gains from the pair alone, then runs unsupervised.",
     options=(
-        Option("known", "none", "what the degradation already gives exactly: 'none' (estimate both), 'psf' "
-               "(estimate only the SRF) or 'srf' (estimate only the PSF)", choices=("none", "psf", "srf")),
-        Option("psf_size", 0, "estimated PSF side in HR pixels (0: twice the scale)", minimum=0, maximum=256),
-        Option("est_steps", 500, "Adam steps of the PSF/SRF estimation", minimum=1, maximum=100000),
-        Option("alpha", 1e-5, "spectral smoothness weight of the SRF", minimum=0.0),
-        Option("beta", 1e-5, "spatial smoothness weight of the PSF", minimum=0.0),
+        Option("known", "none", "parts of the degradation to hold fixed: 'none' or a comma list of psf, srf, "
+               "shift (an hr_encoding other than auto is always held)"),
+        Option("psf_model", "auto", "estimated PSF: 'gaussian' (widths, angle, shift), 'free' (any non-negative "
+               "kernel) or 'auto' (free when the pair has enough LR pixels for it)", choices=("auto", "gaussian", "free")),
+        Option("psf_size", 0, "PSF support in HR pixels before the shift (0: twice the scale)", minimum=0,
+               maximum=256),
+        Option("est_iterations", 3, "alternations between the response and the PSF/shift fits", minimum=1,
+               maximum=20),
+        Option("solver", "unsupervised", "fusion run with the estimate", choices=("unsupervised", "fast")),
     ) + tuple(_UNSUP_OPTIONS),
     needs_srf=False, needs_psf=False, uses_torch=True,
 ))

@@ -85,7 +85,7 @@ class _Problem:
     and ``base`` normalised per coefficient.
     """
 
-    def __init__(self, inputs: FusionInputs, E: np.ndarray, base: np.ndarray, depth: int, out_gain: float):
+    def __init__(self, inputs: FusionInputs, st, base: np.ndarray, depth: int, out_gain: float):
         import torch
 
         deg = inputs.degradation
@@ -96,10 +96,14 @@ class _Problem:
         self.R = depth  # receptive radius of `depth` 3x3 convs
         scale = base.reshape(len(base), -1).std(axis=1) + 1e-6
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
-        self.RE = t(deg.srf.T @ E)  # k, p
-        self.psf = t(deg.psf)[None, None]
+        sys = st.system
+        self.RE = t(sys.RE)  # k, p (band weights included)
+        self.psf = t(deg.kernel)[None, None]
         self.hr = t(inputs.hr)  # k, Y, X
-        self.xa = t(np.tensordot(E.T, inputs.lr.astype(np.float64), axes=1))  # p, y, x: LR in the subspace
+        self.xa = t(sys.xa[(slice(None),) + sys.inner_lr])  # p, y, x: LR in the subspace
+        ones_hr = np.ones(inputs.hr.shape[-2:]) if inputs.hr_valid is None else inputs.hr_valid
+        ones_lr = np.ones(inputs.lr.shape[-2:]) if inputs.lr_valid is None else inputs.lr_valid
+        self.hr_mask, self.lr_mask = t(ones_hr)[None], t(ones_lr)[None]
         self.base = t(base)  # p, Y, X
         self.inp = torch.cat([self.hr, t(base / scale[:, None, None])], 0)  # k + p, Y, X
         self.out_scale = t(scale * out_gain)[:, None, None]
@@ -117,14 +121,14 @@ class _Problem:
         return out.reshape(B, p, *out.shape[-2:])
 
 
-def _fit(inputs, E, base, steps, patch, batch, lr_rate, lam, width, depth, patience, total, out_gain,
+def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, patience, total, out_gain,
          done):
     """Fit the correction network on patches; yields Progress, returns full-frame coefficients."""
     import torch
 
     s = inputs.degradation.scale
     torch.manual_seed(inputs.seed)
-    prob = _Problem(inputs, E, base, depth, out_gain)
+    prob = _Problem(inputs, st, base, depth, out_gain)
     p, k = base.shape[0], prob.hr.shape[0]
     Y, X = prob.hr.shape[-2:]
     R, pb = prob.R, prob.pb
@@ -152,8 +156,9 @@ def _fit(inputs, E, base, steps, patch, batch, lr_rate, lam, width, depth, patie
         a = a[:, :, R:hw - R, R:hw - R]  # exact part: the patch and its PSF support
         lr_hat = prob.spatial_valid(a)
         hr_hat = torch.einsum("kp,bpyx->bkyx", prob.RE, a[:, :, pb:pb + n * s, pb:pb + n * s])
-        lr_err = torch.mean((lr_hat - windows(prob.xa, iys, ixs, 0, n, 1)) ** 2)
-        return lr_err + lam * torch.mean((hr_hat - windows(prob.hr, iys, ixs, 0, n * s, s)) ** 2)
+        lr_m, hr_m = windows(prob.lr_mask, iys, ixs, 0, n, 1), windows(prob.hr_mask, iys, ixs, 0, n * s, s)
+        lr_err = torch.mean(lr_m * (lr_hat - windows(prob.xa, iys, ixs, 0, n, 1)) ** 2)
+        return lr_err + lam * torch.mean(hr_m * (hr_hat - windows(prob.hr, iys, ixs, 0, n * s, s)) ** 2)
 
     t_last = time.perf_counter()
     best, ema, since, loss0, step = float("inf"), None, 0, None, 0
@@ -210,20 +215,18 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
     if mode not in ("prior", "residual"):
         raise InputError(f"mode must be 'prior' or 'residual', got {mode!r}.")
     total = 2 * refits + steps + 2
-    hr = inputs.hr.astype(np.float64)
     yield Progress(0, total, message="subspace and guided prior")
-    E, xa, H, rank, eps = F.setup(inputs, rank, eps)
-    prior = F.guided_prior(deg, hr, xa, H, eps=eps)
-    closed_form = F.closed_form_solver(deg, hr, xa, E, H, lam, mu)
-    yield Progress(0, total, message=f"warm start (fast solve, rank {rank})")
-    a, last_prior = yield from F.refit_rounds(hr, closed_form(prior), closed_form, refits, int(refit_radius), eps,
-                                              0, total)
+    st = F.setup(inputs, rank, eps, lam, mu)
+    prior = F.guided_prior(st, eps=st.eps)
+    yield Progress(0, total, message=f"warm start (fast solve, rank {st.rank})")
+    a, last_prior = yield from F.refit_rounds(st, st.system.solve_extended(prior), refits, int(refit_radius),
+                                              st.eps, 0, total)
     prior = prior if last_prior is None else last_prior
-    base = prior if mode == "prior" else a
+    base = st.system.crop(prior if mode == "prior" else a)
     if steps > 0:
         yield Progress(2 * refits, total, message="CNN prior: setting up")
         try:
-            fitted = yield from _fit(inputs, E, base, steps, patch, batch, lr_rate, lam, width, depth, patience,
+            fitted = yield from _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, patience,
                                      total, out_gain, 2 * refits)
         except torch.cuda.OutOfMemoryError:
             if torch.cuda.is_available():
@@ -232,10 +235,15 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
                              f"width {width}); use smaller patches (patch={max(s, patch // 2 // s * s)}), a "
                              "smaller batch or width, or device='cpu'.") from None
         yield Progress(total - 1, total, message="final solve")
-        a = closed_form(fitted) if mode == "prior" else fitted
-    cube = np.tensordot(E, a, axes=1)
+        if mode == "prior":
+            prior_ext = prior.copy()
+            prior_ext[(slice(None),) + st.system.inner] = fitted
+            a = st.system.solve_extended(prior_ext, start=a if st.system.masked else None)
+        else:
+            a = st.system.extend(fitted)
+    cube = st.cube(a)
     yield Progress(total, total, message="done")
-    return np.clip(cube, 0, None).astype(np.float32), {"resolved": {"rank": rank, "eps": eps}}
+    return np.clip(cube, 0, None).astype(np.float32), {"resolved": F._resolved(st)}
 
 
 INFO = register(MethodInfo(

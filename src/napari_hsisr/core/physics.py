@@ -1,0 +1,357 @@
+"""The parts of the forward model, as small immutable operators that compose.
+
+A scene ``z`` (cube ``(C, Y, X)``, linear radiance or reflectance) is seen twice:
+
+* LR-HS ``x = D z``: :class:`SpatialOperator`, blur by a ``K x K`` kernel centred on the ``s x s``
+  block that an LR pixel covers, then one sample per block. A misalignment between the two grids
+  is a shift of that sampling: it is baked into the kernel (:func:`shifted_kernel`), so the
+  operator, its adjoint and its Fourier transfer function need no special case.
+* HR image ``y = T(G R^T z + o)``: :class:`SpectralOperator` (response ``R`` (C, k), one column per
+  channel, normalised shape; a per-channel gain ``G`` and offset ``o``), then a per-channel tone
+  curve ``T`` (:class:`ToneCurve`: linear, sRGB, gamma, or a learned monotone table) that turns
+  linear light into the display-encoded values a camera writes.
+
+Methods work in linear light: they decode the HR image with ``T^-1`` and undo ``G`` and ``o``
+once, and from there on see the plain linear model ``y = R^T z`` (see :mod:`.observations`).
+
+Operators accept torch tensors (CPU or CUDA, any leading batch axes) and numpy arrays (computed
+in float64 on the CPU, numpy returned); each linear operator has an exact adjoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import InputError
+
+BOUNDARIES = ("reflect", "symmetric", "wrap", "zero")
+
+
+# ---------------------------------------------------------------------- tone curves
+@dataclass(frozen=True)
+class ToneCurve:
+    """Per-channel display encoding of the HR image: ``display = encode(linear)``.
+
+    ``kind`` is ``"linear"``, ``"srgb"`` (IEC 61966-2-1), ``"gamma"`` (``display = linear^(1/g)``)
+    or ``"table"``: a monotone piecewise-linear decode through the points ``(knots, table[k])``
+    (display value -> linear value, one row per channel), as estimated by ``blind``.
+    """
+
+    kind: str = "linear"
+    gamma: float = 1.0
+    knots: tuple = ()
+    table: tuple = ()  # k rows of len(knots) linear values
+
+    @property
+    def name(self) -> str:
+        if self.kind == "gamma":
+            return f"gamma:{self.gamma:g}"
+        return "learned" if self.kind == "table" else self.kind
+
+    @property
+    def is_linear(self) -> bool:
+        return self.kind == "linear" or (self.kind == "gamma" and self.gamma == 1.0)
+
+    def decode(self, v):
+        """Display values (``(k, ...)`` for a table, any shape otherwise) -> linear light."""
+        v = np.asarray(v, dtype=np.float64)
+        if self.kind == "linear":
+            return v.copy()
+        if self.kind == "srgb":
+            c = np.clip(v, 0.0, None)
+            return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        if self.kind == "gamma":
+            return np.clip(v, 0.0, None) ** self.gamma
+        return np.stack([np.interp(v[i], self.knots, row) for i, row in enumerate(self.table)])
+
+    def encode(self, lin):
+        """Linear light -> display values (the inverse of :meth:`decode`)."""
+        lin = np.asarray(lin, dtype=np.float64)
+        if self.kind == "linear":
+            return lin.copy()
+        c = np.clip(lin, 0.0, None)
+        if self.kind == "srgb":
+            return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+        if self.kind == "gamma":
+            return c ** (1.0 / self.gamma)
+        return np.stack([np.interp(lin[i], row, self.knots) for i, row in enumerate(self.table)])
+
+    def settings(self) -> dict:
+        out: dict = {"encoding": self.name}
+        if self.kind == "table":
+            out.update(knots=list(self.knots), table=[list(r) for r in self.table])
+        return out
+
+    @classmethod
+    def parse(cls, spec) -> "ToneCurve":
+        """``"linear"``, ``"srgb"``, ``"gamma:2.2"`` (or a ToneCurve) -> ToneCurve."""
+        if isinstance(spec, ToneCurve):
+            return spec
+        text = str(spec).strip().lower()
+        if text in ("linear", "none", "gamma:1"):
+            return cls("linear")
+        if text in ("srgb", "s-rgb", "display"):
+            return cls("srgb")
+        if text.startswith("gamma"):
+            try:
+                g = float(text.split(":", 1)[1])
+            except (IndexError, ValueError):
+                g = float("nan")
+            if not (math.isfinite(g) and 0.2 <= g <= 5.0):
+                raise InputError(f"hr_encoding {spec!r}: write the gamma as 'gamma:<g>' with 0.2 <= g <= 5, "
+                                 "e.g. 'gamma:2.2'.")
+            return cls("gamma", gamma=g)
+        raise InputError(f"hr_encoding {spec!r} is not one of 'auto', 'linear', 'srgb', 'gamma:<g>' "
+                         "(e.g. gamma:2.2).")
+
+
+ENCODINGS = ("auto", "linear", "srgb", "gamma:<g>")
+
+
+def resolve_encoding(spec, dtype) -> tuple[ToneCurve, str]:
+    """The tone curve for an HR image of ``dtype``, and why: ``auto`` takes 8- and 16-bit integer
+    images as display-encoded sRGB (what cameras write) and float images as linear."""
+    if isinstance(spec, ToneCurve) or str(spec).strip().lower() != "auto":
+        curve = ToneCurve.parse(spec)
+        return curve, f"{curve.name} (given)"
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return ToneCurve("srgb"), f"srgb (auto: {np.dtype(dtype)} image taken as display-encoded)"
+    return ToneCurve("linear"), f"linear (auto: {np.dtype(dtype)} image taken as linear)"
+
+
+# ---------------------------------------------------------------------- kernels
+def shifted_kernel(kernel: np.ndarray, scale: int, shift) -> np.ndarray:
+    """``kernel`` (K x K, centred on the block) moved by ``shift = (dy, dx)`` HR pixels, on a larger
+    square support that is still centred on the block (so the operators' convention holds).
+
+    Integer parts move the taps exactly; a fractional part is a bilinear interpolation of the
+    taps (mass preserved). A positive ``dy`` means each LR pixel sees the scene ``dy`` HR pixels
+    further down than the block it is attached to.
+    """
+    dy, dx = (float(v) for v in shift)
+    if dy == 0 and dx == 0:
+        return kernel
+    K = kernel.shape[0]
+    reach = int(math.ceil(max(abs(dy), abs(dx)))) + 1
+    big = np.zeros((K + 2 * reach, K + 2 * reach))
+    big[reach:reach + K, reach:reach + K] = kernel
+    moved = ndimage.shift(big, (dy, dx), order=1, mode="constant", prefilter=False)
+    moved = np.clip(moved, 0.0, None)
+    # K + 2 reach keeps K - s's parity, so the block stays centred the same way
+    return moved / moved.sum()
+
+
+def shifted_gaussian(scale: int, sigma: float, sigma2: float | None, angle_deg: float, shift,
+                     size: int | None = None) -> np.ndarray:
+    """An analytic Gaussian centred on the block plus ``shift``, on a centred square support wide
+    enough to hold 3 sigma around the moved centre (no interpolation blur)."""
+    from .psf import gaussian_psf
+
+    dy, dx = (float(v) for v in shift)
+    base = int(size) if size else scale
+    reach = int(math.ceil(max(abs(dy), abs(dx))))
+    K = base + 2 * reach
+    if dy == 0 and dx == 0:
+        return gaussian_psf(K, sigma, sigma2, angle_deg)
+    sigma2 = sigma if sigma2 is None else sigma2
+    c = (K - 1) / 2.0
+    yy, xx = np.mgrid[0:K, 0:K].astype(np.float64)
+    x, y = xx - c - dx, -(yy - c - dy)
+    t = np.deg2rad(angle_deg)
+    u = x * np.cos(t) + y * np.sin(t)
+    v = -x * np.sin(t) + y * np.cos(t)
+    k = np.exp(-0.5 * ((u / sigma) ** 2 + (v / sigma2) ** 2))
+    # the support of the unshifted kernel, moved with it: truncation follows the kernel
+    inside = (np.abs(yy - c - dy) <= base / 2.0) & (np.abs(xx - c - dx) <= base / 2.0)
+    k = np.where(inside, k, 0.0)
+    return k / k.sum()
+
+
+def kernel_centroid(kernel: np.ndarray, scale: int) -> tuple[float, float]:
+    """Centre of mass of a centred-convention kernel, relative to the block start (HR pixels)."""
+    K = kernel.shape[0]
+    before = (K - scale) // 2
+    idx = np.arange(K) - before
+    return float(np.sum(kernel.sum(1) * idx)), float(np.sum(kernel.sum(0) * idx))
+
+
+# ---------------------------------------------------------------------- operators
+@dataclass(frozen=True, eq=False)
+class SpatialOperator:
+    """Blur by ``kernel`` then keep one sample per ``scale x scale`` block (see module docstring).
+
+    ``kernel`` is ``K x K`` (``K >= scale``), its first tap ``(K - s) // 2`` HR pixels before the
+    block; outside the image samples follow ``boundary``.
+    """
+
+    kernel: np.ndarray
+    scale: int
+    boundary: str = "reflect"
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        before = (self.kernel.shape[0] - self.scale) // 2
+        return before, self.kernel.shape[0] - self.scale - before
+
+    def __call__(self, z):
+        """``(..., C, Y, X) -> (..., C, Y/s, X/s)``."""
+        return _dispatch(z, lambda t: spatial_op(t, _as_tensor(self.kernel, t), self.scale, self.boundary))
+
+    def adjoint(self, x):
+        """``(..., C, y, x) -> (..., C, y*s, x*s)``."""
+        return _dispatch(x, lambda t: _spatial_adjoint(t, self))
+
+    def otf(self, shape: tuple[int, int]) -> np.ndarray:
+        """HR-grid transfer function of the blur, phase included (circular model): with it,
+        ``D z = decimate(ifft2(conj(H) fft2(z)))``."""
+        from scipy import fft
+
+        Y, X = shape
+        K = self.kernel.shape[0]
+        before = self.pad[0]
+        if K > min(Y, X):
+            raise InputError(f"The {K}x{K} PSF (shift included) is larger than the {Y}x{X} image; use a "
+                             "smaller kernel or a larger image.")
+        full = np.zeros((Y, X))
+        rows = (np.arange(K) - before) % Y
+        cols = (np.arange(K) - before) % X
+        np.add.at(full, (rows[:, None], cols[None, :]), self.kernel)
+        return fft.fft2(full, workers=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralOperator:
+    """``y_k = gain_k * sum_c response[c, k] z_c + offset_k`` (linear light, channels first).
+
+    ``response`` (C, k) is the normalised shape (columns sum to 1; may have negative lobes once
+    a colour-correction matrix is folded in); ``gain``/``offset`` (k,) the radiometric part.
+    """
+
+    response: np.ndarray
+    gain: np.ndarray = field(default=None)
+    offset: np.ndarray = field(default=None)
+
+    def __post_init__(self):
+        k = self.response.shape[1]
+        object.__setattr__(self, "gain", np.ones(k) if self.gain is None else np.asarray(self.gain, float))
+        object.__setattr__(self, "offset", np.zeros(k) if self.offset is None else np.asarray(self.offset, float))
+
+    def linear(self, z):
+        """``R^T z``: ``(..., C, Y, X) -> (..., k, Y, X)`` (no gain, no offset)."""
+        return _dispatch(z, lambda t: _spectral(t, self.response))
+
+    def adjoint(self, y):
+        """Adjoint of :meth:`linear`: ``(..., k, Y, X) -> (..., C, Y, X)``."""
+        return _dispatch(y, lambda t: _spectral(t, self.response.T))
+
+    def __call__(self, z):
+        """``G R^T z + o``."""
+        lin = self.linear(z)
+        g = self.gain.reshape(-1, 1, 1)
+        o = self.offset.reshape(-1, 1, 1)
+        if isinstance(lin, np.ndarray):
+            return lin * g + o
+        return lin * _as_tensor(g, lin) + _as_tensor(o, lin)
+
+
+# ---------------------------------------------------------------------- torch kernels
+def _dispatch(a, fn):
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return fn(a)
+    out = fn(torch.from_numpy(np.asarray(a, dtype=np.float64)))
+    return out.numpy()
+
+
+def _as_tensor(a, like):
+    import torch
+
+    return torch.as_tensor(np.asarray(a), dtype=like.dtype, device=like.device)
+
+
+def _pad_index(n: int, before: int, after: int, boundary: str) -> np.ndarray:
+    mode = {"reflect": "reflect", "symmetric": "symmetric", "wrap": "wrap"}.get(boundary)
+    if mode is None:  # zero: -1 marks samples that read zero
+        return np.pad(np.arange(n), (before, after), mode="constant", constant_values=-1)
+    if mode == "reflect" and max(before, after) >= n:
+        raise InputError(f"Image side {n} is too small for a {before + after}-pixel reflect border.")
+    return np.pad(np.arange(n), (before, after), mode=mode)
+
+
+def _gather(t, idx, dim):
+    import torch
+
+    idx_t = torch.as_tensor(idx, device=t.device)
+    if (idx_t < 0).any():
+        zero = torch.zeros_like(t.narrow(dim, 0, 1))
+        t = torch.cat([t, zero], dim)
+        idx_t = torch.where(idx_t < 0, t.shape[dim] - 1, idx_t)
+    return t.index_select(dim, idx_t)
+
+
+def _scatter(t, idx, dim, n):
+    import torch
+
+    idx_t = torch.as_tensor(idx, device=t.device)
+    keep = idx_t >= 0
+    shape = list(t.shape)
+    shape[dim] = n
+    out = torch.zeros(shape, dtype=t.dtype, device=t.device)
+    return out.index_add_(dim, idx_t[keep], t.index_select(dim, keep.nonzero().squeeze(1)))
+
+
+def check_pair_shapes(hr_shape, lr_shape, scale: int) -> None:
+    (Y, X), (y, x) = tuple(hr_shape[-2:]), tuple(lr_shape[-2:])
+    if Y % scale or X % scale:
+        raise InputError(
+            f"HR image is {Y}x{X}, not a whole multiple of scale {scale}: crop it to "
+            f"{Y // scale * scale}x{X // scale * scale} (and the LR cube to {Y // scale}x{X // scale}).")
+    if (Y // scale, X // scale) != (y, x):
+        raise InputError(
+            f"HR image is {Y}x{X} but LR cube is {y}x{x}; with scale {scale} the LR cube must be "
+            f"{Y // scale}x{X // scale}. Check the scale factor (HR/LR = {Y / max(y, 1):g}) or crop both.")
+
+
+def spatial_op(z, kernel, scale: int, boundary: str = "reflect"):
+    """Blur + decimate ``(..., Y, X)`` torch tensors with a ``(K, K)`` kernel *tensor*.
+
+    Differentiable in ``z`` and ``kernel``, so methods that learn the PSF use the same operator as
+    everything else.
+    """
+    import torch.nn.functional as F
+
+    *lead, Y, X = z.shape
+    s, K = int(scale), int(kernel.shape[-1])
+    check_pair_shapes((Y, X), (Y // s, X // s), s)
+    b = (K - s) // 2
+    a = K - s - b
+    flat = z.reshape(-1, 1, Y, X)
+    if b or a:
+        flat = _gather(_gather(flat, _pad_index(Y, b, a, boundary), 2), _pad_index(X, b, a, boundary), 3)
+    out = F.conv2d(flat, kernel.reshape(1, 1, K, K), stride=s)
+    return out.reshape(*lead, Y // s, X // s)
+
+
+def _spatial_adjoint(x, op: SpatialOperator):
+    import torch.nn.functional as F
+
+    *lead, y, xw = x.shape
+    s = op.scale
+    b, a = op.pad
+    Y, X = y * s, xw * s
+    K = op.kernel.shape[0]
+    up = F.conv_transpose2d(x.reshape(-1, 1, y, xw), _as_tensor(op.kernel, x).reshape(1, 1, K, K), stride=s)
+    if b or a:
+        up = _scatter(_scatter(up, _pad_index(Y, b, a, op.boundary), 2, Y), _pad_index(X, b, a, op.boundary), 3, X)
+    return up.reshape(*lead, Y, X)
+
+
+def _spectral(z, matrix):
+    import torch
+
+    return torch.einsum("...cyx,ck->...kyx", z, _as_tensor(matrix, z))

@@ -1,0 +1,83 @@
+"""Guided-filter priors: local linear maps from the HR image to the subspace coefficients
+(He, Sun, Tang, "Guided image filtering", TPAMI 2013), with pixel weights so that masked
+observations (saturated HR pixels, nodata LR pixels, the region outside an image) take no part."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def _box(a: np.ndarray, size: int) -> np.ndarray:
+    return ndimage.uniform_filter(a, size=(1,) * (a.ndim - 2) + (size, size), mode="reflect")
+
+
+def guided_map(guide: np.ndarray, target: np.ndarray, radius: int, eps: float, weights: np.ndarray | None = None):
+    """Per-pixel linear map ``target ~ A^T guide + b`` in ``(2r+1)^2`` windows.
+
+    ``guide`` (k, H, W), ``target`` (p, H, W), ``weights`` (H, W) in [0, 1] or None. Returns
+    ``A`` (H, W, k, p) and ``b`` (p, H, W), both smoothed by the same box (as in the guided
+    filter). ``eps`` is relative to the mean guide variance, so the regularisation does not
+    depend on the image's brightness. Windows without any weight take the map of the nearest
+    window that has some.
+    """
+    size = 2 * radius + 1
+    k = len(guide)
+    if weights is None:
+        box = lambda a: _box(a, size)  # noqa: E731
+        n = None
+    else:
+        w = weights.astype(np.float64)
+        n = _box(w[None], size)[0]
+        safe = np.maximum(n, 1e-12)
+        box = lambda a: _box(a * w, size) / safe  # noqa: E731
+    mg, mt = box(guide), box(target)
+    cov_gg = box(guide[:, None] * guide[None]) - mg[:, None] * mg[None]  # k, k, H, W
+    cov_gt = box(guide[:, None] * target[None]) - mg[:, None] * mt[None]  # k, p, H, W
+    reg = eps * float(np.mean(np.diagonal(cov_gg, axis1=0, axis2=1))) + 1e-12
+    lhs = np.moveaxis(cov_gg, (0, 1), (-2, -1)) + reg * np.eye(k)
+    A = np.linalg.solve(lhs, np.moveaxis(cov_gt, (0, 1), (-2, -1)))  # H, W, k, p
+    b = mt - np.einsum("hwkp,khw->phw", A, mg)
+    if n is None:
+        A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)), size), (0, 1), (-2, -1))
+        return A, _box(b, size)
+    # windows that saw few valid pixels have poorly determined maps: the final averaging weighs
+    # each window by its share of valid pixels, and windows with none borrow the nearest map
+    empty = n < 1e-6
+    if empty.any() and not empty.all():
+        _, (iy, ix) = ndimage.distance_transform_edt(empty, return_indices=True)
+        A, b = A[iy, ix], b[:, iy, ix]
+        n = np.where(empty, 1e-3, n)
+    norm = _box(n[None], size)[0]
+    A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)) * n, size) / norm, (0, 1), (-2, -1))
+    return A, _box(b * n, size) / norm
+
+
+def lr_to_hr(maps: np.ndarray, s: int) -> np.ndarray:
+    """Linear interpolation of ``(..., y, x)`` LR maps to the HR grid (block-centre aligned)."""
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, *maps.shape[-2:])
+    out = np.stack([ndimage.zoom(m, s, order=1, grid_mode=True, mode="grid-mirror") for m in flat])
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def prior_from_lr(hr, hr_lr, target_lr, s, radius, eps, weights=None):
+    """The guided prior: maps fitted on the LR grid between ``hr_lr`` (the HR image seen through
+    the spatial operator) and ``target_lr``, interpolated to the HR grid and applied to ``hr``."""
+    A, b = guided_map(hr_lr, target_lr, radius, eps, weights)  # (y, x, k, p), (p, y, x)
+    A_hr = lr_to_hr(np.moveaxis(A, (0, 1), (-2, -1)), s)  # k, p, Y, X
+    return np.einsum("kpyx,kyx->pyx", A_hr, hr) + lr_to_hr(b, s)
+
+
+def refit_prior(hr: np.ndarray, a: np.ndarray, radius: int, eps: float, weights=None) -> np.ndarray:
+    """A new prior from coefficients ``a`` (p, Y, X): their local linear map from the HR image,
+    fitted on the HR grid in ``(2 radius + 1)^2`` windows (the guided filter of ``a`` by ``hr``)."""
+    A, b = guided_map(hr, a, radius, eps, weights)
+    return np.einsum("yxkp,kyx->pyx", A, hr) + b
+
+
+def default_radius(scale: int) -> int:
+    """Guided-prior window radius in LR pixels. Measured on 4 CAVE scenes: at x32, radius 1 beats
+    2 by 0.5 dB (a 5x5 LR window spans 160 HR pixels); at x8 they tie, and with noise (x8n) 2 is
+    0.14 dB better."""
+    return 2 if scale <= 8 else 1
