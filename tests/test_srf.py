@@ -12,13 +12,27 @@ WL31 = np.arange(400, 701, 10)
 
 def test_presets_listed():
     names = S.list_presets()
-    cams = [n for n in names if n not in (S.NIKON_D700_CAVE, S.CIE_1931)]
+    cams = [n for n in names if n not in (S.NIKON_D700_CAVE, S.CIE_1931, S.SRGB)]
     assert len(cams) == 28
-    assert len(set(names)) == 30
+    assert len(set(names)) == 31
     assert "Nikon D700" in names
     assert "Canon 5DMarkII" in names  # verbatim from the camspec database
     assert S.NIKON_D700_CAVE == "Nikon D700 (CAVE fusion papers)" and S.NIKON_D700_CAVE in names
     assert "CIE 1931" in names
+
+
+def test_srgb_preset_is_the_cie_colour_matching_of_linear_srgb():
+    """The sRGB preset has the negative lobes of a colour-corrected camera and renders the CIE
+    white point at equal channels once normalised."""
+    srgb = S.get_preset("sRGB")
+    assert srgb.signed and srgb.matrix.min() < 0
+    wl = np.arange(400, 701, 10)
+    m = S.resample_srf(srgb, wl)
+    np.testing.assert_allclose(m.sum(0), 1.0)
+    cie = S.resample_srf(S.get_preset("CIE 1931"), wl)
+    # the same three-dimensional space as the CIE observer: sRGB = CIE x (3 x 3 matrix)
+    coef, *_ = np.linalg.lstsq(cie, m, rcond=None)
+    assert np.abs(cie @ coef - m).max() < 1e-9
 
 
 def test_lookup_is_tolerant():

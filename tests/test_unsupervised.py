@@ -96,8 +96,11 @@ def test_stop_mid_run(pair):
         next(gen)
 
 
-def test_bad_patch_is_refused(pair):
+def test_bad_patch_is_refused_too_large_one_adapts(pair):
     with pytest.raises(InputError, match="multiple of the scale"):
         _run(pair, steps=5, patch=30)
-    with pytest.raises(InputError, match="too small"):
-        _run(pair, steps=5, patch=64)
+    res, _ = _run(pair, steps=5, patch=64)  # a 64x64 image cannot hold 64-pixel patches and their margins
+    assert res.settings["resolved_options"]["patch"] in (8, 16, 24, 32, 40, 48, 56)
+    tiny = sample_pair(size=16)  # LR 2x2: not even one patch; the network is skipped, and it says so
+    out = hsisr.fuse(tiny.hr, tiny.lr, tiny.degradation, method="unsupervised", steps=5)
+    assert "skipped_cnn" in out.settings["resolved_options"] and np.all(np.isfinite(out.cube))

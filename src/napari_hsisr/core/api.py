@@ -49,13 +49,18 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
 
 
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
-              device: str = "auto", lr_nodata: float | None = None,
+              device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
               **options) -> Generator[Progress, None, FusionResult]:
     """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
 
     Stop at any yield by closing the generator: no result is produced. Validation happens on
-    the first ``next()``.
+    the first ``next()``. ``grid``: ``"hr"`` puts the result on the HR image's pixels (the LR
+    layer moves to where it belongs), ``"lr"`` on the LR cube's frame at HR resolution (the
+    result is resampled by the degradation's shift, e.g. to compare with a reference on the
+    cube's grid). ``lr_nodata``: the LR cube's nodata value (NaN and all-zero spectra always are).
     """
+    if grid not in ("hr", "lr"):
+        raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
     info = get_method(method)
     unknown = set(options) - set(info.defaults())
     if unknown:
@@ -67,12 +72,17 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     start = time.perf_counter()
     out = yield from info.run(inputs, **opts)
     cube, extras = out if isinstance(out, tuple) else (out, {})
+    used = extras.get("degradation_object", inputs.degradation)
+    fit, fit_warnings, trust = _fit_report(cube, inputs, used, method, info)
+    frame = {"frame": grid}
+    if grid == "lr":
+        cube, frame["resampled_by"] = to_lr_frame(cube, used)
     elapsed = time.perf_counter() - start
     settings = {
         "method": method, "options": opts, "seed": inputs.seed, "device": inputs.device,
         "degradation": inputs.degradation.settings(), "input_scaling": inputs.value_scaling,
         "hr_shape": list(np.shape(hr_image)), "lr_shape": list(np.shape(lr_cube)),
-        "seconds": round(elapsed, 3), "versions": _versions(),
+        "seconds": round(elapsed, 3), "versions": _versions(), "grid": frame,
     }
     if "degradation" in extras:  # what the method actually used (e.g. a blind estimate)
         settings["estimated_degradation"] = extras["degradation"]
@@ -80,18 +90,51 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
         settings["estimation_notes"] = list(extras["notes"])
     if extras.get("resolved"):  # what automatic options (0 = estimate) settled on, e.g. the rank
         settings["resolved_options"] = dict(extras["resolved"])
-    if extras.get("warnings"):  # e.g. weights trained for another degradation
-        settings["warnings"] = list(extras["warnings"])
+    settings["fit"] = fit
+    if trust:
+        settings["fit_comparison"] = trust
+    warnings = list(extras.get("warnings", [])) + fit_warnings  # e.g. weights trained for another degradation
+    if warnings:
+        settings["warnings"] = warnings
     return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings, extras)
 
 
+def _fit_report(cube, inputs, used, method, info):
+    """No-reference fit of the result (and, for blind, of GSA's cube) under the degradation used."""
+    from .fit_report import compare_with_gsa, report
+
+    if not (info.needs_srf or method == "blind"):  # no response was used: only the LR side can be judged
+        inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)
+        used = used.with_(srf=None) if used.srf is not None else used
+    fit, warnings = report(cube, inputs, used, method)
+    trust = None
+    if method == "blind" and inputs.hr_display is not None and used.srf is not None:
+        trust, more = compare_with_gsa(cube, fit, inputs, used)
+        warnings += more
+    return fit, warnings, trust
+
+
+def to_lr_frame(cube: np.ndarray, deg: Degradation) -> tuple[np.ndarray, list]:
+    """``cube`` (on the HR image's grid) resampled onto the LR cube's frame: shifted by the offset
+    of the LR sampling from the block-centred convention (cubic spline, edges repeated)."""
+    from scipy import ndimage
+
+    ty, tx = deg.lr_translate
+    dy, dx = ty - deg.lr_offset, tx - deg.lr_offset
+    if abs(dy) < 1e-6 and abs(dx) < 1e-6:
+        return cube, [0.0, 0.0]
+    moved = np.stack([ndimage.shift(band, (-dy, -dx), order=3, mode="nearest") for band in cube])
+    return moved.astype(np.float32), [round(-dy, 4), round(-dx, 4)]
+
+
 def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
-         device: str = "auto", progress=None, lr_nodata: float | None = None, **options) -> FusionResult:
+         device: str = "auto", progress=None, lr_nodata: float | None = None, grid: str = "hr",
+         **options) -> FusionResult:
     """Fuse an HR image ``(Y, X, k)`` with an LR-HS cube ``(C, y, x)``; run to completion.
 
     ``progress``, if given, is called with each :class:`Progress`.
     """
-    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, **options)
+    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, **options)
     while True:
         try:
             p = next(gen)

@@ -49,6 +49,9 @@ __all__ = [
 
 NIKON_D700_CAVE = "Nikon D700 (CAVE fusion papers)"
 CIE_1931 = "CIE 1931"
+SRGB = "sRGB (CIE 1931, D65)"
+#: XYZ -> linear sRGB (IEC 61966-2-1): what a camera's colour pipeline aims at for sRGB output
+XYZ_TO_SRGB = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])
 
 #: Wavelengths assumed for a 31-band cube given without wavelengths (CAVE / ICVL / Harvard layout).
 DEFAULT_31_BAND_WAVELENGTHS = np.linspace(400.0, 700.0, 31)
@@ -58,6 +61,8 @@ _ALIASES = {
     "cie1931_2deg": CIE_1931,
     "cie 1931 2 degree": CIE_1931,
     "cie 1931 2 degree standard observer": CIE_1931,
+    "srgb": SRGB,
+    "linear srgb": SRGB,
 }
 
 
@@ -66,14 +71,16 @@ class SpectralResponse:
     """A raw spectral response table.
 
     ``wavelengths`` (L,) in nm, strictly increasing; ``matrix`` (L, k) raw (unnormalised,
-    non-negative) responses, one column per channel; ``channels`` the k channel names.
-    Arrays are stored as read-only float64 copies. Instances compare by identity.
+    non-negative unless ``signed``) responses, one column per channel; ``channels`` the k channel
+    names. Arrays are stored as read-only float64 copies. Instances compare by identity.
+    ``signed`` responses have a colour-correction matrix folded in (negative lobes), like sRGB.
     """
 
     name: str
     wavelengths: np.ndarray
     matrix: np.ndarray
     channels: tuple[str, ...]
+    signed: bool = False
 
     def __post_init__(self) -> None:
         wl = np.array(self.wavelengths, dtype=np.float64).reshape(-1)
@@ -90,7 +97,7 @@ class SpectralResponse:
             raise InputError(f"SRF {self.name!r}: need at least 2 wavelength samples, got {wl.shape[0]}.")
         if not (np.all(np.isfinite(wl)) and np.all(np.isfinite(m))):
             raise InputError(f"SRF {self.name!r}: contains NaN/Inf; fix the table.")
-        if np.any(m < 0):
+        if np.any(m < 0) and not self.signed:
             raise InputError(f"SRF {self.name!r}: contains negative responses; responses must be >= 0.")
         order = np.argsort(wl, kind="stable")
         wl, m = wl[order], m[order]
@@ -139,6 +146,8 @@ def _presets() -> dict[str, SpectralResponse]:
     out[NIKON_D700_CAVE] = SpectralResponse(NIKON_D700_CAVE, nik["wavelengths"], nik["matrix"], ("R", "G", "B"))
     cie = _load_npz("cie1931_2deg.npz")
     out[CIE_1931] = SpectralResponse(CIE_1931, cie["wavelengths"], cie["matrix"], ("X", "Y", "Z"))
+    # the colour matching functions of linear sRGB: what an sRGB camera image encodes once decoded
+    out[SRGB] = SpectralResponse(SRGB, cie["wavelengths"], cie["matrix"] @ XYZ_TO_SRGB.T, ("R", "G", "B"), signed=True)
     return out
 
 

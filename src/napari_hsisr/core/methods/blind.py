@@ -114,7 +114,8 @@ def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_
     if solver == "fast":
         from . import fast
 
-        fast_opts = {o: options[o] for o in ("rank", "lam", "mu", "eps", "refit_radius") if o in options}
+        fast_opts = {o: options[o] for o in ("rank", "lam", "mu", "eps", "refit_radius", "prior", "band_weights")
+                     if o in options}
         cube, extras = yield from fast.run(inner, **fast_opts)
     else:
         cube, extras = yield from _unsup.run(inner, **options)

@@ -40,20 +40,22 @@ def _gsa_group(hs_up: np.ndarray, hs_lr: np.ndarray, pan: np.ndarray, pan_lr: np
     return hs_up + gains[:, None, None] * ((pan - pan.mean()) - i0)[None]
 
 
-def run(inputs: FusionInputs):
-    s = inputs.degradation.scale
-    hr = inputs.hr.astype(np.float64)
-    lr = inputs.lr.astype(np.float64)
-    yield Progress(0, 3, message="upsampling")
+def sharpen(hr: np.ndarray, lr: np.ndarray, s: int) -> np.ndarray:
+    """GSA's cube (C, Y, X) float64 for ``hr`` (k, Y, X) and ``lr`` (C, y, x)."""
     hs_up = upsample(lr, s).astype(np.float64)
     hr_lr = block_mean(hr, s)
-    yield Progress(1, 3, message="grouping bands")
     groups = _assign_bands(lr, hr_lr)
     out = np.empty_like(hs_up)
     for k, bands in enumerate(groups):
         if len(bands):
             out[bands] = _gsa_group(hs_up[bands], lr[bands], hr[k], hr_lr[k])
-    yield Progress(3, 3, message="done")
+    return out
+
+
+def run(inputs: FusionInputs):
+    yield Progress(0, 2, message="upsampling and grouping bands")
+    out = sharpen(inputs.hr.astype(np.float64), inputs.lr.astype(np.float64), inputs.degradation.scale)
+    yield Progress(2, 2, message="done")
     return out.astype(np.float32)
 
 

@@ -78,6 +78,17 @@ def _fit_patches(Y: int, X: int, s: int, patch: int, margin_b: int, margin_a: in
     return axis(Y), axis(X), n
 
 
+def fitting_patch(Y: int, X: int, s: int, patch: int, pads: tuple[int, int], depth: int) -> int:
+    """The largest patch side (a multiple of ``s``, at most ``patch``) whose enlarged window fits
+    in a ``Y x X`` image; 0 when not even one LR pixel's does."""
+    mb, ma = pads[0] + depth, pads[1] + depth
+    for side in range(patch // s * s, 0, -s):
+        (ylo, yhi), (xlo, xhi), _ = _fit_patches(Y, X, s, side, mb, ma)
+        if yhi >= ylo and xhi >= xlo:
+            return side
+    return 0
+
+
 class _Problem:
     """Everything the fit needs, as torch tensors on the device.
 
@@ -198,7 +209,8 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
 def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: int = 200, patch: int = 64,
         batch: int = 2, lr_rate: float = 3e-3, lam: float = 1.0, rank: int = 0, eps: float = 0.0,
         width: int = 32, depth: int = 4, patience: int = 60, mode: str = "prior", mu: float = 1e-3,
-        out_gain: float = 0.05):
+        out_gain: float = 0.05, prior: str = "auto", band_weights: bool = True):
+    prior_kind = prior
     import torch
 
     from . import fast as F
@@ -207,6 +219,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
     s = deg.scale
     steps, patch, batch, depth, width = int(steps), int(patch), int(batch), int(depth), int(width)
     refits = int(refits)
+    adapted: dict = {}
     if patch % s or patch < s:
         raise InputError(f"patch must be a positive multiple of the scale {s}, got {patch}; "
                          f"try {max(s, patch // s * s)}.")
@@ -214,10 +227,24 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
         raise InputError(f"depth must be at least 2, got {depth}.")
     if mode not in ("prior", "residual"):
         raise InputError(f"mode must be 'prior' or 'residual', got {mode!r}.")
+    if steps > 0:  # small or odd-sized images: the patches adapt, and say so
+        fits = fitting_patch(*inputs.hr.shape[-2:], s, patch, deg.pad, depth)
+        if fits != patch:
+            adapted = {"patch": fits} if fits else {"skipped_cnn": "image too small for one patch"}
+        patch, steps = (fits, steps) if fits else (patch, 0)
     total = 2 * refits + steps + 2
     yield Progress(0, total, message="subspace and guided prior")
-    st = F.setup(inputs, rank, eps, lam, mu)
-    prior = F.guided_prior(st, eps=st.eps)
+    st = F.setup(inputs, rank, eps, lam, mu, band_weights)
+    info: dict = {}
+    prior = F.build_prior(st, inputs, prior_kind, 0, st.eps, info)
+    st = F.conservative(st, info, mu)
+    if info.get("prior_guided_weight", 1.0) < 0.5 and (refits or steps):
+        # the HR image explains the cube's detail poorly (see fast.prior_weight): refits and the
+        # network both fit the HR image's colour at full resolution and distort the spectra
+        # (NEON Wald test: SAM 2.59 -> 3.80); the conservative solve is the answer
+        info["skipped"] = "refits and CNN: the HR image's colour does not carry the spectral detail"
+        refits, steps = 0, 0
+        total = 2
     yield Progress(0, total, message=f"warm start (fast solve, rank {st.rank})")
     a, last_prior = yield from F.refit_rounds(st, st.system.solve_extended(prior), refits, int(refit_radius),
                                               st.eps, 0, total)
@@ -243,7 +270,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
             a = st.system.extend(fitted)
     cube = st.cube(a)
     yield Progress(total, total, message="done")
-    return np.clip(cube, 0, None).astype(np.float32), {"resolved": F._resolved(st)}
+    return np.clip(cube, 0, None).astype(np.float32), {"resolved": {**F._resolved(st), **info, **adapted}}
 
 
 INFO = register(MethodInfo(
@@ -269,6 +296,9 @@ INFO = register(MethodInfo(
                choices=("prior", "residual")),
         Option("mu", 1e-3, "weight of the network prior in the closed-form solve", minimum=1e-8),
         Option("out_gain", 0.05, "initial scale of the network's correction", minimum=0.0),
+        Option("prior", "auto", "first prior: 'guided', 'cs' (component substitution) or 'auto' (chosen from "
+               "the pair, see fast)", choices=("auto", "guided", "cs")),
+        Option("band_weights", True, "down-weight LR bands much noisier than the median (HySime estimate)"),
     ),
     uses_torch=True,
 ))

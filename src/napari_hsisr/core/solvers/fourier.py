@@ -127,6 +127,11 @@ class SubspaceSystem:
         return sylvester_solve(fft.fft2(q, workers=-1), self.H, self.s, self.M)
 
     # ---------------------------------------------------------------- public
+    def set_mu(self, mu: float) -> None:
+        """Change the prior's weight (the right-hand side and the preconditioner follow)."""
+        self.mu = float(mu)
+        self.M = self.lam * self.RE.T @ self.RE + self.mu * np.eye(self.RE.shape[1])
+
     def extend(self, a: np.ndarray) -> np.ndarray:
         """A (p, Y, X) field on the extended domain (mirrored into the margins)."""
         m0, m1 = self.margin

@@ -1,0 +1,129 @@
+"""How well a result explains the two observations it came from, without a reference.
+
+Every result is passed back through the forward model it was made with (the known or the
+estimated degradation): the LR cube it predicts against the LR cube given, the HR image it
+predicts (response, gain, offset, then the tone curve) against the HR image given, each overall
+and per band/channel, on the pixels that count (valid, and for the LR cube only pixels whose
+kernel lies inside the HR image). A method that enforces the model reproduces both to the
+noise level; when it cannot, the model does not describe the pair, and the report says which
+part is the likely cause: the encoding, a misregistration, bands the camera sees that the cube
+lacks, or the radiometry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WARN_AT = 0.05  # relative RMS residual above which the model "does not explain" an observation
+
+
+def _relative(res: np.ndarray, obs: np.ndarray) -> tuple[float, list]:
+    """Relative RMS residual overall and per leading index, ``res``/``obs`` (n, pixels)."""
+    per = np.sqrt(np.mean(res ** 2, 1)) / (np.sqrt(np.mean(obs ** 2, 1)) + 1e-12)
+    total = float(np.sqrt(np.mean(res ** 2)) / (np.sqrt(np.mean(obs ** 2)) + 1e-12))
+    return total, [round(float(v), 5) for v in per]
+
+
+def residuals(cube: np.ndarray, inputs, deg) -> dict:
+    """``{"lr": {...}, "hr": {...}}``: relative RMS residuals of ``cube`` (C, Y, X) under ``deg``."""
+    from .estimation import footprint_valid
+
+    cube = np.asarray(cube, dtype=np.float64)
+    out: dict = {}
+    lr = inputs.lr.astype(np.float64)
+    use = footprint_valid(deg.kernel, deg.scale, cube.shape[-2:])
+    if inputs.lr_valid is not None:
+        use &= inputs.lr_valid
+    if use.any():
+        pred = deg.spatial(cube)
+        total, per = _relative((pred - lr)[:, use], lr[:, use])
+        out["lr"] = {"relative": round(total, 5), "per_band": per, "pixels": int(use.sum())}
+    if deg.srf is not None and deg.srf.shape[0] == cube.shape[0] and inputs.hr_display is not None \
+            and deg.srf.shape[1] == inputs.hr_display.shape[0]:
+        tone, _ = deg.tone()
+        keep = np.ones(cube.shape[-2:], bool) if inputs.hr_valid is None else inputs.hr_valid
+        lin = deg.spectral_operator(cube)
+        display = tone.encode(lin)
+        obs = inputs.hr_display.astype(np.float64)
+        total, per = _relative((display - obs)[:, keep], obs[:, keep])
+        lin_total, _ = _relative((lin - tone.decode(obs))[:, keep], tone.decode(obs)[:, keep])
+        out["hr"] = {"relative": round(total, 5), "per_channel": per, "linear_relative": round(lin_total, 5),
+                     "encoding": tone.name}
+    return out
+
+
+def likely_causes(inputs, deg) -> list[str]:
+    """What may keep the model from explaining the pair, tested on the LR grid (cheap)."""
+    from .estimation import coarse_shift, fit_gain_offset
+    from .physics import ToneCurve
+
+    causes = []
+    display = inputs.hr_display.astype(np.float64)
+    lr = inputs.lr.astype(np.float64)
+    tone, _ = deg.tone()
+    fits = {}
+    for cand in dict.fromkeys([tone.name, "linear", "srgb"]):
+        curve = tone if cand == tone.name else ToneCurve.parse(cand)
+        try:
+            _, _, resid = fit_gain_offset(curve.decode(display), lr, deg.kernel, deg.scale, deg.srf,
+                                          inputs.hr_valid, inputs.lr_valid)
+            fits[cand] = float(np.mean(resid))
+        except Exception:  # noqa: BLE001 - a cause we cannot test is simply not named
+            continue
+    best = min(fits, key=fits.get) if fits else tone.name
+    if best != tone.name and fits[best] < 0.5 * fits[tone.name]:
+        causes.append(f"encoding: the HR image fits the model {fits[tone.name] / fits[best]:.1f}x better decoded as "
+                      f"{best} than as {tone.name}; set hr_encoding='{best}' (or use blind)")
+    lin = (tone if best == tone.name else ToneCurve.parse(best)).decode(display)
+    support = deg.srf.sum(1) != 0 if deg.srf is not None else np.ones(len(lr), bool)
+    dy, dx = coarse_shift(lin, lr, deg.scale, support if support.sum() >= 1 else np.ones(len(lr), bool))
+    if max(abs(dy), abs(dx)) >= 0.5:
+        causes.append(f"misregistration: the LR cube looks displaced by about ({dy:+.1f}, {dx:+.1f}) HR pixels from "
+                      "the HR image; use blind (it estimates the shift) or give Degradation(shift=...)")
+    wl = deg.wavelengths
+    if wl is not None and deg.srf is not None and inputs.hr_display.shape[0] == 3:
+        if wl.min() > 450 or wl.max() < 650:
+            causes.append(f"bands: the cube covers {wl.min():g}-{wl.max():g} nm, not all of what an RGB camera sees "
+                          "(400-700 nm)")
+    gain = np.asarray(deg.hr_gain) if not isinstance(deg.hr_gain, str) else None
+    if gain is not None and (gain.max() / max(gain.min(), 1e-12) > 2.0):
+        causes.append(f"radiometry: the HR channels' gains differ by {gain.max() / gain.min():.1f}x (white balance or "
+                      "a wrong response)")
+    return causes
+
+
+def report(cube: np.ndarray, inputs, deg, method: str) -> tuple[dict, list[str]]:
+    """The fit report of a result and the warnings it raises."""
+    fit = residuals(cube, inputs, deg)
+    warnings = []
+    bad = [name for name in ("lr", "hr") if fit.get(name, {}).get("relative", 0.0) > WARN_AT]
+    if bad:
+        names = {"lr": "the LR cube", "hr": "the HR image"}
+        what = " and ".join(f"{names[b]} ({100 * fit[b]['relative']:.1f} % residual)" for b in bad)
+        causes = likely_causes(inputs, deg) if deg.srf is not None and inputs.hr_display is not None else []
+        hint = ("; likely cause: " + "; ".join(causes)) if causes else (
+            "; the camera explains the cube only so far (viewing geometry, time between acquisitions, 3-D scene): "
+            "detail taken from the HR image is uncertain")
+        warnings.append(f"the {method} result does not explain {what} under its degradation{hint}.")
+    return fit, warnings
+
+
+def compare_with_gsa(cube: np.ndarray, fit: dict, inputs, deg) -> tuple[dict, list[str]]:
+    """The no-reference check of GSA's cube under the same degradation, and which to trust."""
+    from .methods.gsa import sharpen
+
+    hr_lin = deg.tone()[0].decode(inputs.hr_display.astype(np.float64))
+    gsa_cube = np.clip(sharpen(hr_lin, inputs.lr.astype(np.float64), deg.scale), 0, None)
+    gsa_fit = residuals(gsa_cube, inputs, deg)
+
+    def score(f):
+        return f.get("lr", {}).get("relative", 0.0) + f.get("hr", {}).get("linear_relative", 0.0)
+
+    verdict = "blind" if score(fit) <= score(gsa_fit) else "gsa"
+    summary = {"gsa": gsa_fit, "trust": verdict, "blind_score": round(score(fit), 5),
+               "gsa_score": round(score(gsa_fit), 5)}
+    warnings = []
+    if verdict == "gsa":
+        warnings.append(f"GSA's cube explains the pair better than this blind result (residuals LR + HR {score(gsa_fit):.3f} "
+                        f"against {score(fit):.3f}): the estimated model is doubtful here; trust method 'gsa' for this pair.")
+    return summary, warnings
