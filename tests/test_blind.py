@@ -111,3 +111,27 @@ def test_partial_knowledge_keeps_the_known_part(scene, known):
     assert res.extras["srf"] is not deg.srf  # a copy: the result never aliases the user's arrays
     with pytest.raises(hsisr.InputError, match="known"):
         hsisr.fuse(rgb, lr, deg, method="blind", known="both")
+
+
+def test_masked_pixels_do_not_change_the_result(scene):
+    """Saturated HR pixels and nodata LR pixels are left out: what they hold changes nothing."""
+    cube, wl = scene
+    deg = Degradation(scale=4, psf="gaussian", psf_sigma=1.2, psf_size=8, srf="Nikon D700", wavelengths=wl)
+    rgb8, lr = _camera(cube, deg, gain=(1, 1, 1), offset=(0, 0, 0))
+    lr = lr.copy()
+    a_rgb, b_rgb, a_lr, b_lr = rgb8.copy(), rgb8.copy(), lr.copy(), lr.copy()
+    a_rgb[10:16, 20:30] = (255, 10, 10)  # a blown red channel; the other channels hold anything
+    b_rgb[10:16, 20:30] = (255, 200, 90)
+    a_lr[:, 5, 7], b_lr[:, 5, 7] = np.nan, 0.0  # nodata as NaN, or as an all-zero spectrum
+    b_lr[3, 12, 3] = np.nan  # one NaN band makes the whole spectrum nodata
+    a_lr[:, 12, 3] = 7.0
+    a_lr[3, 12, 3] = np.nan
+    only_s = Degradation(scale=4, wavelengths=wl)
+    for method, d, opts in (("fast", deg.with_(hr_encoding="srgb"), {}), ("blind", only_s, {"solver": "fast"})):
+        a = hsisr.fuse(a_rgb, a_lr, d, method=method, **opts)
+        b = hsisr.fuse(b_rgb, b_lr, d, method=method, **opts)
+        np.testing.assert_allclose(a.cube, b.cube, atol=1e-6)
+        assert a.settings["input_scaling"]["hr_masked_pixels"] == 60
+        assert a.settings["input_scaling"]["lr_masked_pixels"] == 2
+        assert np.all(np.isfinite(a.cube))
+    assert hsisr.evaluate(a.cube, cube)["psnr"] > 30

@@ -366,3 +366,41 @@ def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors,
     assert len(warned) == 1 and "PSF differs" in warned[0] and "msfn-zeroshot" in warned[0]
     assert "warning" in widget.progress_label.text()
     assert sample_viewer.layers["sample_lr_hs_sr"].metadata["settings"]["warnings"] == warned
+
+
+def test_blind_on_a_misregistered_camera_pair_moves_the_lr_layer(make_napari_viewer, qtbot, errors):
+    """A camera-like 8-bit sRGB image over an LR cube sampled 1.5 px off: blind estimates the
+    shift, the LR layer moves there, the fit is shown, and the estimate (encoding included) is
+    offered for reuse."""
+    from napari_hsisr import Degradation, simulate
+    from napari_hsisr._widgets.fusion_widget import ESTIMATED, FusionWidget
+    from napari_hsisr.core.physics import ToneCurve
+    from napari_hsisr.core.sample import sample_scene
+
+    cube, wl = sample_scene(96)
+    true = Degradation(scale=4, psf="gaussian", psf_sigma=1.2, psf_size=8, srf="Canon 5D Mark II", wavelengths=wl,
+                       shift=(1.5, -1.0))
+    rgb, lr = simulate(cube, true, seed=0)
+    rgb8 = np.round(ToneCurve("srgb").encode(np.clip(rgb, 0, 1)) * 255).astype(np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(rgb8, name="camera", rgb=True)
+    viewer.add_image(lr, name="cube", metadata={"wavelengths": wl.tolist()})
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.hr_combo.setCurrentText("camera")
+    widget.lr_combo.setCurrentText("cube")
+    widget.method_combo.setCurrentText("blind")
+    widget.options_form.widget("solver").setCurrentText("fast")
+    before = np.array(viewer.layers["cube"].translate[-2:], float)
+    assert widget.run()
+    qtbot.waitUntil(lambda: "cube_sr" in viewer.layers, timeout=60000)
+    _wait_idle(qtbot, widget, 60000)
+    assert not errors
+    out = viewer.layers["cube_sr"]
+    moved = np.array(viewer.layers["cube"].translate[-2:], float)
+    np.testing.assert_allclose(moved - before, (1.5, -1.0), atol=0.25)
+    assert out.metadata["lr_layer_moved"]["translate_before"][-2:] == pytest.approx(list(before))
+    assert "fit: LR" in widget.progress_label.text() and "moved 'cube'" in widget.progress_label.text()
+    assert widget.encoding_combo.findText(ESTIMATED) >= 0
+    widget.use_estimated_degradation()
+    assert widget.request().hr_encoding.name == "srgb"

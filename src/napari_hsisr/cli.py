@@ -14,7 +14,10 @@ from .core.errors import InputError
 
 def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = True) -> None:
     g = p.add_argument_group("degradation")
-    g.add_argument("--scale", type=int, required=scale_required, help="HR/LR size ratio, integer >= 2")
+    g.add_argument("--scale", type=int, required=scale_required,
+                   help="HR/LR size ratio, integer >= 2" + ("" if scale_required else
+                                                           " (default: from the two sizes; an inexact ratio "
+                                                           "is fixed by cropping or resampling the HR image)"))
     g.add_argument("--psf", default="gaussian", help="'gaussian', 'box' or a kernel file (.npy/.csv/.tif)")
     g.add_argument("--psf-sigma", type=float, help="Gaussian sigma in HR pixels (default scale/4)")
     g.add_argument("--psf-sigma2", type=float, help="second sigma of an anisotropic Gaussian")
@@ -24,6 +27,10 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
     g.add_argument("--srf", default="Nikon D700 (CAVE fusion papers)",
                    help="spectral response preset name or CSV/NPY file (see 'hsisr srfs')")
     g.add_argument("--wavelengths", help="band centres as start:stop:step in nm (default: from the file)")
+    g.add_argument("--hr-encoding", default="auto",
+                   help="how the HR image encodes light: auto (8/16-bit images sRGB, float linear), linear, srgb, "
+                        "gamma:<g>")
+    g.add_argument("--shift", help="LR sampling offset from the block centre, 'dy,dx' in HR pixels (misregistration)")
 
 
 def _degradation(args, wavelengths=None, n_bands=None):
@@ -32,9 +39,18 @@ def _degradation(args, wavelengths=None, n_bands=None):
     if args.wavelengths:
         start, stop, step = (float(v) for v in args.wavelengths.split(":"))
         wavelengths = np.arange(start, stop + step / 2, step)
+    shift = (0.0, 0.0)
+    if getattr(args, "shift", None):
+        try:
+            shift = tuple(float(v) for v in args.shift.split(","))
+        except ValueError:
+            shift = ()
+        if len(shift) != 2:
+            raise InputError(f"--shift expects 'dy,dx' in HR pixels, got {args.shift!r}.")
     return Degradation(scale=args.scale, psf=args.psf, srf=args.srf, wavelengths=wavelengths,
                        n_bands=n_bands, boundary=args.boundary, psf_sigma=args.psf_sigma,
-                       psf_size=args.psf_size, psf_sigma2=args.psf_sigma2, psf_angle=args.psf_angle)
+                       psf_size=args.psf_size, psf_sigma2=args.psf_sigma2, psf_angle=args.psf_angle,
+                       shift=shift, hr_encoding=getattr(args, "hr_encoding", "auto"))
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -138,23 +154,90 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _drop_bands(text):
+    """``--drop-bands``: 'auto' or 1-based band numbers and ranges as band tables print them."""
+    if not text:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    out = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise InputError(f"--drop-bands expects 'auto' or band numbers such as 193-210,284-315 "
+                             f"(1-based), got {text!r}.") from None
+        if first < 1 or last < first:
+            raise InputError(f"--drop-bands: {part.strip()!r} is not a range of 1-based band numbers.")
+        out.extend(range(first - 1, last))
+    return out
+
+
+def _read_pair(args):
+    """The LR cube (with the real-file options) and the HR image, made an exact multiple."""
+    from .core.grids import apply_match, match_ratio
+    from .core.io import read_cube, read_image_file
+
+    lr = read_cube(args.lr, variable=args.variable, value_scale=args.value_scale, nodata=args.lr_nodata,
+                   wavelengths=args.band_table, drop_bands=_drop_bands(args.drop_bands))
+    hr_file = read_image_file(args.hr)
+    hr = hr_file.data
+    match = match_ratio(hr.shape[:2], lr.data.shape[-2:])
+    if args.scale is not None and args.scale != match.scale:
+        raise InputError(f"--scale {args.scale} but the HR image ({hr.shape[0]}x{hr.shape[1]}) is "
+                         f"{hr.shape[0] / lr.data.shape[1]:.2f} times the LR cube ({lr.data.shape[1]}x"
+                         f"{lr.data.shape[2]}); omit --scale or crop the images.")
+    if match.action != "exact":
+        print(f"note: {match.message}", file=sys.stderr)
+        dtype = hr.dtype
+        hr = apply_match(hr, match)
+        if np.issubdtype(dtype, np.integer):  # keep the integer type: it says how the image is encoded
+            hr = np.clip(np.rint(hr), 0, np.iinfo(dtype).max).astype(dtype)
+    args.scale = match.scale
+    return lr, hr, hr_file, match
+
+
 def cmd_fuse(args) -> int:
     from .core.api import fuse_iter
-    from .core.io import read_cube, read_image, write_tiff
+    from .core.io import write_tiff
 
-    lr = read_cube(args.lr, variable=args.variable)
-    hr = read_image(args.hr)
+    _check_output(args.out)
+    lr, hr, hr_file, match = _read_pair(args)
     deg = _degradation(args, lr.wavelengths, len(lr.data))
+    nodata = lr.metadata.get("nodata")
     gen = fuse_iter(hr, lr.data, deg, method=args.method, seed=args.seed, device=args.device,
-                    **_parse_options(args.opt))
+                    lr_nodata=nodata, grid=args.grid, **_parse_options(args.opt))
     result = _run_with_progress(gen, args.method)
     result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
+    if match.action != "exact":
+        result.settings["grid_match"] = match.message
+    for key in ("geo", "dropped_bands", "value_scale"):
+        if key in lr.metadata:
+            result.settings.setdefault("lr_file_metadata", {})[key] = lr.metadata[key]
+    if "geo" in hr_file.metadata:
+        result.settings["hr_geo"] = hr_file.metadata["geo"]
     for warning in result.settings.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    write_tiff(args.out, result.cube, wavelengths=deg.wavelengths, settings=result.settings,
-               format=args.format, dtype=args.dtype)
+    fit = result.settings.get("fit", {})
+    if fit:
+        parts = [f"{name} {100 * fit[key]['relative']:.2f} %" for key, name in (("lr", "LR cube"), ("hr", "HR image"))
+                 if key in fit]
+        print("fit (relative residual): " + ", ".join(parts), file=sys.stderr)
+    for note in result.settings.get("estimation_notes", []):
+        print(f"estimated: {note}", file=sys.stderr)
+    write_tiff(args.out, result.cube, wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths,
+               settings=result.settings, format=args.format, dtype=args.dtype)
     print(f"wrote {args.out} {result.cube.shape} in {result.settings['seconds']:.2f} s")
     return 0
+
+
+def _check_output(path) -> None:
+    """Refuse an output that is a folder before computing anything."""
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        raise InputError(f"--out {path} is a folder; give a file name such as {Path(path) / 'result.tif'}.")
 
 
 def cmd_evaluate(args) -> int:
@@ -306,13 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("fuse", help="HR image + LR-HS cube -> HR-HS cube (TIFF)")
-    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF, JPEG)")
+    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
     q.add_argument("--out", required=True)
     q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
+    q.add_argument("--grid", default="hr", choices=["hr", "lr"],
+                   help="put the result on the HR image's pixels (hr) or on the LR cube's frame (lr)")
+    real = q.add_argument_group("real files")
+    real.add_argument("--value-scale", type=float, help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000)")
+    real.add_argument("--lr-nodata", type=float, help="LR nodata value (default: the file's own, NaN, all-zero spectra)")
+    real.add_argument("--band-table", help="CSV band table giving the wavelengths (and bad-band flags)")
+    real.add_argument("--drop-bands", help="'auto' (the band table's/ENVI bad-band flags) or 1-based numbers, e.g. "
+                                           "193-210,284-315")
     common_run(q)
-    _add_degradation_args(q)
+    _add_degradation_args(q, scale_required=False)
     q.set_defaults(func=cmd_fuse)
 
     q = sub.add_parser("evaluate", help="result vs reference -> metrics")

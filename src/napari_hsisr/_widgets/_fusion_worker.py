@@ -37,6 +37,7 @@ class FusionRequest:
     seed: int = 0
     device: str = "auto"
     replace: bool = False
+    hr_encoding: Any = "auto"  # "auto", "linear", "srgb", "gamma:<g>" or an estimated ToneCurve
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def build_degradation(req: FusionRequest, with_srf: bool = True):
     """The core ``Degradation`` the request describes (cheap; raises ``InputError``)."""
     from ..core.degradation import Degradation
 
-    kw = dict(scale=req.scale, psf=req.psf, boundary="reflect")
+    kw = dict(scale=req.scale, psf=req.psf, boundary="reflect", hr_encoding=req.hr_encoding)
     if str(req.psf).lower() == "gaussian":
         kw.update(psf_sigma=req.psf_sigma, psf_size=req.psf_size, psf_sigma2=req.psf_sigma2 or None,
                   psf_angle=req.psf_angle or 0.0)
@@ -138,6 +139,31 @@ def add_result_layer(viewer, req: FusionRequest, result, deg):
             return layer
     name = _layers.unique_name([lay.name for lay in viewer.layers], base)
     return viewer.add_image(result.cube, name=name, colormap="gray", **kw)
+
+
+def move_lr_to_estimate(req: FusionRequest, result, layer) -> bool:
+    """After a run that estimated where the LR pixels sit (blind), move the LR layer there; the
+    translate it had is kept in the result's metadata (``lr_layer_moved``) to undo by hand."""
+    used = result.extras.get("degradation_object")
+    if used is None or req.lr_layer is None or req.hr_layer is None:
+        return False
+    ty, tx = used.lr_translate
+    before = [float(v) for v in req.lr_layer.translate]
+    _layers.align_lr_layer(req.lr_layer, req.hr_layer, used.scale, (ty, tx))
+    after = [float(v) for v in req.lr_layer.translate]
+    if np.allclose(before, after):
+        return False
+    layer.metadata["lr_layer_moved"] = {"layer": req.lr_layer.name, "translate_before": before,
+                                        "translate_after": after}
+    return True
+
+
+def fit_summary(settings: dict) -> str:
+    """One line: how well the result explains the two observations (relative residuals)."""
+    fit = settings.get("fit") or {}
+    parts = [f"{name} {100 * fit[key]['relative']:.1f} %" for key, name in (("lr", "LR"), ("hr", "HR"))
+             if key in fit]
+    return ("fit: " + ", ".join(parts)) if parts else ""
 
 
 def preview_name(req: FusionRequest) -> str:
@@ -263,6 +289,7 @@ class FusionController:
             return
         try:
             layer = add_result_layer(self.viewer, req, out, deg)
+            move_lr_to_estimate(req, out, layer)
         except Exception as exc:  # noqa: BLE001
             self._fail(f"Could not add the result layer: {exc}")
             return

@@ -65,13 +65,14 @@ def spatial_scale_translate(layer) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(layer.scale[-2:], float), np.asarray(layer.translate[-2:], float)
 
 
-def lr_alignment(hr_layer, scale: int, lr_offset: float) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial (scale, translate) that puts an LR layer over ``hr_layer`` (HR pixel units)."""
+def lr_alignment(hr_layer, scale: int, lr_offset) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial (scale, translate) that puts an LR layer over ``hr_layer``; ``lr_offset`` is the HR
+    coordinate of LR pixel 0's centre, one number or ``(y, x)`` (an estimated shift)."""
     hs, ht = spatial_scale_translate(hr_layer)
-    return hs * scale, ht + lr_offset * hs
+    return hs * scale, ht + np.broadcast_to(np.asarray(lr_offset, float), (2,)) * hs
 
 
-def align_lr_layer(lr_layer, hr_layer, scale: int, lr_offset: float) -> None:
+def align_lr_layer(lr_layer, hr_layer, scale: int, lr_offset) -> None:
     """Set the LR layer's scale/translate (data untouched) so it overlays the HR layer."""
     s, t = lr_alignment(hr_layer, scale, lr_offset)
     new_scale = np.asarray(lr_layer.scale, float).copy()

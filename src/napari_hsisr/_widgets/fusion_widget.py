@@ -35,6 +35,7 @@ from ._fusion_worker import (
 )
 
 FROM_FILE = "from file..."
+ENCODINGS = ("auto", "srgb", "linear", "gamma:2.2", "gamma:1.8")
 ESTIMATED = "estimated (last blind run)"
 DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
 FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
@@ -224,14 +225,20 @@ class FusionWidget(QWidget):
             self.srf_combo.setCurrentText(DEFAULT_SRF)
         self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel)")
         g.addRow("SRF", self.srf_combo)
-        self.use_estimate_button = QPushButton("Use estimated PSF + SRF")
-        self.use_estimate_button.setToolTip("Reuse the last blind run's estimates as a known degradation")
+        self.encoding_combo = QComboBox()
+        self.encoding_combo.addItems(list(ENCODINGS))
+        self.encoding_combo.setToolTip("How the HR image encodes light. auto: 8/16-bit images are display-encoded "
+                                       "(sRGB, as cameras write them), float images linear. blind estimates it.")
+        g.addRow("HR encoding", self.encoding_combo)
+        self.use_estimate_button = QPushButton("Use estimated PSF, SRF and encoding")
+        self.use_estimate_button.setToolTip("Reuse the last blind run's estimates (the PSF holds the estimated shift) "
+                                            "as a known degradation")
         self.use_estimate_button.setVisible(False)
         self.use_estimate_button.clicked.connect(self.use_estimated_degradation)
         g.addRow(self.use_estimate_button)
         from superqt import QCollapsible
 
-        self.previews = QCollapsible("PSF and SRF previews")
+        self.previews = QCollapsible("PSF, SRF and encoding previews")
         self.previews.setDuration(0)
         self.previews.layout().setContentsMargins(0, 0, 0, 0)
         self._build_previews()
@@ -329,10 +336,11 @@ class FusionWidget(QWidget):
         self.preview_figure = Figure(figsize=(4, 1.7), facecolor=bg, layout="constrained")
         self.preview_canvas = FigureCanvasQTAgg(self.preview_figure)
         self.preview_canvas.setFixedHeight(160)
-        gs = self.preview_figure.add_gridspec(1, 2, width_ratios=(1, 2.2))
+        gs = self.preview_figure.add_gridspec(1, 3, width_ratios=(1, 2.2, 1.3))
         self.psf_ax = self.preview_figure.add_subplot(gs[0], facecolor=bg)
         self.srf_ax = self.preview_figure.add_subplot(gs[1], facecolor=bg)
-        for ax in (self.psf_ax, self.srf_ax):
+        self.tone_ax = self.preview_figure.add_subplot(gs[2], facecolor=bg)
+        for ax in (self.psf_ax, self.srf_ax, self.tone_ax):
             for spine in ax.spines.values():
                 spine.set_color(fg)
             ax.tick_params(colors=text, labelsize=7)
@@ -363,6 +371,7 @@ class FusionWidget(QWidget):
         self.colour_button.clicked.connect(self.add_truecolour)
         self.psf_combo.currentTextChanged.connect(self._on_psf_changed)
         self.srf_combo.currentTextChanged.connect(self._on_srf_changed)
+        self.encoding_combo.currentTextChanged.connect(self.schedule_previews)
         self.wl_from_layer.toggled.connect(self._update_wavelength_ui)
         self.wl_start.valueChanged.connect(self._update_wavelength_ui)
         self.wl_step.valueChanged.connect(self._update_wavelength_ui)
@@ -452,7 +461,7 @@ class FusionWidget(QWidget):
             deg = build_degradation(self.request(), with_srf=False)
         except Exception:  # noqa: BLE001 - incomplete form: align later
             return
-        _layers.align_lr_layer(lr, hr, s, deg.lr_offset)
+        _layers.align_lr_layer(lr, hr, s, deg.lr_translate)
 
     def _update_wavelength_ui(self, *_):
         manual = not self.wl_from_layer.isChecked()
@@ -513,7 +522,31 @@ class FusionWidget(QWidget):
             ax.set_title("SRF: n/a", fontsize=7, color=text)
             ax.text(0.5, 0.5, _short(exc), ha="center", va="center", wrap=True, fontsize=6, color=text,
                     transform=ax.transAxes)
+        self._draw_tone(text)
         self.preview_canvas.draw_idle()
+
+    def _draw_tone(self, text):
+        """The HR image's decoding (display value -> linear light) per channel, with the estimated
+        gains and offsets when the encoding comes from a blind run."""
+        from ..core.physics import ToneCurve
+
+        ax = self.tone_ax
+        ax.clear()
+        spec = self._encoding_spec()
+        v = np.linspace(0, 1, 65)
+        curve = spec if isinstance(spec, ToneCurve) else ToneCurve.parse("srgb" if spec == "auto" else spec)
+        est = self._estimated if self.encoding_combo.currentText() == ESTIMATED and self._estimated else None
+        k = len(curve.table) if curve.kind == "table" else 3
+        gain = np.broadcast_to(np.asarray(est["gain"] if est and est.get("gain") not in (None, "auto") else 1.0,
+                                          float), (k,))
+        offset = np.broadcast_to(np.asarray(est["offset"] if est and est.get("offset") not in (None, "auto")
+                                            else 0.0, float), (k,))
+        lin = curve.decode(np.broadcast_to(v, (k, v.size)))
+        for j, name in enumerate(("R", "G", "B")[:k]):
+            ax.plot(v, (lin[j] - offset[j]) / gain[j], lw=1, color=CHANNEL_COLORS.get(name))
+        label = curve.name + (" (auto for 8/16-bit)" if spec == "auto" else "")
+        ax.set_title(f"decode: {label}", fontsize=7, color=text)
+        ax.set_xlabel("display", fontsize=6, color=text)
 
     def request_for_preview(self) -> FusionRequest:
         try:
@@ -601,6 +634,12 @@ class FusionWidget(QWidget):
             return self._estimated["psf"]
         return self._psf_file if text == FROM_FILE else text
 
+    def _encoding_spec(self):
+        text = self.encoding_combo.currentText()
+        if text == ESTIMATED and self._estimated is not None and self._estimated.get("tone") is not None:
+            return self._estimated["tone"]
+        return "auto" if text == ESTIMATED else text
+
     def _srf_spec(self):
         text = self.srf_combo.currentText()
         if text == ESTIMATED and self._estimated is not None:
@@ -612,9 +651,16 @@ class FusionWidget(QWidget):
         est = (layer.metadata.get("settings") or {}).get("estimated_degradation")
         if not est or est.get("psf_kernel") is None or est.get("srf_matrix") is None:
             return False
+        from ..core.degradation import Degradation
+
+        try:
+            tone = Degradation.from_settings(est).tone()[0]
+        except Exception:  # noqa: BLE001 - an older record without an encoding
+            tone = None
         self._estimated = {"psf": np.asarray(est["psf_kernel"], dtype=float),
-                           "srf": np.asarray(est["srf_matrix"], dtype=float)}
-        for combo in (self.psf_combo, self.srf_combo):
+                           "srf": np.asarray(est["srf_matrix"], dtype=float), "tone": tone,
+                           "gain": est.get("hr_gain"), "offset": est.get("hr_offset")}
+        for combo in (self.psf_combo, self.srf_combo, self.encoding_combo):
             if combo.findText(ESTIMATED) < 0:
                 combo.addItem(ESTIMATED)
         self.use_estimate_button.setVisible(True)
@@ -627,6 +673,7 @@ class FusionWidget(QWidget):
             return
         self.psf_combo.setCurrentText(ESTIMATED)
         self.srf_combo.setCurrentText(ESTIMATED)
+        self.encoding_combo.setCurrentText(ESTIMATED)
         self.method_combo.setCurrentText("fast")
         self.previews.expand()
 
@@ -680,6 +727,7 @@ class FusionWidget(QWidget):
             wavelengths=self.wavelengths(), method=self.method_combo.currentText(),
             options=self.options_form.values(), seed=self.seed_spin.value(),
             device=self.device_combo.currentData() or "auto", replace=self.replace_check.isChecked(),
+            hr_encoding=self._encoding_spec(),
         )
 
     def run(self) -> bool:
@@ -719,8 +767,14 @@ class FusionWidget(QWidget):
             self.progress_label.setText(f"preview failed: {exc}")
 
     def _on_finished(self, layer):
-        self.progress_label.setText(f"done: added {layer.name!r}")
-        warnings = (layer.metadata.get("settings") or {}).get("warnings") or []
+        from ._fusion_worker import fit_summary
+
+        settings = layer.metadata.get("settings") or {}
+        fit = fit_summary(settings)
+        moved = layer.metadata.get("lr_layer_moved")
+        self.progress_label.setText(f"done: added {layer.name!r}" + (f"; {fit}" if fit else "")
+                                    + (f"; moved {moved['layer']!r} to the estimated alignment" if moved else ""))
+        warnings = settings.get("warnings") or []
         if warnings:
             from napari.utils.notifications import show_warning
 
@@ -728,7 +782,8 @@ class FusionWidget(QWidget):
                 show_warning(text)
             self.progress_label.setText(f"done: added {layer.name!r} (warning: {warnings[0]})")
         if self.remember_estimates(layer):
-            self.progress_label.setText(f"done: added {layer.name!r}; estimated PSF and SRF available")
+            self.progress_label.setText(self.progress_label.text() + "; estimates available")
+            self.schedule_previews()
         if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:
             self.result_combo.setCurrentText(layer.name)
 

@@ -35,7 +35,7 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
     if inputs.lr_valid is not None:
         use &= inputs.lr_valid
     if use.any():
-        pred = deg.spatial(cube)
+        pred = deg.spatial_operator.circular(cube)  # exact on the pixels used
         total, per = _relative((pred - lr)[:, use], lr[:, use])
         out["lr"] = {"relative": round(total, 5), "per_band": per, "pixels": int(use.sum())}
     if deg.srf is not None and deg.srf.shape[0] == cube.shape[0] and inputs.hr_display is not None \
@@ -77,9 +77,11 @@ def likely_causes(inputs, deg) -> list[str]:
     lin = (tone if best == tone.name else ToneCurve.parse(best)).decode(display)
     support = deg.srf.sum(1) != 0 if deg.srf is not None else np.ones(len(lr), bool)
     dy, dx = coarse_shift(lin, lr, deg.scale, support if support.sum() >= 1 else np.ones(len(lr), bool))
-    if max(abs(dy), abs(dx)) >= 0.5:
+    ty, tx = deg.lr_translate  # what the model already accounts for
+    dy, dx = dy - (ty - deg.lr_offset), dx - (tx - deg.lr_offset)
+    if np.hypot(dy, dx) >= max(0.5, 0.1 * deg.scale):
         causes.append(f"misregistration: the LR cube looks displaced by about ({dy:+.1f}, {dx:+.1f}) HR pixels from "
-                      "the HR image; use blind (it estimates the shift) or give Degradation(shift=...)")
+                      "where the model puts it; use blind (it estimates the shift) or give Degradation(shift=...)")
     wl = deg.wavelengths
     if wl is not None and deg.srf is not None and inputs.hr_display.shape[0] == 3:
         if wl.min() > 450 or wl.max() < 650:

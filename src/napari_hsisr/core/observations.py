@@ -77,7 +77,9 @@ def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
                              "(and the nodata value).")
         if not valid.all():
             notes[f"{'hr' if name == 'HR image' else 'lr'}_masked_pixels"] = int(valid.size - valid.sum())
-    hr_display = np.where(np.isfinite(hr), hr, 0.0).astype(np.float32)
+    # masked pixels take their nearest valid neighbour's values, so that nothing downstream (priors,
+    # estimation, the network's input) depends on what a saturated or NaN pixel held
+    hr_display = fill_invalid(np.where(np.isfinite(hr), hr, 0.0), hr_valid).astype(np.float32)
     lr_filled = fill_invalid(np.where(np.isfinite(lr), lr, 0.0), lr_valid).astype(np.float32)
     tone, why = deg.tone(hr_dtype)
     notes["hr_encoding"] = why

@@ -206,7 +206,7 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
     return a.float().cpu().numpy().astype(np.float64)
 
 
-def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: int = 200, patch: int = 64,
+def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: int = 200, patch: int = 0,
         batch: int = 2, lr_rate: float = 3e-3, lam: float = 1.0, rank: int = 0, eps: float = 0.0,
         width: int = 32, depth: int = 4, patience: int = 60, mode: str = "prior", mu: float = 1e-3,
         out_gain: float = 0.05, prior: str = "auto", band_weights: bool = True):
@@ -220,6 +220,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
     steps, patch, batch, depth, width = int(steps), int(patch), int(batch), int(depth), int(width)
     refits = int(refits)
     adapted: dict = {}
+    patch = patch or s * max(2, 64 // s)  # auto: about 64 HR pixels, a whole number of LR pixels
     if patch % s or patch < s:
         raise InputError(f"patch must be a positive multiple of the scale {s}, got {patch}; "
                          f"try {max(s, patch // s * s)}.")
@@ -281,7 +282,8 @@ INFO = register(MethodInfo(
                minimum=0, maximum=100),
         Option("refit_radius", 4, "window radius of the prior refits, in HR pixels", minimum=1, maximum=64),
         Option("steps", 200, "Adam steps (at most; stops early when the loss stalls)", minimum=0, maximum=100000),
-        Option("patch", 64, "training patch side in HR pixels (a multiple of the scale)", minimum=2, maximum=4096),
+        Option("patch", 0, "training patch side in HR pixels, a multiple of the scale (0: about 64, e.g. 60 at "
+               "scale 10 or 12; smaller when the image is small)", minimum=0, maximum=4096),
         Option("batch", 2, "patches per step", minimum=1, maximum=256),
         Option("lr_rate", 3e-3, "Adam learning rate", minimum=0.0),
         Option("lam", 1.0, "weight of the HR-image term", minimum=0.0),
