@@ -100,3 +100,43 @@ def test_train_writes_weights_that_fuse_uses_and_warns_on_mismatch(tmp_path, cap
     err = capsys.readouterr().err
     assert "warning: The MSFN weights were trained for another degradation" in err and "PSF differs" in err
     assert read_cube(tmp_path / "sr.tif").metadata["settings"]["warnings"]
+
+
+def test_fuse_a_real_style_pair(tmp_path, capsys):
+    """An 8-bit LZW camera image not an exact multiple of an int16 x 10000 reflectance cube, with a
+    band table that flags a noisy band: blind needs no degradation flags, the ratio is fixed and
+    said, the flagged band is dropped, the fit and the estimates are printed."""
+    import tifffile
+
+    from napari_hsisr import Degradation, simulate
+    from napari_hsisr.core.physics import ToneCurve
+    from napari_hsisr.core.sample import sample_scene
+
+    cube, wl = sample_scene(96)
+    deg = Degradation(scale=4, psf="gaussian", psf_sigma=1.2, psf_size=8, srf="Canon 5D Mark II", wavelengths=wl)
+    rgb, lr = simulate(cube, deg, seed=0)
+    rgb8 = np.round(ToneCurve("srgb").encode(np.clip(rgb, 0, 1)) * 255).astype(np.uint8)
+    rgb8 = np.pad(rgb8, ((0, 3), (0, 2), (0, 0)), mode="edge")  # 99 x 98 over 24 x 24: crop to 96 x 96
+    tifffile.imwrite(tmp_path / "camera.tif", rgb8, compression="lzw")
+    lr_i16 = np.round(np.moveaxis(lr, 0, -1) * 10000).astype(np.int16)  # (y, x, bands) like NEON
+    lr_i16[..., 30] = np.random.default_rng(0).integers(0, 20000, lr_i16.shape[:2])  # a broken band
+    tifffile.imwrite(tmp_path / "cube.tif", lr_i16, photometric="minisblack", planarconfig="contig")  # YXS
+    lines = ["band,nanometer,noise"] + [f"{i + 1},{w / 1000:.4f},{int(i == 30)}" for i, w in enumerate(wl)]
+    (tmp_path / "bands.csv").write_text("\n".join(lines) + "\n")
+    code = main(["fuse", "--hr", str(tmp_path / "camera.tif"), "--lr", str(tmp_path / "cube.tif"),
+                 "--value-scale", "1e-4", "--band-table", str(tmp_path / "bands.csv"), "--drop-bands", "auto",
+                 "--method", "blind", "--opt", "solver=fast", "--out", str(tmp_path / "fused.tif")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "cropped" in err or "crop" in err
+    assert "fit (relative residual): LR cube" in err and "estimated: encoding srgb" in err
+    out = read_cube(tmp_path / "fused.tif")
+    assert out.data.shape == (30, 96, 96) and out.wavelengths[-1] == 690
+    settings = out.metadata["settings"]
+    assert settings["lr_file_metadata"]["dropped_bands"] == [30] and "grid_match" in settings
+    from napari_hsisr import evaluate
+
+    assert evaluate(out.data, cube[:30])["psnr"] > 35
+    assert main(["fuse", "--hr", str(tmp_path / "camera.tif"), "--lr", str(tmp_path / "cube.tif"),
+                 "--drop-bands", "7-x", "--out", str(tmp_path / "x.tif")]) == 2
+    assert "--drop-bands" in capsys.readouterr().err
