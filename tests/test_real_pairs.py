@@ -82,8 +82,23 @@ def test_masked_solver_is_the_closed_form_without_masks_and_the_least_squares_wi
     n = p * sys_.ext[0] * sys_.ext[1]
     basis = np.eye(n).reshape(n, p, *sys_.ext)
     N = np.stack([sys_._normal(b).ravel() for b in basis], 1)
-    rhs = sys_._rhs_fixed + sys_.mu * sys_.outside_prior(sys_.extend(prior))
+    rhs = sys_.rhs(sys_.extend(prior))
     np.testing.assert_allclose(a.ravel(), np.linalg.solve(N, rhs.ravel()), atol=1e-8)
+
+
+def test_isolated_masked_pixels_do_not_spike():
+    """5 % of HR pixels NaN at random: the masked pixels get the inpainted prior, no spikes."""
+    p = sample_pair(size=128, scale=4)
+    hr = p.hr.copy()
+    masked = np.random.default_rng(0).random(hr.shape[:2]) < 0.05
+    hr[masked] = np.nan
+    res = hsisr.fuse(hr, p.lr, p.degradation, method="fast")
+    err = np.abs(res.cube - p.reference).max(0)
+    assert err[masked].max() < 1.0 and err[~masked].max() < 0.7  # measured 0.83 / 0.52; free: 4.7
+    clean = hsisr.fuse(p.hr, p.lr, p.degradation, method="fast")
+    keep = ~masked
+    mse = lambda c: np.mean((c - p.reference)[:, keep] ** 2)  # noqa: E731
+    assert mse(res.cube) < 6 * mse(clean.cube)  # measured 6.5e-5 against 1.4e-5 (every LR pixel has ~1 hole)
 
 
 def test_fit_report_is_quiet_on_a_simulated_pair_and_warns_on_a_wrong_encoding(pair):

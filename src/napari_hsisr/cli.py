@@ -30,7 +30,8 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
     g.add_argument("--hr-encoding", default="auto",
                    help="how the HR image encodes light: auto (8/16-bit images sRGB, float linear), linear, srgb, "
                         "gamma:<g>")
-    g.add_argument("--shift", help="LR sampling offset from the block centre, 'dy,dx' in HR pixels (misregistration)")
+    g.add_argument("--shift", help="LR sampling offset from the block centre, 'dy,dx' in HR pixels (misregistration); "
+                                   "write a negative first value as --shift=-1.5,2")
 
 
 def _degradation(args, wavelengths=None, n_bands=None):
@@ -205,9 +206,8 @@ def cmd_fuse(args) -> int:
     _check_output(args.out)
     lr, hr, hr_file, match = _read_pair(args)
     deg = _degradation(args, lr.wavelengths, len(lr.data))
-    nodata = lr.metadata.get("nodata")
     gen = fuse_iter(hr, lr.data, deg, method=args.method, seed=args.seed, device=args.device,
-                    lr_nodata=nodata, grid=args.grid, **_parse_options(args.opt))
+                    lr_valid=lr.mask, grid=args.grid, **_parse_options(args.opt))  # the reader applied --lr-nodata
     result = _run_with_progress(gen, args.method)
     result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
     if match.action != "exact":

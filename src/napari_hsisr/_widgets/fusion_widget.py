@@ -522,7 +522,11 @@ class FusionWidget(QWidget):
             ax.set_title("SRF: n/a", fontsize=7, color=text)
             ax.text(0.5, 0.5, _short(exc), ha="center", va="center", wrap=True, fontsize=6, color=text,
                     transform=ax.transAxes)
-        self._draw_tone(text)
+        try:
+            self._draw_tone(text)
+        except Exception as exc:  # noqa: BLE001 - a preview never raises
+            self.tone_ax.clear()
+            self.tone_ax.set_title(f"decode: n/a ({_short(exc, 30)})", fontsize=7, color=text)
         self.preview_canvas.draw_idle()
 
     def _draw_tone(self, text):
@@ -536,13 +540,15 @@ class FusionWidget(QWidget):
         v = np.linspace(0, 1, 65)
         curve = spec if isinstance(spec, ToneCurve) else ToneCurve.parse("srgb" if spec == "auto" else spec)
         est = self._estimated if self.encoding_combo.currentText() == ESTIMATED and self._estimated else None
-        k = len(curve.table) if curve.kind == "table" else 3
+        gains = est.get("gain") if est else None
+        k = len(curve.table) if curve.kind == "table" else (np.size(gains) if gains not in (None, "auto") else 3)
         gain = np.broadcast_to(np.asarray(est["gain"] if est and est.get("gain") not in (None, "auto") else 1.0,
                                           float), (k,))
         offset = np.broadcast_to(np.asarray(est["offset"] if est and est.get("offset") not in (None, "auto")
                                             else 0.0, float), (k,))
         lin = curve.decode(np.broadcast_to(v, (k, v.size)))
-        for j, name in enumerate(("R", "G", "B")[:k]):
+        names = ("R", "G", "B") if k == 3 else tuple(f"{j + 1}" for j in range(k))
+        for j, name in enumerate(names):
             ax.plot(v, (lin[j] - offset[j]) / gain[j], lw=1, color=CHANNEL_COLORS.get(name))
         label = curve.name + (" (auto for 8/16-bit)" if spec == "auto" else "")
         ax.set_title(f"decode: {label}", fontsize=7, color=text)

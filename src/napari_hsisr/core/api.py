@@ -15,7 +15,8 @@ from .validation import check_lr, hr_to_channels_first, resolve_device, to_unit_
 
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
-                   device: str = "auto", lr_nodata: float | None = None) -> FusionInputs:
+                   device: str = "auto", lr_nodata: float | None = None,
+                   lr_valid: np.ndarray | None = None) -> FusionInputs:
     """Validate and convert the pair; copies, never modifies, the caller's arrays.
 
     The HR image is decoded to linear light, saturated/NaN pixels and nodata LR pixels are masked,
@@ -42,22 +43,41 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
         if k != hr.shape[0]:
             raise InputError(f"HR image has {hr.shape[0]} channels but the spectral response has {k}; "
                              "choose a response with one column per HR channel.")
-    prep = prepare(hr, hr_dtype, lr, degradation, fit_radiometry=info.needs_srf, lr_nodata=lr_nodata)
+    prep = prepare(hr, hr_dtype, lr, degradation, fit_radiometry=info.needs_srf,
+                   lr_valid_given=_given_lr_valid(lr_cube, lr_nodata, lr_valid, lr.shape))
     return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=int(seed), device=resolve_device(device),
                         value_scaling={"hr": hr_info, "lr": lr_info, **prep.notes}, hr_valid=prep.hr_valid,
                         lr_valid=prep.lr_valid, hr_display=prep.hr_display)
 
 
+def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
+    """What the caller says about valid LR pixels: ``lr_nodata`` compared with the cube *as given*
+    (before integers are scaled), and an explicit ``lr_valid`` (y, x) mask."""
+    out = None
+    if lr_nodata is not None:
+        raw = np.asarray(lr_cube)
+        out = ~np.all(raw == lr_nodata, axis=0)
+    if lr_valid is not None:
+        mask = np.asarray(lr_valid, dtype=bool)
+        if mask.shape != tuple(shape[-2:]):
+            raise InputError(f"lr_valid has shape {mask.shape} but the LR cube is {shape[-2]}x{shape[-1]}; give one "
+                             "value per LR pixel (True = valid).")
+        out = mask if out is None else out & mask
+    return out
+
+
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
               device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
-              **options) -> Generator[Progress, None, FusionResult]:
+              lr_valid: np.ndarray | None = None, **options) -> Generator[Progress, None, FusionResult]:
     """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
 
     Stop at any yield by closing the generator: no result is produced. Validation happens on
     the first ``next()``. ``grid``: ``"hr"`` puts the result on the HR image's pixels (the LR
     layer moves to where it belongs), ``"lr"`` on the LR cube's frame at HR resolution (the
     result is resampled by the degradation's shift, e.g. to compare with a reference on the
-    cube's grid). ``lr_nodata``: the LR cube's nodata value (NaN and all-zero spectra always are).
+    cube's grid). ``lr_nodata``: the LR cube's nodata value, in the units of ``lr_cube`` as given
+    (NaN and all-zero spectra always are nodata); ``lr_valid``: a (y, x) mask of valid LR pixels
+    (e.g. ``read_cube(...).mask``).
     """
     if grid not in ("hr", "lr"):
         raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
@@ -66,7 +86,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     if unknown:
         raise InputError(f"method {method!r} has no option(s) {sorted(unknown)}; "
                          f"its options are {sorted(info.defaults()) or 'none'}.")
-    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata)
+    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid)
     opts = {**info.defaults(), **options}
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
@@ -120,7 +140,8 @@ def to_lr_frame(cube: np.ndarray, deg: Degradation) -> tuple[np.ndarray, list]:
     from scipy import ndimage
 
     ty, tx = deg.lr_translate
-    dy, dx = ty - deg.lr_offset, tx - deg.lr_offset
+    centre = (deg.scale - 1) / 2.0  # the LR cube's own frame: pixel i at the centre of block i
+    dy, dx = ty - centre, tx - centre
     if abs(dy) < 1e-6 and abs(dx) < 1e-6:
         return cube, [0.0, 0.0]
     moved = np.stack([ndimage.shift(band, (-dy, -dx), order=3, mode="nearest") for band in cube])
@@ -129,12 +150,12 @@ def to_lr_frame(cube: np.ndarray, deg: Degradation) -> tuple[np.ndarray, list]:
 
 def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
          device: str = "auto", progress=None, lr_nodata: float | None = None, grid: str = "hr",
-         **options) -> FusionResult:
+         lr_valid: np.ndarray | None = None, **options) -> FusionResult:
     """Fuse an HR image ``(Y, X, k)`` with an LR-HS cube ``(C, y, x)``; run to completion.
 
     ``progress``, if given, is called with each :class:`Progress`.
     """
-    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, **options)
+    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, **options)
     while True:
         try:
             p = next(gen)

@@ -42,7 +42,6 @@ from .physics import (  # noqa: F401 - re-exported: spatial_op and check_pair_sh
     SpectralOperator,
     ToneCurve,
     check_pair_shapes,
-    shifted_gaussian,
     shifted_kernel,
     spatial_op,
 )
@@ -114,7 +113,6 @@ class Degradation:
     hr_gain: Any = "auto"
     hr_offset: Any = "auto"
     psf_name: str = field(init=False, default="")
-    _gaussian: tuple | None = field(init=False, default=None, repr=False)
     srf_name: str = field(init=False, default="")
     channels: tuple = field(init=False, default=())
 
@@ -125,12 +123,8 @@ class Degradation:
         if self.boundary not in BOUNDARIES:
             raise InputError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}.")
         self.shift = _check_shift(self.shift)
-        named_gaussian = isinstance(self.psf, str) and self.psf.strip().lower() == "gaussian"
         kernel, self.psf_name = make_psf(self.psf, self.scale, self.psf_sigma, self.psf_size,
                                          self.psf_sigma2, self.psf_angle)
-        # an analytic Gaussian is moved analytically by a shift (no interpolation blur)
-        self._gaussian = (self.scale / 4.0 if self.psf_sigma is None else float(self.psf_sigma),
-                          self.psf_sigma2, float(self.psf_angle)) if named_gaussian else None
         if kernel.shape[0] < self.scale:
             raise InputError(f"PSF is {kernel.shape[0]}x{kernel.shape[0]} but must be at least "
                              f"scale x scale ({self.scale}x{self.scale}); use a larger kernel.")
@@ -164,8 +158,8 @@ class Degradation:
         """The kernel the operators use: the PSF moved by ``shift`` (centred convention kept)."""
         if self.shift == (0.0, 0.0):
             return self.psf
-        if self._gaussian is not None:
-            return shifted_gaussian(self.scale, *self._gaussian, self.shift, self.psf.shape[0])
+        # the kernel itself translated (exact for whole pixels, bilinear between): its centroid
+        # moves by exactly the shift, and a recorded degradation rebuilds the very same kernel
         return shifted_kernel(self.psf, self.scale, self.shift)
 
     @property
@@ -249,11 +243,6 @@ class Degradation:
         kw = dict(scale=self.scale, psf=self.psf, srf=self.srf, wavelengths=self.wavelengths,
                   n_bands=self.n_bands, boundary=self.boundary, shift=self.shift, hr_encoding=self.hr_encoding,
                   hr_gain=self.hr_gain, hr_offset=self.hr_offset)
-        if "psf" not in changes and self._gaussian is not None:
-            # keep the analytic description, so a new shift moves the Gaussian without interpolation
-            sigma, sigma2, angle = self._gaussian
-            kw.update(psf="gaussian", psf_sigma=sigma, psf_size=self.psf.shape[0], psf_sigma2=sigma2,
-                      psf_angle=angle)
         kw.update(changes)
         new = Degradation(**kw)
         if "psf" not in changes:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .physics import ToneCurve, check_pair_shapes, kernel_centroid, shifted_gaussian
+from .physics import ToneCurve, check_pair_shapes, kernel_centroid, shifted_kernel
 
 TONE_CANDIDATES = ("linear", "srgb", "gamma:1.8", "gamma:2.2", "gamma:2.6")
 CAMERA_RANGE_NM = (370.0, 750.0)  # what an RGB camera with an IR-cut filter sees
@@ -58,11 +58,13 @@ def spatial(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
 def footprint_valid(kernel: np.ndarray, scale: int, hr_shape, hr_valid: np.ndarray | None = None,
                     mass: float = 0.99) -> np.ndarray:
     """LR pixels (y, x) whose kernel puts at least ``mass`` of its weight on HR pixels that exist
-    and are valid."""
+    and are valid (none when the kernel is larger than the image)."""
     import torch
     import torch.nn.functional as F
 
     Y, X = hr_shape
+    if kernel.shape[0] > min(Y, X):
+        return np.zeros((Y // scale, X // scale), bool)
     valid = np.ones((Y, X)) if hr_valid is None else hr_valid.astype(np.float64)
     K = kernel.shape[0]
     b = (K - scale) // 2
@@ -182,9 +184,18 @@ class Estimate:
     psf_model: str = "gaussian"
 
 
-def _gauss(scale, p, size):
+def _gauss(scale, p, K):
+    """The model's Gaussian on a fixed centred ``K x K`` support (smooth in every parameter: no
+    truncation window that moves with the shift)."""
     sy, sx, angle, dy, dx = p
-    return shifted_gaussian(scale, sy, sx, angle, (dy, dx), size)
+    c = (K - 1) / 2.0 - (K - scale) // 2 - (scale - 1) / 2.0  # support centre minus block centre
+    yy, xx = np.mgrid[0:K, 0:K].astype(np.float64)
+    x, y = xx - (K - 1) / 2.0 + c - dx, -(yy - (K - 1) / 2.0 + c - dy)
+    t = np.deg2rad(angle)
+    u = x * np.cos(t) + y * np.sin(t)
+    v = -x * np.sin(t) + y * np.cos(t)
+    k = np.exp(-0.5 * ((u / sy) ** 2 + (v / sx) ** 2))
+    return k / k.sum()
 
 
 def _support(wavelengths, C: int, k: int) -> np.ndarray:
@@ -227,6 +238,12 @@ def patch_matrix(h: np.ndarray, scale: int, K: int) -> np.ndarray:
     return cols.transpose(1, 2).numpy()
 
 
+def _crop_centred(kernel: np.ndarray, K: int) -> np.ndarray:
+    d = (kernel.shape[0] - K) // 2
+    out = kernel[d:d + K, d:d + K]
+    return out / out.sum()
+
+
 def _embed(kernel: np.ndarray, K: int) -> np.ndarray:
     """A centred-convention kernel on a larger centred support ``K`` (same parity of K - s)."""
     d = (K - kernel.shape[0]) // 2
@@ -267,22 +284,27 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
         notes.append(f"coarse shift by phase correlation: ({shift0[0]:+.1f}, {shift0[1]:+.1f}) HR px")
     reach = int(math.ceil(max(abs(shift0[0]), abs(shift0[1])) + (0 if known_shift is not None else s / 2))) + 1
     if known_kernel is not None:
-        K = max(known_kernel.shape[0], size + ((known_kernel.shape[0] - size) % 2))
-        K += (K - known_kernel.shape[0]) % 2
+        K = known_kernel.shape[0] + 2 * reach  # the known kernel and its shift search
     else:
         K = size + 2 * reach
     if K > min(hr.shape[-2:]):
         raise InputError(f"The HR image ({hr.shape[-2]}x{hr.shape[-1]}) is smaller than the {K}x{K} window the PSF "
                          f"and shift search need at scale {s}; use a larger image or give the shift (known='shift').")
-    bounds_lo = [0.3, 0.3, -np.inf, shift0[0] - reach + 1, shift0[1] - reach + 1]
-    bounds_hi = [max(1.0, 0.75 * s), max(1.0, 0.75 * s), np.inf, shift0[0] + reach - 1, shift0[1] + reach - 1]
+    # the shift stays where the window holds the kernel's core
+    room = max(reach - 1.0, 0.5)
+    bounds_lo = [0.3, 0.3, -np.inf, max(shift0[0] - room, -room), max(shift0[1] - room, -room)]
+    bounds_hi = [max(1.0, 0.75 * s), max(1.0, 0.75 * s), np.inf, min(shift0[0] + room, room),
+                 min(shift0[1] + room, room)]
     rng = np.random.default_rng(seed)
     x_full = lr.reshape(C, -1).astype(np.float64)
 
     def kernel_of(p):
-        if known_kernel is not None:
-            return _embed(known_kernel, K)
-        return _embed(_gauss(s, p, size), K) if _gauss(s, p, size).shape[0] <= K else None
+        if known_kernel is not None:  # the user's kernel, moved by the (estimated or known) shift
+            moved = shifted_kernel(known_kernel, s, (p[3], p[4]))
+            if moved.shape[0] > K:
+                moved = _crop_centred(moved, K)
+            return _embed(moved, K)
+        return _gauss(s, p, K)
 
     def rows(kern):
         use = np.flatnonzero(_usable(kern, s, hr.shape[-2:], hr_valid, lr_valid))
@@ -307,7 +329,7 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
     def fit_kernel(P, use, W, o, p0):
         target = (W.T @ x_full[:, use] + o[:, None]).ravel()
         Pu = P[:, use].reshape(-1, K * K)
-        free = slice(0, 5) if known_shift is None else slice(0, 3)
+        free = slice(3 if known_kernel is not None else 0, 5 if known_shift is None else 3)
 
         def full(q):
             p = p0.copy()
@@ -341,7 +363,7 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
             kern = kernel_of(p)
             use = rows(kern)
             W, o, resid = fit_response_rows(P, use, kern)
-            if known_kernel is None:
+            if known_kernel is None or known_shift is None:
                 p = fit_kernel(P, use, W, o, p)
         kern = kernel_of(p)
         use = rows(kern)
@@ -404,8 +426,11 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
     if known_kernel is not None:
         major = minor = angle = float("nan")
     trimmed = _trim(kern, s)
-    cy, cx = kernel_centroid(trimmed, s)
-    shift = (cy - (s - 1) / 2.0, cx - (s - 1) / 2.0)
+    if known_kernel is not None:  # the user's kernel, moved: the shift is the move itself
+        shift = (float(p[3]), float(p[4]))
+    else:
+        cy, cx = kernel_centroid(trimmed, s)
+        shift = (cy - (s - 1) / 2.0, cx - (s - 1) / 2.0)
     return Estimate(chosen, (major, minor), ((angle + 90) % 180) - 90 if math.isfinite(angle) else angle,
                     shift, trimmed, W / gain, gain, o, resid, tone_resid, notes,
                     psf_model if known_kernel is None else "given")

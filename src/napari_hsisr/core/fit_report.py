@@ -34,7 +34,7 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
     use = footprint_valid(deg.kernel, deg.scale, cube.shape[-2:])
     if inputs.lr_valid is not None:
         use &= inputs.lr_valid
-    if use.any():
+    if use.any():  # (no LR pixel is usable when the kernel is larger than the image)
         pred = deg.spatial_operator.circular(cube)  # exact on the pixels used
         total, per = _relative((pred - lr)[:, use], lr[:, use])
         out["lr"] = {"relative": round(total, 5), "per_band": per, "pixels": int(use.sum())}
@@ -77,8 +77,8 @@ def likely_causes(inputs, deg) -> list[str]:
     lin = (tone if best == tone.name else ToneCurve.parse(best)).decode(display)
     support = deg.srf.sum(1) != 0 if deg.srf is not None else np.ones(len(lr), bool)
     dy, dx = coarse_shift(lin, lr, deg.scale, support if support.sum() >= 1 else np.ones(len(lr), bool))
-    ty, tx = deg.lr_translate  # what the model already accounts for
-    dy, dx = dy - (ty - deg.lr_offset), dx - (tx - deg.lr_offset)
+    ty, tx = deg.lr_translate  # what the model already accounts for (from the block centre)
+    dy, dx = dy - (ty - (deg.scale - 1) / 2.0), dx - (tx - (deg.scale - 1) / 2.0)
     if np.hypot(dy, dx) >= max(0.5, 0.1 * deg.scale):
         causes.append(f"misregistration: the LR cube looks displaced by about ({dy:+.1f}, {dx:+.1f}) HR pixels from "
                       "where the model puts it; use blind (it estimates the shift) or give Degradation(shift=...)")
@@ -112,10 +112,11 @@ def report(cube: np.ndarray, inputs, deg, method: str) -> tuple[dict, list[str]]
 
 def compare_with_gsa(cube: np.ndarray, fit: dict, inputs, deg) -> tuple[dict, list[str]]:
     """The no-reference check of GSA's cube under the same degradation, and which to trust."""
+    from .methods.fast import lr_displacement
     from .methods.gsa import sharpen
 
     hr_lin = deg.tone()[0].decode(inputs.hr_display.astype(np.float64))
-    gsa_cube = np.clip(sharpen(hr_lin, inputs.lr.astype(np.float64), deg.scale), 0, None)
+    gsa_cube = np.clip(sharpen(hr_lin, inputs.lr.astype(np.float64), deg.scale, lr_displacement(deg)), 0, None)
     gsa_fit = residuals(gsa_cube, inputs, deg)
 
     def score(f):

@@ -48,7 +48,7 @@ def saturation_mask(hr: np.ndarray, dtype) -> np.ndarray:
 
 def nodata_mask(lr: np.ndarray, nodata: float | None = None) -> np.ndarray:
     """(y, x) True where an LR pixel is usable: no NaN/Inf band, not all bands zero, not all
-    bands equal to ``nodata``."""
+    bands equal to ``nodata`` (compared in the array's own units)."""
     finite = np.all(np.isfinite(lr), axis=0)
     safe = np.where(np.isfinite(lr), lr, 0.0)
     ok = finite & np.any(safe != 0, axis=0)
@@ -66,11 +66,16 @@ def fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return a[:, iy, ix]
 
 
-def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool, lr_nodata=None) -> Prepared:
-    """``hr`` (k, Y, X) and ``lr`` (C, y, x) float arrays (integers already scaled to [0, 1])."""
+def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
+            lr_valid_given: np.ndarray | None = None) -> Prepared:
+    """``hr`` (k, Y, X) and ``lr`` (C, y, x) float arrays (integers already scaled to [0, 1]);
+    ``lr_valid_given`` (y, x): pixels the caller knows to be valid (e.g. from a nodata value in the
+    file's units, or a reader's mask), combined with NaN and all-zero spectra."""
     notes: dict = {}
     hr_valid = saturation_mask(hr, hr_dtype)
-    lr_valid = nodata_mask(lr, lr_nodata)
+    lr_valid = nodata_mask(lr)
+    if lr_valid_given is not None:
+        lr_valid &= lr_valid_given
     for name, valid, what in (("HR image", hr_valid, "saturated or NaN"), ("LR-HS cube", lr_valid, "nodata")):
         if not valid.any():
             raise InputError(f"{name}: every pixel is {what}; nothing is left to fuse. Check the data "
@@ -85,7 +90,18 @@ def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
     notes["hr_encoding"] = why
     lin = tone.decode(hr_display)
     deg = deg.with_(hr_encoding=tone)
-    if fit_radiometry and deg.srf is not None and (isinstance(deg.hr_gain, str) or isinstance(deg.hr_offset, str)):
+    wants_fit = fit_radiometry and deg.srf is not None and (isinstance(deg.hr_gain, str)
+                                                            or isinstance(deg.hr_offset, str))
+    if wants_fit:
+        from .estimation import footprint_valid
+
+        usable = footprint_valid(deg.kernel, deg.scale, lin.shape[-2:], hr_valid) & lr_valid
+        if usable.sum() < 4:
+            notes["radiometry"] = "gain 1, offset 0: too few LR pixels lie fully inside the HR image to fit them"
+            deg = deg.with_(hr_gain=1.0 if isinstance(deg.hr_gain, str) else deg.hr_gain,
+                            hr_offset=0.0 if isinstance(deg.hr_offset, str) else deg.hr_offset)
+            wants_fit = False
+    if wants_fit:
         from .estimation import fit_gain_offset
 
         gain, offset, resid = fit_gain_offset(lin, lr_filled, deg.kernel, deg.scale, deg.srf,

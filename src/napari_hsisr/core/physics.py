@@ -145,32 +145,6 @@ def shifted_kernel(kernel: np.ndarray, scale: int, shift) -> np.ndarray:
     return moved / moved.sum()
 
 
-def shifted_gaussian(scale: int, sigma: float, sigma2: float | None, angle_deg: float, shift,
-                     size: int | None = None) -> np.ndarray:
-    """An analytic Gaussian centred on the block plus ``shift``, on a centred square support wide
-    enough to hold 3 sigma around the moved centre (no interpolation blur)."""
-    from .psf import gaussian_psf
-
-    dy, dx = (float(v) for v in shift)
-    base = int(size) if size else scale
-    reach = int(math.ceil(max(abs(dy), abs(dx))))
-    K = base + 2 * reach
-    if dy == 0 and dx == 0:
-        return gaussian_psf(K, sigma, sigma2, angle_deg)
-    sigma2 = sigma if sigma2 is None else sigma2
-    c = (K - 1) / 2.0
-    yy, xx = np.mgrid[0:K, 0:K].astype(np.float64)
-    x, y = xx - c - dx, -(yy - c - dy)
-    t = np.deg2rad(angle_deg)
-    u = x * np.cos(t) + y * np.sin(t)
-    v = -x * np.sin(t) + y * np.cos(t)
-    k = np.exp(-0.5 * ((u / sigma) ** 2 + (v / sigma2) ** 2))
-    # the support of the unshifted kernel, moved with it: truncation follows the kernel
-    inside = (np.abs(yy - c - dy) <= base / 2.0) & (np.abs(xx - c - dx) <= base / 2.0)
-    k = np.where(inside, k, 0.0)
-    return k / k.sum()
-
-
 def kernel_centroid(kernel: np.ndarray, scale: int) -> tuple[float, float]:
     """Centre of mass of a centred-convention kernel, relative to the block start (HR pixels)."""
     K = kernel.shape[0]

@@ -6,6 +6,7 @@ import numpy as np
 
 from .degradation import Degradation
 from .errors import InputError
+from .physics import ToneCurve
 
 
 def add_noise(signal: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
@@ -22,10 +23,14 @@ def add_noise(signal: np.ndarray, snr_db: float | None, rng: np.random.Generator
 
 def simulate(reference_cube, degradation: Degradation, noise_snr_db: float | None = None,
              hr_snr_db: float | None = None, seed: int | None = 0):
-    """Degrade a reference cube ``(C, Y, X)`` into ``(hr_image (Y, X, k), lr_cube (C, Y/s, X/s))``.
+    """Degrade a reference cube ``(C, Y, X)`` into ``(hr_image (Y, X, k), lr_cube (C, Y/s, X/s))``
+    with the whole forward model: blur and decimation (the shift included) for the LR cube; the
+    response, the gain and offset (1 and 0 while ``"auto"``), noise, then the tone curve (an
+    ``hr_encoding`` other than ``"auto"``) for the HR image.
 
     ``noise_snr_db`` sets the LR-HS SNR and ``hr_snr_db`` the HR image's (default: same as
-    ``noise_snr_db``); None means noise-free. Outputs are float32; the input is not modified.
+    ``noise_snr_db``); None means noise-free. Outputs are float32 (quantise them yourself to
+    mimic an 8-bit camera); the input is not modified.
     """
     cube = np.asarray(reference_cube)
     if cube.ndim != 3:
@@ -37,5 +42,7 @@ def simulate(reference_cube, degradation: Degradation, noise_snr_db: float | Non
     rng = np.random.default_rng(seed)
     hr_snr_db = noise_snr_db if hr_snr_db is None else hr_snr_db
     lr = add_noise(degradation.spatial(cube), noise_snr_db, rng)
-    hr = add_noise(degradation.spectral(cube), hr_snr_db, rng)
+    hr = add_noise(degradation.spectral_operator(cube), hr_snr_db, rng)  # sensor noise is in linear light
+    if isinstance(degradation.hr_encoding, ToneCurve) and not degradation.hr_encoding.is_linear:
+        hr = degradation.hr_encoding.encode(hr)
     return np.moveaxis(hr, 0, -1).astype(np.float32), lr.astype(np.float32)

@@ -320,8 +320,9 @@ def resample_srf(srf: SpectralResponse, wavelengths: Any) -> np.ndarray:
     sums = out.sum(axis=0)
     for j, s in enumerate(sums):
         if not s > 0:
+            what = "sums to <= 0 over the bands" if np.any(out[:, j] != 0) else "is zero at every band"
             raise InputError(
-                f"Spectral response {srf.name!r}, channel {srf.channels[j]!r} is zero at every band "
+                f"Spectral response {srf.name!r}, channel {srf.channels[j]!r} {what} "
                 f"of the cube: the table covers {srf.wavelengths[0]:g}..{srf.wavelengths[-1]:g} nm, "
                 f"the cube {wl.min():g}..{wl.max():g} nm. Check the cube's wavelengths (nm) or "
                 "choose a response that covers them."

@@ -87,7 +87,7 @@ def simulate_batch(ref, deg: Degradation, noise_snr_db=None, generator=None):
 
     from .degradation import spatial_op
 
-    kernel = torch.as_tensor(deg.psf, dtype=ref.dtype, device=ref.device)
+    kernel = torch.as_tensor(deg.kernel, dtype=ref.dtype, device=ref.device)
     srf = torch.as_tensor(deg.srf, dtype=ref.dtype, device=ref.device)
     lr = spatial_op(ref, kernel, deg.scale, deg.boundary)
     hr = torch.einsum("ck,bcyx->bkyx", srf, ref)

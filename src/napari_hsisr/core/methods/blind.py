@@ -58,6 +58,8 @@ def estimated_degradation(deg, est, known: set[str]):
               hr_offset=est.offset)
     if "psf" not in known:
         kw.update(psf=est.kernel, shift=(0.0, 0.0))
+    elif "shift" not in known:  # the user's PSF, at the estimated registration
+        kw.update(shift=est.shift)
     new = deg.with_(**kw)
     if "psf" not in known:
         new.psf_name = (f"estimated {est.psf_model} ({est.kernel.shape[0]}x{est.kernel.shape[0]}, "

@@ -79,10 +79,16 @@ def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3) -> np.ndarray:
     sys = st.system
     hr_lr = sys.lr(sys.hr)  # D y
     weights = None
-    if sys.masked:  # LR pixels observed whose whole footprint the HR image sees
-        seen = sys.lr(sys.hr_mask[None].astype(np.float64))[0] >= 0.99
-        weights = sys.lr_mask & seen
+    if sys.masked:  # LR pixels observed, weighted by how much of their footprint the HR image sees validly
+        seen = sys.lr(sys.hr_mask[None].astype(np.float64))[0]
+        weights = sys.lr_mask * np.clip((seen - 0.5) / 0.5, 0.0, 1.0)
     return prior_from_lr(sys.hr, hr_lr, sys.xa, sys.s, int(radius) or default_radius(sys.s), eps, weights)
+
+
+def lr_displacement(deg: Degradation) -> tuple[float, float]:
+    """Where the LR pixels sit relative to the block centres (HR pixels): the model's shift."""
+    ty, tx = deg.lr_translate
+    return ty - (deg.scale - 1) / 2.0, tx - (deg.scale - 1) / 2.0
 
 
 def cs_prior(st: Setup, inputs: FusionInputs) -> np.ndarray:
@@ -90,7 +96,8 @@ def cs_prior(st: Setup, inputs: FusionInputs) -> np.ndarray:
     with the HR image's detail injected by a global gain), in the subspace."""
     from . import gsa
 
-    cube = gsa.sharpen(inputs.hr.astype(np.float64), inputs.lr.astype(np.float64), inputs.degradation.scale)
+    deg = inputs.degradation
+    cube = gsa.sharpen(inputs.hr.astype(np.float64), inputs.lr.astype(np.float64), deg.scale, lr_displacement(deg))
     return st.system.extend(np.tensordot(st.E.T, cube * st.weights[:, None, None], axes=1))
 
 

@@ -40,10 +40,21 @@ def _gsa_group(hs_up: np.ndarray, hs_lr: np.ndarray, pan: np.ndarray, pan_lr: np
     return hs_up + gains[:, None, None] * ((pan - pan.mean()) - i0)[None]
 
 
-def sharpen(hr: np.ndarray, lr: np.ndarray, s: int) -> np.ndarray:
-    """GSA's cube (C, Y, X) float64 for ``hr`` (k, Y, X) and ``lr`` (C, y, x)."""
+def sharpen(hr: np.ndarray, lr: np.ndarray, s: int, offset=(0.0, 0.0)) -> np.ndarray:
+    """GSA's cube (C, Y, X) float64 for ``hr`` (k, Y, X) and ``lr`` (C, y, x).
+
+    ``offset`` (dy, dx): where the LR pixels sit relative to the block centres, in HR pixels (a
+    misregistration the caller knows): the upsampled cube is moved there, and the HR image is
+    averaged over the blocks the LR pixels actually see."""
+    from scipy import ndimage
+
     hs_up = upsample(lr, s).astype(np.float64)
-    hr_lr = block_mean(hr, s)
+    dy, dx = (float(v) for v in offset)
+    if dy or dx:
+        hs_up = ndimage.shift(hs_up, (0, dy, dx), order=3, mode="nearest")
+        hr_lr = block_mean(ndimage.shift(hr, (0, -dy, -dx), order=1, mode="nearest"), s)
+    else:
+        hr_lr = block_mean(hr, s)
     groups = _assign_bands(lr, hr_lr)
     out = np.empty_like(hs_up)
     for k, bands in enumerate(groups):

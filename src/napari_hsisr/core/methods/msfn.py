@@ -66,11 +66,11 @@ def degradation_mismatch(deg, record: dict) -> list[str]:
         out.append(f"boundary '{deg.boundary}' (weights: '{trained['boundary']}')")
     if int(trained.get("scale", deg.scale)) != deg.scale:
         out.append(f"scale {deg.scale} (weights: {trained['scale']})")
-    k_t = np.asarray(trained.get("psf_kernel", deg.psf), dtype=float)
-    if k_t.shape != deg.psf.shape:
-        out.append(f"PSF size {deg.psf.shape[0]} (weights: {k_t.shape[0]})")
+    k_t = np.asarray(trained.get("psf_kernel", deg.kernel), dtype=float)
+    if k_t.shape != deg.kernel.shape:  # the kernel the operators use: a shift is in it
+        out.append(f"PSF size {deg.kernel.shape[0]} (weights: {k_t.shape[0]})")
     else:
-        rel = float(np.linalg.norm(deg.psf - k_t) / np.linalg.norm(k_t))
+        rel = float(np.linalg.norm(deg.kernel - k_t) / np.linalg.norm(k_t))
         if rel > PSF_TOLERANCE:
             out.append(f"PSF differs by {100 * rel:.0f} % (relative L2) from the weights' "
                        f"{trained.get('psf', '?')} kernel")
@@ -183,7 +183,7 @@ def _valid_augmentations(deg) -> list[int]:
     pb, pa = deg.pad
     if pb != pa:
         return [0]
-    k = torch.as_tensor(deg.psf)[None, None]
+    k = torch.as_tensor(deg.kernel)[None, None]  # a shift breaks symmetries
     return [c for c in range(8) if torch.allclose(_augment(k, c), k, atol=1e-12)]
 
 

@@ -42,8 +42,9 @@ def guided_map(guide: np.ndarray, target: np.ndarray, radius: int, eps: float, w
         A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)), size), (0, 1), (-2, -1))
         return A, _box(b, size)
     # windows that saw few valid pixels have poorly determined maps: the final averaging weighs
-    # each window by its share of valid pixels, and windows with none borrow the nearest map
-    empty = n < 1e-6
+    # each window by its share of valid pixels, and windows with fewer than twice the map's
+    # parameters borrow the nearest well-determined map
+    empty = n * size * size < 2 * (k + 1)
     if empty.any() and not empty.all():
         _, (iy, ix) = ndimage.distance_transform_edt(empty, return_indices=True)
         A, b = A[iy, ix], b[:, iy, ix]
