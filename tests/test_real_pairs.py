@@ -206,3 +206,19 @@ def test_neon_real_pair_reads_and_blind_beats_gsa_in_the_wald_test():
     # measured: 30.92 dB / SAM 2.59 against 27.18 / 2.72
     assert e_blind["psnr"] > e_gsa["psnr"] + 1 and e_blind["sam"] <= e_gsa["sam"]
     assert blind.settings["fit_comparison"]["trust"] == "blind"
+
+
+def test_reader_takes_wavelengths_from_the_band_table_beside_the_cube(tmp_path):
+    import tifffile
+
+    from napari_hsisr._reader import read_layers
+
+    cube = np.random.default_rng(0).integers(0, 10000, (6, 5, 12)).astype(np.int16)  # (Y, X, bands)
+    tifffile.imwrite(tmp_path / "cube.tif", cube, photometric="minisblack", planarconfig="contig")
+    rows = ["band,nanometer,noise"] + [f"{i + 1},{0.4 + 0.05 * i:.3f},{int(i in (3, 4))}" for i in range(12)]
+    (tmp_path / "bands.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "notes.txt").write_text("not a band table\n")
+    data, kwargs, kind = read_layers(str(tmp_path / "cube.tif"))[0]
+    assert data.shape == (12, 6, 5) and kind == "image"
+    np.testing.assert_allclose(kwargs["metadata"]["wavelengths"], 400 + 50 * np.arange(12))
+    assert kwargs["metadata"]["bad_bands"] == [3, 4]

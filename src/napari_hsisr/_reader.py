@@ -41,6 +41,15 @@ def read_layers(path) -> list[tuple]:
 
 def _layer(path: Path) -> tuple:
     cf = read_cube(path)
+    if cf.wavelengths is None and len(cf.data) > 4:  # a band table beside the cube gives them
+        from .core.io import find_band_table, read_band_table
+
+        table = find_band_table(path, len(cf.data))
+        if table is not None:
+            cf = read_cube(path, wavelengths=table)
+            bad = read_band_table(table).bad
+            if bad is not None and bad.any():  # kept (band weights tame them), but said
+                cf.metadata["bad_bands"] = [int(i) for i in np.flatnonzero(bad)]
     other = {k: v for k, v in cf.metadata.items() if k not in ("wavelengths", "wavelength_units")}
     meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
             "wavelength_units": "nm", **other}

@@ -690,6 +690,24 @@ def _as_yxk(img: np.ndarray, path: Path) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- band tables
+def find_band_table(path: str | os.PathLike, n_bands: int) -> Path | None:
+    """The band table beside a cube file: the one ``.csv``/``.tsv``/``.txt`` file in the same
+    folder that reads as a band table with exactly ``n_bands`` rows (None when there is none, or
+    several). NEON, for one, ships the cube and its band table side by side."""
+    folder = Path(path).parent
+    found = []
+    for cand in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if cand.suffix.lower() not in (".csv", ".tsv", ".txt") or not cand.is_file() or cand.stat().st_size > 2**20:
+            continue
+        try:
+            table = read_band_table(cand)
+        except InputError:
+            continue
+        if table.wavelengths_nm.size == int(n_bands):
+            found.append(cand)
+    return found[0] if len(found) == 1 else None
+
+
 def read_band_table(path: str | os.PathLike) -> BandTable:
     """Read band centres (and bad-band flags, names) from a CSV/TSV/whitespace table or a file
     of one number per line.
