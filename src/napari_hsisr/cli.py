@@ -55,15 +55,13 @@ def _degradation(args, wavelengths=None, n_bands=None):
 
 
 def _parse_options(pairs: list[str]) -> dict:
+    """``--opt key=value`` pairs as text: the method's options parse and check them."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise InputError(f"--opt expects key=value, got {pair!r}.")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+        out[key.strip()] = value
     return out
 
 

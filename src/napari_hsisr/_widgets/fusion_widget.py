@@ -123,18 +123,8 @@ class OptionsForm(QWidget):
                 out[name] = w.isChecked()
             elif isinstance(w, QSpinBox):
                 out[name] = w.value()
-            elif isinstance(opt.default, float):
-                try:
-                    v = float(w.text())
-                except ValueError:
-                    raise InputError(f"Option {name!r}: {w.text()!r} is not a number.") from None
-                if opt.minimum is not None and v < opt.minimum:
-                    raise InputError(f"Option {name!r} must be >= {opt.minimum:g}, got {v:g}.")
-                if opt.maximum is not None and v > opt.maximum:
-                    raise InputError(f"Option {name!r} must be <= {opt.maximum:g}, got {v:g}.")
-                out[name] = v
-            else:
-                out[name] = w.text()
+            else:  # free text (floats such as 1e-3, strings): the option parses and checks it
+                out[name] = opt.parse(w.text())
         return out
 
     def widget(self, name):

@@ -82,12 +82,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     if grid not in ("hr", "lr"):
         raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
     info = get_method(method)
-    unknown = set(options) - set(info.defaults())
-    if unknown:
-        raise InputError(f"method {method!r} has no option(s) {sorted(unknown)}; "
-                         f"its options are {sorted(info.defaults()) or 'none'}.")
+    opts = info.parse_options(options)  # types and bounds checked before any work
     inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid)
-    opts = {**info.defaults(), **options}
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
     out = yield from info.run(inputs, **opts)

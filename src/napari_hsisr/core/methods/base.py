@@ -62,7 +62,10 @@ class FusionResult:
 
 @dataclass(frozen=True)
 class Option:
-    """A user-facing option of a method (drives CLI flags and, later, widgets)."""
+    """A user-facing option of a method (drives CLI flags and widgets). Its type is the default's.
+
+    :meth:`parse` is the one place where a value (a Python value or text from the CLI or a form)
+    becomes that type and is checked against ``choices`` and ``minimum``/``maximum``."""
 
     name: str
     default: Any
@@ -70,6 +73,49 @@ class Option:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+
+    def parse(self, value, method: str = ""):
+        """``value`` as this option's type, checked; raises ``InputError`` saying what to give."""
+        import math
+
+        from ..errors import InputError
+
+        where = f"option {self.name!r}" + (f" of method {method!r}" if method else "")
+        kind = type(self.default)
+        if isinstance(value, str):
+            value = value.strip()
+        if kind is bool:
+            text = str(value).lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise InputError(f"{where} is true or false, got {value!r}.")
+        if kind is int:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{where} is a whole number, got {value!r}.") from None
+            if not (math.isfinite(number) and number.is_integer()):
+                raise InputError(f"{where} is a whole number, got {value!r}.")
+            value = int(number)
+        elif kind is float:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{where} is a number, got {value!r}.") from None
+            if not math.isfinite(value):
+                raise InputError(f"{where} must be finite, got {value!r}.")
+        else:
+            value = str(value)
+            if self.choices and value not in self.choices:
+                raise InputError(f"{where} is one of {', '.join(map(repr, self.choices))}, got {value!r}.")
+            return value
+        if self.minimum is not None and value < self.minimum:
+            raise InputError(f"{where} must be >= {self.minimum:g}, got {value:g}.")
+        if self.maximum is not None and value > self.maximum:
+            raise InputError(f"{where} must be <= {self.maximum:g}, got {value:g}.")
+        return value
 
 
 @dataclass(frozen=True)
@@ -84,6 +130,17 @@ class MethodInfo:
 
     def defaults(self) -> dict:
         return {o.name: o.default for o in self.options}
+
+    def parse_options(self, options: dict) -> dict:
+        """All options with the given ones parsed and checked (unknown names refused)."""
+        from ..errors import InputError
+
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise InputError(f"method {self.name!r} has no option(s) {unknown}; "
+                             f"its options are {sorted(known) or 'none'}.")
+        return {**self.defaults(), **{k: known[k].parse(v, self.name) for k, v in options.items()}}
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -101,7 +158,10 @@ def get_method(name: str) -> MethodInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}.") from None
+        from ..errors import InputError  # a ValueError too, for callers that catch that
+
+        raise InputError(f"Unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))} "
+                         "(`hsisr methods` lists them with their options).") from None
 
 
 def list_methods() -> list[MethodInfo]:
