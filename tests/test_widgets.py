@@ -194,7 +194,7 @@ def test_bad_option_value_notifies(sample_viewer, qtbot, errors):
     assert widget.run() is False
     assert errors and "mu" in errors[0]
     widget.options_form.widget("mu").setText("abc")
-    assert widget.run() is False and "not a number" in errors[-1]
+    assert widget.run() is False and "is a number, got 'abc'" in errors[-1]
 
 
 def test_probe_returns_exact_pixels_across_scales(sample_viewer):
