@@ -11,9 +11,18 @@ from .core.io import write_tiff
 
 def write_cube_tiff(path: str, data: Any, meta: dict) -> list[str]:
     """Write ``data`` (C, Y, X) as float32 ImageJ TIFF, or OME-TIFF for ``*.ome.tif(f)``."""
+    from .core.errors import InputError
+
     layer_meta = (meta or {}).get("metadata") or {}
     fmt = "ome" if str(path).lower().endswith((".ome.tif", ".ome.tiff")) else "imagej"
-    write_tiff(path, np.asarray(data), wavelengths=layer_meta.get("wavelengths"),
-               settings=layer_meta.get("settings"), format=fmt, dtype="float32",
-               units=layer_meta.get("wavelength_units", "nm"))
+    try:
+        write_tiff(path, np.asarray(data), wavelengths=layer_meta.get("wavelengths"),
+                   settings=layer_meta.get("settings"), format=fmt, dtype="float32",
+                   units=layer_meta.get("wavelength_units", "nm"))
+    except InputError as exc:
+        # napari reports a failing writer only as "not a valid writer": say what is wrong first
+        from napari.utils.notifications import show_error
+
+        show_error(f"napari-hsisr could not save {meta.get('name', 'the layer') if meta else 'the layer'}: {exc}")
+        raise
     return [str(path)]

@@ -1,4 +1,9 @@
-"""Command line: ``hsisr {demo,methods,srfs,simulate,fuse,evaluate,train}``."""
+"""hsisr: hyperspectral super-resolution from the command line. Fuse a high-resolution RGB or
+multispectral image with a low-resolution hyperspectral cube of the same scene (fuse), simulate
+pairs (simulate), measure results (evaluate), train network weights (train).
+
+Errors are one line on stderr with exit code 2 (bad input) or 1 (unexpected: run with --debug for
+the traceback); nothing is written on failure."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -18,15 +24,17 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
                    help="HR/LR size ratio, integer >= 2" + ("" if scale_required else
                                                            " (default: from the two sizes; an inexact ratio "
                                                            "is fixed by cropping or resampling the HR image)"))
-    g.add_argument("--psf", default="gaussian", help="'gaussian', 'box' or a kernel file (.npy/.csv/.tif)")
-    g.add_argument("--psf-sigma", type=float, help="Gaussian sigma in HR pixels (default scale/4)")
-    g.add_argument("--psf-sigma2", type=float, help="second sigma of an anisotropic Gaussian")
-    g.add_argument("--psf-angle", type=float, default=0.0, help="rotation of the major axis, degrees")
-    g.add_argument("--psf-size", type=int, help="kernel support K >= scale (default scale)")
-    g.add_argument("--boundary", default="reflect", choices=["reflect", "symmetric", "wrap", "zero"])
-    g.add_argument("--srf", default="Nikon D700 (CAVE fusion papers)",
-                   help="spectral response preset name or CSV/NPY file (see 'hsisr srfs')")
-    g.add_argument("--wavelengths", help="band centres as start:stop:step in nm (default: from the file)")
+    g.add_argument("--psf", help="'gaussian', 'box' or a kernel file (.npy/.csv/.tif) (default: gaussian, or what "
+                                 "the LR file records)")
+    g.add_argument("--psf-sigma", type=float, help="Gaussian sigma in HR pixels (default: scale/4)")
+    g.add_argument("--psf-sigma2", type=float, help="second sigma of an anisotropic Gaussian, HR pixels")
+    g.add_argument("--psf-angle", type=float, help="rotation of the major axis, degrees (default: 0)")
+    g.add_argument("--psf-size", type=int, help="kernel support K >= scale, HR pixels (default: scale)")
+    g.add_argument("--boundary", choices=["reflect", "symmetric", "wrap", "zero"], help="default: reflect")
+    g.add_argument("--srf", help=f"spectral response preset name or CSV/NPY file, see 'hsisr srfs' (default: "
+                                 f"{DEFAULT_SRF}, or what the LR file records)")
+    g.add_argument("--wavelengths", help="band centres as start:stop:step in nm, e.g. 400:700:10 (default: from "
+                                         "the file)")
     g.add_argument("--hr-encoding", default="auto",
                    help="how the HR image encodes light: auto (8/16-bit images sRGB, float linear), linear, srgb, "
                         "gamma:<g>")
@@ -34,12 +42,39 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
                                    "write a negative first value as --shift=-1.5,2")
 
 
-def _degradation(args, wavelengths=None, n_bands=None):
+DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
+_DEG_FLAGS = ("psf", "psf_sigma", "psf_sigma2", "psf_angle", "psf_size", "boundary", "srf")
+
+
+def _wavelengths(text: str) -> np.ndarray:
+    try:
+        start, stop, step = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--wavelengths expects start:stop:step in nm, e.g. 400:700:10, got {text!r}.") from None
+    if not (np.isfinite([start, stop, step]).all() and step > 0 and stop >= start):
+        raise InputError(f"--wavelengths {text!r}: the step must be > 0 and stop >= start (e.g. 400:700:10).")
+    if (stop - start) / step > 100000:
+        raise InputError(f"--wavelengths {text!r} makes more than 100000 bands; check the step.")
+    return np.arange(start, stop + step / 2, step)
+
+
+def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = None):
+    """The degradation the flags describe; when none of them is given and the LR file records the
+    degradation it was simulated with (``hsisr simulate``), that one."""
     from .core.degradation import Degradation
 
     if args.wavelengths:
-        start, stop, step = (float(v) for v in args.wavelengths.split(":"))
-        wavelengths = np.arange(start, stop + step / 2, step)
+        wavelengths = _wavelengths(args.wavelengths)
+    if recorded and all(getattr(args, f, None) is None for f in _DEG_FLAGS):
+        deg = Degradation.from_settings(recorded)
+        if args.scale is not None and args.scale != deg.scale:
+            raise InputError(f"--scale {args.scale} but the LR file records scale {deg.scale}; give both images' "
+                             "degradation flags, or drop --scale.")
+        print(f"note: using the degradation the LR file records ({deg.psf_name}, {deg.srf_name})", file=sys.stderr)
+        return deg
+    for flag, default in (("psf", "gaussian"), ("psf_angle", 0.0), ("boundary", "reflect"), ("srf", DEFAULT_SRF)):
+        if getattr(args, flag, None) is None:
+            setattr(args, flag, default)
     shift = (0.0, 0.0)
     if getattr(args, "shift", None):
         try:
@@ -65,18 +100,28 @@ def _parse_options(pairs: list[str]) -> dict:
     return out
 
 
+PROGRESS_LINE_EVERY_S = 10.0
+
+
 def _run_with_progress(gen, label: str):
-    """Drive a fusion generator with a tqdm bar; Ctrl-C closes it and writes nothing."""
+    """Drive a fusion generator with a tqdm bar (a terminal) or a progress line every 10 s (logs,
+    scripts, notebooks); Ctrl-C closes it and writes nothing."""
     from tqdm import tqdm
 
-    bar = tqdm(total=None, desc=label, unit="step", file=sys.stderr, leave=False,
-               disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=None, desc=label, unit="step", file=sys.stderr, leave=False, disable=not tty)
+    start = last = time.perf_counter()
     try:
         while True:
             try:
                 p = next(gen)
             except StopIteration as stop:
                 return stop.value
+            now = time.perf_counter()
+            if not tty and now - last >= PROGRESS_LINE_EVERY_S:
+                last = now
+                print(f"{label}: step {p.step}/{p.total} after {now - start:.0f} s  {p.message}", file=sys.stderr,
+                      flush=True)
             bar.total = p.total
             bar.n = p.step
             bar.set_postfix_str(p.message + (f" loss={p.loss:.3g}" if p.loss is not None else ""))
@@ -100,25 +145,35 @@ def _print_metrics(rows: dict[str, dict]) -> None:
 def cmd_methods(args) -> int:
     from .core.methods import list_methods
 
-    for info in list_methods():
-        print(f"{info.name:<10} {info.summary}")
-        for o in info.options:
-            print(f"    --opt {o.name}={o.default!r:<8} {o.help}")
+    infos = list_methods()
+    width = max(len(i.name) for i in infos)
+    for info in infos:
+        print(f"{info.name:<{width}}  {info.summary}")
+        if info.options:
+            cells = [f"--opt {o.name}={o.default}" for o in info.options]
+            col = max(len(c) for c in cells)
+            for cell, o in zip(cells, info.options):
+                print(f"    {cell:<{col}}  {o.help}")
     return 0
 
 
 def cmd_srfs(args) -> int:
-    from .core.srf import list_presets
+    from .core.srf import _ALIASES, list_presets
 
-    print("\n".join(list_presets()))
+    aliases: dict = {}
+    for alias, name in _ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    for name in list_presets():
+        print(name + (f"  (also: {', '.join(aliases[name])})" if name in aliases else ""))
     return 0
 
 
 def cmd_demo(args) -> int:
     from .core.api import evaluate, fuse_iter
-    from .core.io import write_tiff
+    from .core.io import check_output, write_tiff
     from .core.sample import sample_pair
 
+    check_output(args.out)
     pair = sample_pair()
     print(f"sample: HR RGB {pair.hr.shape}, LR-HS {pair.lr.shape}, reference {pair.reference.shape}, "
           f"scale {pair.degradation.scale}")
@@ -138,16 +193,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .core.io import read_cube, write_tiff
+    from .core.io import check_output, read_cube, write_image, write_tiff
     from .core.simulate import simulate
 
+    for flag, out in (("--out-hr", args.out_hr), ("--out-lr", args.out_lr)):
+        check_output(out, inputs=(args.reference,), flag=flag)
+    if Path(args.out_hr).resolve() == Path(args.out_lr).resolve():
+        raise InputError("--out-hr and --out-lr are the same file; give two names.")
     ref = read_cube(args.reference, variable=args.variable)
     deg = _degradation(args, ref.wavelengths, len(ref.data))
     cube = ref.data if ref.data.dtype.kind == "f" else ref.data / np.iinfo(ref.data.dtype).max
     hr, lr = simulate(cube, deg, noise_snr_db=args.snr, hr_snr_db=args.hr_snr, seed=args.seed)
     settings = {"simulated_from": str(args.reference), "degradation": deg.settings(), "snr_db": args.snr,
                 "hr_snr_db": args.hr_snr, "seed": args.seed}
-    write_tiff(args.out_hr, np.moveaxis(hr, -1, 0), wavelengths=None, settings=settings)
+    write_image(args.out_hr, hr, settings=settings)  # an RGB/MSI image (Y, X, k), not a stack of grey pages
     write_tiff(args.out_lr, lr, wavelengths=deg.wavelengths, settings=settings)
     print(f"wrote {args.out_hr} {hr.shape} and {args.out_lr} {lr.shape}")
     return 0
@@ -201,9 +260,12 @@ def cmd_fuse(args) -> int:
     from .core.api import fuse_iter
     from .core.io import write_tiff
 
-    _check_output(args.out)
+    from .core.io import check_output
+
+    check_output(args.out, inputs=(args.hr, args.lr))
     lr, hr, hr_file, match = _read_pair(args)
-    deg = _degradation(args, lr.wavelengths, len(lr.data))
+    recorded = (lr.metadata.get("settings") or {}).get("degradation")
+    deg = _degradation(args, lr.wavelengths, len(lr.data), recorded if isinstance(recorded, dict) else None)
     gen = fuse_iter(hr, lr.data, deg, method=args.method, seed=args.seed, device=args.device,
                     lr_valid=lr.mask, grid=args.grid, **_parse_options(args.opt))  # the reader applied --lr-nodata
     result = _run_with_progress(gen, args.method)
@@ -228,14 +290,6 @@ def cmd_fuse(args) -> int:
                settings=result.settings, format=args.format, dtype=args.dtype)
     print(f"wrote {args.out} {result.cube.shape} in {result.settings['seconds']:.2f} s")
     return 0
-
-
-def _check_output(path) -> None:
-    """Refuse an output that is a folder before computing anything."""
-    from pathlib import Path
-
-    if Path(path).is_dir():
-        raise InputError(f"--out {path} is a folder; give a file name such as {Path(path) / 'result.tif'}.")
 
 
 def cmd_evaluate(args) -> int:
@@ -332,9 +386,11 @@ def cmd_train(args) -> int:
             bar.n = p.step
             bar.set_postfix_str(f"epoch {p.epoch} loss={p.loss:.4g}")
             bar.refresh()
-            if p.val is not None:
+            if p.val is not None and np.isfinite(p.val.get("psnr", np.nan)):
                 tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  val PSNR {p.val['psnr']:.2f} dB  "
                            f"SAM {p.val['sam']:.2f} deg", file=sys.stderr)
+            elif p.val is not None:
+                tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  (no validation cubes: give --val)", file=sys.stderr)
     except KeyboardInterrupt:
         gen.close()
         print(f"stopped: completed epochs (if any) are in {checkpoint}; continue with --resume", file=sys.stderr)
@@ -349,24 +405,43 @@ def cmd_train(args) -> int:
     }
     record = export_weights(model, args.out, record)
     last = model.history[-1] if model.history else {}
+    val = last.get("val_psnr", float("nan"))
     print(f"wrote {args.out} (+ .json record, sha256 {record['sha256'][:12]}...); "
-          f"final val PSNR {last.get('val_psnr', float('nan')):.2f} dB")
+          + (f"final val PSNR {val:.2f} dB" if np.isfinite(val) else "no validation cubes (--val) to measure it"))
     return 0
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in --help (when there is one), descriptions kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default is not None and action.default is not argparse.SUPPRESS and action.default is not False
+        if shown and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hsisr", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="hsisr", description=__doc__, formatter_class=_Formatter)
+    p.add_argument("--version", action="version", version=f"hsisr (napari-hsisr) {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, formatter_class=_Formatter, **k)  # defaults in every --help
 
     def common_run(q):
-        q.add_argument("--method", default="fast", help="see 'hsisr methods'")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--method", default="fast", help="fusion method, see 'hsisr methods'")
+        q.add_argument("--seed", type=int, default=0, help="random seed: same seed, same result")
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-        q.add_argument("--format", default="imagej", choices=["imagej", "ome"])
-        q.add_argument("--dtype", default="float32", choices=["float32", "uint16"])
+        q.add_argument("--format", default="imagej", choices=["imagej", "ome"], help="TIFF flavour of the output")
+        q.add_argument("--dtype", default="float32", choices=["float32", "uint16"],
+                       help="output values: float32, or uint16 (0..1 stored as 0..65535)")
 
     q = sub.add_parser("demo", help="fuse the bundled sample, print quality and time, write a TIFF")
-    q.add_argument("--out", default="demo.tif")
+    q.add_argument("--out", default="demo.tif", help="the fused cube to write")
     common_run(q)
     q.set_defaults(func=cmd_demo)
 
@@ -378,8 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("simulate", help="reference cube -> (HR image, LR-HS cube) pair")
     q.add_argument("reference")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out-hr", required=True)
-    q.add_argument("--out-lr", required=True)
+    q.add_argument("--out-hr", required=True, help="the simulated HR image to write (TIFF, Y x X x k)")
+    q.add_argument("--out-lr", required=True, help="the simulated LR-HS cube to write (TIFF, with wavelengths and "
+                                                     "the degradation, which 'hsisr fuse' then uses)")
     q.add_argument("--snr", type=float, help="LR-HS SNR in dB (default: no noise)")
     q.add_argument("--hr-snr", type=float, help="HR image SNR in dB (default: --snr)")
     q.add_argument("--seed", type=int, default=0)
@@ -390,8 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out", required=True)
-    q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
+    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif)")
+    q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option, repeatable; see "
+                                                                       "'hsisr methods'")
     q.add_argument("--grid", default="hr", choices=["hr", "lr"],
                    help="put the result on the HR image's pixels (hr) or on the LR cube's frame (lr)")
     real = q.add_argument_group("real files")
@@ -404,7 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_degradation_args(q, scale_required=False)
     q.set_defaults(func=cmd_fuse)
 
-    q = sub.add_parser("evaluate", help="result vs reference -> metrics")
+    q = sub.add_parser("evaluate", help="result vs reference -> metrics",
+                       description="Quality of a result against a reference cube: PSNR (dB, whole cube, peak 1), "
+                                   "band-wise PSNR (dB), SAM (degrees), ERGAS (needs --scale), SSIM (0..1), RMSE "
+                                   "(on the 0-255 scale).")
     q.add_argument("result")
     q.add_argument("reference")
     q.add_argument("--variable", help="variable name inside a .mat reference")
@@ -434,8 +514,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files are removed
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
+    try:
+        return _dispatch(args)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
     try:
         return args.func(args)
     except InputError as exc:
@@ -446,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `hsisr srfs | head`
         return 0
+    except MemoryError:
+        if args.debug:
+            raise
+        print("error: out of memory: crop the images, or fuse them in parts (nothing was written)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless asked for
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (nothing was written; run with --debug for the "
+              "traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionInputs, FusionResult, Progress, get_method
-from .validation import check_lr, hr_to_channels_first, resolve_device, to_unit_float
+from .validation import (check_lr, check_result, check_seed, check_values, hr_to_channels_first, resolve_device,
+                         to_unit_float)
 
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
@@ -33,6 +34,8 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     hr = hr_to_channels_first(hr)
     lr = check_lr(lr)
     degradation.check_shapes(hr.shape, lr.shape)
+    hr_info.update(check_values(hr, "HR image"))
+    lr_info.update(check_values(lr, "LR-HS cube"))
     if info.needs_srf:
         if degradation.srf is None:
             raise InputError(f"method {method!r} needs the spectral response: give srf=... to Degradation.")
@@ -45,7 +48,7 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
                              "choose a response with one column per HR channel.")
     prep = prepare(hr, hr_dtype, lr, degradation, fit_radiometry=info.needs_srf,
                    lr_valid_given=_given_lr_valid(lr_cube, lr_nodata, lr_valid, lr.shape))
-    return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=int(seed), device=resolve_device(device),
+    return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=check_seed(seed), device=resolve_device(device),
                         value_scaling={"hr": hr_info, "lr": lr_info, **prep.notes}, hr_valid=prep.hr_valid,
                         lr_valid=prep.lr_valid, hr_display=prep.hr_display)
 
@@ -83,11 +86,16 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
         raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
     info = get_method(method)
     opts = info.parse_options(options)  # types and bounds checked before any work
+    if isinstance(degradation, Degradation) and np.ndim(hr_image) >= 2 and np.ndim(lr_cube) == 3:
+        from .memory import check_fits
+
+        check_fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0], degradation.scale)
     inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid)
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
     out = yield from info.run(inputs, **opts)
     cube, extras = out if isinstance(out, tuple) else (out, {})
+    check_result(cube, method)
     used = extras.get("degradation_object", inputs.degradation)
     fit, fit_warnings, trust = _fit_report(cube, inputs, used, method, info)
     frame = {"frame": grid}
@@ -109,7 +117,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     settings["fit"] = fit
     if trust:
         settings["fit_comparison"] = trust
-    warnings = list(extras.get("warnings", [])) + fit_warnings  # e.g. weights trained for another degradation
+    warnings = (inputs.value_scaling.pop("warnings", []) + list(extras.get("warnings", []))  # e.g. msfn weights
+                + fit_warnings)
     if warnings:
         settings["warnings"] = warnings
     return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings, extras)
@@ -169,7 +178,7 @@ def evaluate(estimate, reference, scale: int | None = None, full: bool = True) -
 
 
 def _seed_everything(seed: int, torch_too: bool) -> None:
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # torch takes any seed below 2**63 (check_seed)
     if torch_too:
         import torch
 

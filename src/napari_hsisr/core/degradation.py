@@ -70,6 +70,9 @@ def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = No
     return load_psf(spec), f"file:{spec}"
 
 
+MAX_SCALE = 1024
+
+
 @dataclass(eq=False)
 class Degradation:
     """How the two observations were made: spatial (PSF, decimation, shift), spectral (response,
@@ -117,9 +120,20 @@ class Degradation:
     channels: tuple = field(init=False, default=())
 
     def __post_init__(self):
-        if isinstance(self.scale, bool) or not float(self.scale).is_integer() or int(self.scale) < 2:
+        try:
+            ok = not isinstance(self.scale, bool) and float(self.scale).is_integer() and 2 <= float(self.scale)
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
             raise InputError(f"scale must be an integer >= 2, got {self.scale!r}.")
+        if float(self.scale) > MAX_SCALE:
+            raise InputError(f"scale {self.scale!r} is beyond {MAX_SCALE}: no sensor pair is that far apart; check "
+                             "the HR/LR sizes (the scale is their ratio).")
         self.scale = int(self.scale)
+        for name in ("psf_sigma", "psf_sigma2", "psf_angle"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float, np.number)) and math.isfinite(value)):
+                raise InputError(f"{name} must be a finite number, got {value!r}.")
         if self.boundary not in BOUNDARIES:
             raise InputError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}.")
         self.shift = _check_shift(self.shift)

@@ -591,8 +591,12 @@ def _read_mat(path: Path, variable: str | None) -> CubeFile:
     arr = arrays[name]
     meta: dict[str, Any] = {"format": f"mat-{version}", "variable": name}
     if arr.ndim == 3:
-        band_axis = int(np.argmin(arr.shape))
+        # MATLAB keeps cubes (rows, cols, bands): bands last unless another axis is clearly the
+        # smallest (a (C, Y, X) array saved from Python); a tie goes to the last axis
+        smallest = min(arr.shape)
+        band_axis = 2 if arr.shape[2] == smallest or arr.shape[2] < 2 * smallest else int(np.argmin(arr.shape))
         cube = np.moveaxis(arr, band_axis, 0)
+        meta["band_axis"] = band_axis
     else:
         cube = _unmixing_to_cube(arr, arrays, path, name)
         meta["layout"] = "bands x pixels (column-major)"
@@ -664,9 +668,19 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
-            with tifffile.TiffFile(path) as tif:
-                img = tif.asarray()
-                meta.update(format="tiff", **_tiff_geo(tif.pages[0]))
+
+            errors = _LogErrors()  # tifffile logs, rather than raises, on a truncated file
+            logger = logging.getLogger("tifffile")
+            logger.addHandler(errors)
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    img = tif.asarray()
+                    _check_complete(tif, path)
+                    meta.update(format="tiff", **_tiff_geo(tif.pages[0]))
+            finally:
+                logger.removeHandler(errors)
+            if errors.messages:
+                raise ValueError("; ".join(errors.messages[:3]))
         else:
             import imageio.v3 as iio
             img = np.asarray(iio.imread(path))
@@ -869,18 +883,58 @@ def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
     return path
 
 
+def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out",
+                 suffixes: tuple = TIFF_SUFFIXES) -> Path:
+    """Check, before any computation, that ``path`` can be written and replaces no input.
+
+    Refuses: a folder, a suffix other than ``suffixes``, a missing parent folder (it is not
+    created silently), a folder where nothing can be created (read-only, /proc), and a path that
+    is one of ``inputs`` (the same file however it is spelled: resolved path or same inode)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is a folder; give a file name such as {path / 'result.tif'}.")
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{flag} {path}: results are written as TIFF; give a name ending in "
+                         f"{' or '.join(suffixes)} (.ome.tif for OME-TIFF).")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: the folder {parent} does not exist; create it first (mkdir -p {parent}).")
+    for other in inputs:
+        if other is None:
+            continue
+        other = Path(other)
+        same = path.resolve() == other.resolve()
+        if not same and path.exists() and other.exists():
+            same = os.path.samefile(path, other)
+        if same:
+            raise InputError(f"{flag} {path} is an input ({other}); writing there would destroy it. Choose "
+                             "another name.")
+    probe = parent / f".{path.name}.{secrets.token_hex(4)}.probe"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: cannot write in {parent} ({exc.strerror}); choose a writable folder.") from None
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a fresh temporary path beside ``path``; when the block succeeds it replaces ``path``,
-    when it fails (or is interrupted) it is removed, so ``path`` is never left half-written.
+    when it fails (or is interrupted, SIGTERM included in the CLI) it is removed, so ``path`` is
+    never left half-written.
 
-    The file is created with ``os.open(..., 0o666)``, so it gets the permissions a plain ``open``
-    would (the umask applies), not ``mkstemp``'s 0600.
+    The temporary name carries the writer's process id: leftovers of a killed writer (SIGKILL,
+    power loss) are removed when the next write to the same path starts. The file is created
+    with ``os.open(..., 0o666)``, so it gets the permissions a plain ``open`` would (the umask
+    applies), not ``mkstemp``'s 0600. The folder must exist: it is not created silently.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: the folder {path.parent} does not exist; create it first.")
+    remove_stale_temporaries(path, suffix)
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}{suffix}")
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             break
@@ -892,6 +946,59 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: Path, suffix: str) -> list[Path]:
+    """Remove ``.<name>.<pid>-<hex><suffix>`` files beside ``path`` whose writer is gone."""
+    removed = []
+    prefix = f".{path.name}."
+    for cand in path.parent.glob(f".{glob_escape(path.name)}.*{suffix}"):
+        pid_text = cand.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        cand.unlink(missing_ok=True)
+        removed.append(cand)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, settings: dict | None = None) -> Path:
+    """Atomically write an HR image ``(Y, X, k)`` (or ``(Y, X)``) as a TIFF that image viewers and
+    :func:`read_image` see as one multi-channel picture (RGB when k is 3), float32 or the input's
+    integer type; ``settings`` go into the description as JSON."""
+    import tifffile
+
+    path = Path(path)
+    img = np.asarray(image)
+    if img.ndim not in (2, 3):
+        raise InputError(f"{path}: an image is (Y, X) or (Y, X, k), got shape {img.shape}.")
+    if np.issubdtype(img.dtype, np.floating):
+        img = img.astype(np.float32)
+        if not np.all(np.isfinite(img)):
+            raise InputError(f"{path}: the image contains NaN or Inf; replace them before saving.")
+    photometric = "rgb" if img.ndim == 3 and img.shape[-1] == 3 else "minisblack"
+    extra = {"planarconfig": "contig"} if img.ndim == 3 else {}
+    description = json.dumps({"settings": to_jsonable(settings)}) if settings else None
+    with atomic_path(path, suffix=".tmp.tif") as tmp:
+        tifffile.imwrite(tmp, img, photometric=photometric, description=description, metadata=None, **extra)
+    return path
 
 
 def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str], info: str):

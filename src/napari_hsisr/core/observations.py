@@ -66,6 +66,18 @@ def fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return a[:, iy, ix]
 
 
+def radiometry_warnings(gain) -> list[str]:
+    """When the HR image and the LR cube disagree in level by more than 10x, say so: the fit
+    compensates, but a unit mistake (percent vs fraction, a x10000 reflectance scale) is likely."""
+    g = np.asarray(gain, dtype=float)
+    worst = float(np.max(np.maximum(g, 1 / np.maximum(g, 1e-30))))
+    if worst <= 10:
+        return []
+    return [f"the HR image and the LR cube differ in level by a factor of {worst:.3g} (fitted gains "
+            f"{', '.join(f'{v:.3g}' for v in g)}): the fusion compensates, but check their units (e.g. a "
+            "reflectance scale factor such as x10000, or percent against fractions)."]
+
+
 def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
             lr_valid_given: np.ndarray | None = None) -> Prepared:
     """``hr`` (k, Y, X) and ``lr`` (C, y, x) float arrays (integers already scaled to [0, 1]);
@@ -112,6 +124,7 @@ def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
             offset = np.broadcast_to(deg.hr_offset, offset.shape).astype(float)
         deg = deg.with_(hr_gain=gain, hr_offset=offset)
         notes["radiometry"] = {"gain": gain.tolist(), "offset": offset.tolist(), "fit_residual": resid.tolist()}
+        notes.setdefault("warnings", []).extend(radiometry_warnings(gain))
     if not isinstance(deg.hr_gain, str) and deg.srf is not None:
         op = deg.spectral_operator
         lin = (lin - op.offset[:, None, None]) / op.gain[:, None, None]

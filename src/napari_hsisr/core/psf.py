@@ -25,8 +25,15 @@ def gaussian_psf(size: int, sigma: float, sigma2: float | None = None, angle_deg
     size = int(size)
     if size < 1:
         raise InputError(f"PSF size must be >= 1, got {size}.")
-    if sigma <= 0 or (sigma2 is not None and sigma2 <= 0):
-        raise InputError(f"Gaussian PSF sigmas must be > 0, got {sigma}, {sigma2}.")
+    for value in (sigma, sigma2, angle_deg):
+        if value is not None and not np.isfinite(value):
+            raise InputError(f"Gaussian PSF parameters must be finite, got sigma {sigma}, sigma2 {sigma2}, "
+                             f"angle {angle_deg}.")
+    if size > 4096:
+        raise InputError(f"PSF size {size} is beyond 4096 HR pixels; use a smaller kernel.")
+    if sigma < 0.1 or (sigma2 is not None and sigma2 < 0.1):
+        raise InputError(f"Gaussian PSF sigmas must be at least 0.1 HR pixel (smaller is a point: use psf='box' or "
+                         f"a kernel array), got {sigma}, {sigma2}.")
     sigma2 = sigma if sigma2 is None else sigma2
     c = (size - 1) / 2.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -41,8 +48,8 @@ def gaussian_psf(size: int, sigma: float, sigma2: float | None = None, angle_deg
 def box_psf(size: int) -> np.ndarray:
     """Uniform average over a ``size x size`` window (``size == scale``: plain block average)."""
     size = int(size)
-    if size < 1:
-        raise InputError(f"PSF size must be >= 1, got {size}.")
+    if not 1 <= size <= 4096:
+        raise InputError(f"PSF size must be between 1 and 4096, got {size}.")
     return np.full((size, size), 1.0 / size**2)
 
 

@@ -196,7 +196,26 @@ def _split(line: str) -> list[str]:
     return line.split()
 
 
+class _PlainMatrix(Exception):
+    """A response file that holds a bare (C, k) matrix rather than a wavelength table."""
+
+    def __init__(self, matrix: np.ndarray):
+        super().__init__("plain matrix")
+        self.matrix = matrix
+
+
 def load_srf_file(path: str | Path) -> SpectralResponse:
+    """A response table from a file (see :func:`_load_table`); a bare matrix is refused here
+    (:func:`resolve_srf` takes it as a matrix on the cube's bands)."""
+    try:
+        return _load_table(path)
+    except _PlainMatrix as plain:
+        raise InputError(f"{Path(path).name} holds a {plain.matrix.shape[0]} x {plain.matrix.shape[1]} matrix without a "
+                         "wavelength column; use it as the degradation's srf (one row per band of the cube), or "
+                         "add the wavelengths in nm as the first column.") from None
+
+
+def _load_table(path: str | Path) -> SpectralResponse:
     """Read a spectral response table from a file.
 
     * ``.csv`` / ``.txt`` / ``.tsv``: first column the wavelength in nm, the other columns one
@@ -221,6 +240,8 @@ def load_srf_file(path: str | Path) -> SpectralResponse:
         if not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"{p.name}: dtype {arr.dtype} is not numeric; expected a 2-D float array.")
         arr = np.asarray(arr, dtype=np.float64)
+        if arr.ndim == 2 and arr.shape[0] >= 2 and not (np.all(np.diff(arr[:, 0]) > 0) and arr[0, 0] >= 100):
+            raise _PlainMatrix(arr)  # no wavelength column: a (C, k) matrix on the cube's own bands
     elif suffix in (".csv", ".txt", ".tsv"):
         try:
             text = p.read_text(encoding="utf-8-sig")
@@ -377,7 +398,18 @@ def resolve_srf(
         if isinstance(spec, str) and _find_preset(spec) is not None:
             srf = get_preset(spec)
         elif Path(spec).exists():
-            srf = load_srf_file(spec)
+            try:
+                srf = _load_table(spec)
+            except _PlainMatrix as plain:  # e.g. HIFtool's NikonD700.npy: 31 x 3, no wavelengths
+                m = plain.matrix
+                if m.shape[0] != n_bands:
+                    raise InputError(
+                        f"{Path(spec).name} holds a {m.shape[0]} x {m.shape[1]} matrix without a wavelength column, "
+                        f"but the cube has {n_bands} bands; give a table whose first column is the wavelength in "
+                        "nm, or a matrix with one row per band.") from None
+                matrix = normalize_signed(m, n_bands) if np.any(m < 0) else normalize_columns(m)
+                return matrix, f"{Path(spec).name} (matrix on the cube's bands)", tuple(
+                    f"channel {i + 1}" for i in range(m.shape[1]))
         elif isinstance(spec, Path) or any(sep in spec for sep in ("/", "\\")) or Path(spec).suffix:
             raise InputError(
                 f"Spectral response {str(spec)!r} is neither a preset name nor an existing file; "

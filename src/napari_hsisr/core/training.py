@@ -276,7 +276,13 @@ def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | N
     meta_path = path.with_name(path.name + ".json")
     if not path.exists() or not meta_path.exists():
         raise InputError(f"weights {path} or their record {meta_path.name} not found.")
-    record = json.loads(meta_path.read_text())
+    try:
+        record = json.loads(meta_path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the record {meta_path.name} of weights {path.name} is damaged ({exc}); export the weights "
+                         "again (hsisr train) or restore the file.") from None
     want = expected_sha256 or record.get("sha256")
     got = sha256(path)
     if want != got:

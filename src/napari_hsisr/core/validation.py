@@ -15,19 +15,44 @@ def to_unit_float(a, name: str, allow_nan: bool = False) -> tuple[np.ndarray, di
     """
     arr = np.asarray(a)
     info: dict = {"dtype": str(arr.dtype)}
-    if arr.dtype == bool or np.iscomplexobj(arr):
+    if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{name}: unsupported data type {arr.dtype}; give real-valued intensities.")
+    if arr.size == 0:
+        raise InputError(f"{name}: is empty (shape {arr.shape}).")
     if np.issubdtype(arr.dtype, np.integer):
         peak = float(np.iinfo(arr.dtype).max)
         info["scaled_by"] = 1.0 / peak
         return (arr.astype(np.float32) / np.float32(peak)), info
+    big = np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0)))
+    if big > np.finfo(np.float32).max / 16:
+        raise InputError(f"{name}: values as large as {big:.3g}, beyond what float32 holds; rescale the data "
+                         "(e.g. to reflectance in [0, 1]).")
     out = arr.astype(np.float32, copy=True)
     if allow_nan and np.isfinite(out).any():
         return out, info
     if not np.all(np.isfinite(out)):
         bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
-        raise InputError(f"{name}: {bad} NaN/Inf values; replace them (e.g. np.nan_to_num) or crop them out.")
+        what = "NaN/Inf values" if bad < out.size else "values, all NaN/Inf"
+        raise InputError(f"{name}: {bad} {what}; replace them (e.g. np.nan_to_num) or crop them out.")
     return out, info
+
+
+def check_values(a: np.ndarray, name: str) -> dict:
+    """Refuse data that cannot be light (all zero, or mostly negative); small negative values
+    (noise around zero in reflectance products) are allowed and counted."""
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        raise InputError(f"{name}: every value is NaN/Inf; nothing to fuse.")
+    top, low = float(finite.max()), float(finite.min())
+    if top <= 0:
+        raise InputError(f"{name}: every value is {'zero' if top == low == 0 else '<= 0'} (range {low:g}..{top:g}); "
+                         "give intensities or reflectance, not an empty or inverted image.")
+    if low < -0.1 * top:
+        raise InputError(f"{name}: values as low as {low:.3g} against a maximum of {top:.3g}; intensities cannot be "
+                         "that negative. Check the offset/scaling of the data (e.g. a signed integer read as "
+                         "unsigned, or a difference image).")
+    negative = int(np.count_nonzero(finite < 0))
+    return {"negative_values": negative} if negative else {}
 
 
 def hr_to_channels_first(hr: np.ndarray, name: str = "HR image") -> np.ndarray:
@@ -36,12 +61,18 @@ def hr_to_channels_first(hr: np.ndarray, name: str = "HR image") -> np.ndarray:
         return hr[None]
     if hr.ndim != 3:
         raise InputError(f"{name}: expected (Y, X, k) like an RGB layer, got shape {hr.shape}.")
+    if hr.shape[0] <= 16 < min(hr.shape[1:]) and hr.shape[-1] > 16:
+        raise InputError(f"{name}: shape {hr.shape} looks channels-first (k, Y, X); give it as (Y, X, k), e.g. "
+                         "np.moveaxis(image, 0, -1).")
     return np.ascontiguousarray(np.moveaxis(hr, -1, 0))
 
 
 def check_lr(lr: np.ndarray, name: str = "LR-HS cube") -> np.ndarray:
     if lr.ndim != 3:
         raise InputError(f"{name}: expected (C, y, x) with bands first, got shape {lr.shape}.")
+    if lr.shape[-1] > 3 * max(lr.shape[0], 1) and lr.shape[0] == lr.shape[1] and lr.shape[0] != lr.shape[2]:
+        raise InputError(f"{name}: shape {lr.shape} looks bands-last (y, x, C); give it as (C, y, x), e.g. "
+                         "np.moveaxis(cube, -1, 0).")
     if lr.shape[0] < 2:
         raise InputError(f"{name}: has {lr.shape[0]} band; a hyperspectral cube needs several (C, y, x).")
     return lr
@@ -51,7 +82,10 @@ def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; checks explicit choices."""
     import torch
 
-    device = (device or "auto").lower()
+    device = str(device or "auto").strip().lower()
+    if not (device in ("auto", "cpu", "mps") or device == "cuda" or
+            (device.startswith("cuda:") and device[5:].isdigit())):
+        raise InputError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps.")
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -62,3 +96,25 @@ def resolve_device(device: str = "auto") -> str:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("MPS was requested but is not available; use device='cpu' or 'auto'.")
     return device
+
+
+def check_seed(seed) -> int:
+    """A seed as a non-negative int that numpy and torch both take (below 2**63)."""
+    try:
+        value = int(seed)
+    except (TypeError, ValueError):
+        raise InputError(f"seed must be a whole number, got {seed!r}.") from None
+    if isinstance(seed, float) and not float(seed).is_integer():
+        raise InputError(f"seed must be a whole number, got {seed!r}.")
+    if not 0 <= value < 2**63:
+        raise InputError(f"seed must be between 0 and 2**63 - 1, got {value}.")
+    return value
+
+
+def check_result(cube: np.ndarray, method: str) -> None:
+    """A method's cube must be finite: otherwise fail saying which method and the likely cause."""
+    bad = np.size(cube) - np.count_nonzero(np.isfinite(cube))
+    if bad:
+        raise InputError(f"method {method!r} produced {bad} NaN/Inf values: the pair is degenerate for it (e.g. a "
+                         "constant or empty image, an LR cube of one pixel, or a PSF that is not finite); check "
+                         "the inputs and the degradation, or try 'fast'.")

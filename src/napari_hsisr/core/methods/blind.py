@@ -122,6 +122,9 @@ def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_
     else:
         cube, extras = yield from _unsup.run(inner, **options)
     known_or = lambda part, mine, theirs: (theirs if part in parts else mine).copy()  # noqa: E731
+    from ..observations import radiometry_warnings
+
+    extras = {**extras, "warnings": list(extras.get("warnings", [])) + radiometry_warnings(op.gain)}
     return cube, {**extras, "psf": known_or("psf", est_deg.psf, deg.psf), "shift": est.shift,
                   "srf": known_or("srf", est_deg.srf, deg.srf),
                   "gain": op.gain.copy(), "offset": op.offset.copy(), "encoding": est.tone.name,

@@ -34,7 +34,8 @@ def _gsa_group(hs_up: np.ndarray, hs_lr: np.ndarray, pan: np.ndarray, pan_lr: np
     alpha, *_ = np.linalg.lstsq(design, pan_lr0.ravel(), rcond=None)
     intensity = np.tensordot(alpha[:-1], up0, axes=1) + alpha[-1]
     i0 = intensity - intensity.mean()
-    gains = (up0.reshape(len(up0), -1) @ i0.ravel()) / (i0.size * i0.var())
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant intensity: caught as NaN by the API
+        gains = (up0.reshape(len(up0), -1) @ i0.ravel()) / (i0.size * i0.var())
     # Detail: zero-mean pan minus the synthetic intensity. As in the reference implementation the
     # pan is not equalised to I's variance (measured on CAVE: equalising costs 1 dB at x8, 3 at x32).
     return hs_up + gains[:, None, None] * ((pan - pan.mean()) - i0)[None]

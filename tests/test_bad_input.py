@@ -1,0 +1,331 @@
+"""The bad-input and fault matrix: every row is an input through one entry point (API, CLI,
+reader, writer) and the one-line outcome it must have. Nothing is written on failure, inputs are
+never replaced, no traceback reaches a user."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+import napari_hsisr as hsisr
+from napari_hsisr import Degradation, InputError
+from napari_hsisr.cli import main
+from napari_hsisr.core.io import read_cube, write_tiff
+from napari_hsisr.core.sample import sample_pair
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return sample_pair(size=32, scale=4)
+
+
+@pytest.fixture
+def files(tmp_path, pair):
+    """hr.tif (Y, X, 3), lr.tif (bands, y, x) with wavelengths, ref.tif; all small."""
+    from napari_hsisr.core.io import write_image
+
+    write_image(tmp_path / "hr.tif", pair.hr)
+    write_tiff(tmp_path / "lr.tif", pair.lr, wavelengths=pair.wavelengths)
+    write_tiff(tmp_path / "ref.tif", pair.reference, wavelengths=pair.wavelengths)
+    return tmp_path
+
+
+def _cli(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _fuse_args(files, *extra, out="out.tif", scale="4"):
+    return ["fuse", "--hr", files / "hr.tif", "--lr", files / "lr.tif", "--out", files / out, "--scale", scale,
+            "--psf-sigma", "1", *extra]
+
+
+# ---------------------------------------------------------------------- the API
+API_ROWS = [
+    # (id, call, expected message)
+    ("nan sigma", lambda p: Degradation(scale=4, psf_sigma=float("nan")), "finite"),
+    ("nan sigma2", lambda p: Degradation(scale=4, psf_sigma=1, psf_sigma2=float("nan")), "finite"),
+    ("nan angle", lambda p: Degradation(scale=4, psf_sigma=1, psf_sigma2=0.5, psf_angle=float("nan")), "finite"),
+    ("tiny sigma", lambda p: Degradation(scale=4, psf_sigma=1e-6), "at least 0.1"),
+    ("scale None", lambda p: Degradation(scale=None), "scale must be an integer"),
+    ("scale huge", lambda p: Degradation(scale=100000), "beyond 1024"),
+    ("device tpu", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, device="tpu"), "device 'tpu'"),
+    ("unknown method", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="magic"), "Unknown method 'magic'"),
+    ("mu 0", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, mu=0), "'mu' of method 'fast' must be >= 1e-08"),
+    ("rank -5", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, rank=-5), "'rank' of method 'fast' must be >= 0"),
+    ("iterations -1", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, iterations=-1), "'iterations'"),
+    ("steps -5", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="unsupervised", steps=-5), "'steps'"),
+    ("rank abc", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, rank="abc"), "whole number, got 'abc'"),
+    ("lam NaN", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, lam="NaN"), "'lam' of method 'fast' must be finite"),
+    ("consistency text", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", consistency="maybe"),
+     "true or false"),
+    ("all-zero HR", lambda p: hsisr.fuse(np.zeros_like(p.hr), p.lr, p.degradation), "HR image: every value is zero"),
+    ("all-zero LR", lambda p: hsisr.fuse(p.hr, np.zeros_like(p.lr), p.degradation), "LR-HS cube: every value is zero"),
+    ("negative HR", lambda p: hsisr.fuse(p.hr - 0.5, p.lr, p.degradation), "cannot be that negative"),
+    ("HR channels first", lambda p: hsisr.fuse(np.moveaxis(p.hr, -1, 0), p.lr, p.degradation), "channels-first"),
+    ("LR bands last", lambda p: hsisr.fuse(p.hr, np.moveaxis(p.lr, 0, -1), p.degradation), "bands-last"),
+    ("1e39", lambda p: hsisr.fuse(p.hr, np.where(p.lr > 0.5, 1e39, p.lr.astype(np.float64)), p.degradation),
+     "beyond what float32 holds"),
+    ("huge seed", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, seed=2**70), "seed must be between"),
+    ("gsa one LR pixel", lambda p: hsisr.fuse(p.hr, p.lr[:, :1, :1] * np.ones((1, 1, 1)),
+                                              Degradation(scale=32, psf="box"), method="gsa"),
+     "method 'gsa' produced"),
+]
+
+
+@pytest.mark.parametrize("row", API_ROWS, ids=[r[0] for r in API_ROWS])
+def test_api_refuses_with_one_clear_message(pair, row):
+    _, call, expected = row
+    with pytest.raises(InputError, match=None) as info:
+        call(pair)
+    assert expected in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_options_parse_from_text(pair):
+    r = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="fast", rank="8", band_weights="False")
+    assert r.settings["options"]["rank"] == 8 and r.settings["options"]["band_weights"] is False
+
+
+def test_radiometry_mismatch_warns_but_fuses(pair):
+    r = hsisr.fuse(pair.hr * 1000, pair.lr, pair.degradation)
+    ref = hsisr.fuse(pair.hr, pair.lr, pair.degradation)
+    assert any("differ in level by a factor of 1e+03" in w for w in r.settings["warnings"])
+    assert abs(hsisr.evaluate(r.cube, pair.reference)["psnr"] - hsisr.evaluate(ref.cube, pair.reference)["psnr"]) < 0.1
+
+
+def test_memory_estimate_refuses_what_cannot_fit(pair, monkeypatch):
+    import napari_hsisr.core.memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1_000_000)
+    with pytest.raises(InputError, match="Crop the pair to about"):
+        hsisr.fuse(pair.hr, pair.lr, pair.degradation)
+
+
+# ---------------------------------------------------------------------- the CLI contract
+def test_out_that_is_an_input_is_refused_and_the_input_survives(files, capsys):
+    before = (files / "lr.tif").read_bytes()
+    (files / "sub").mkdir()
+    for out in ("lr.tif", "hr.tif", "sub/../lr.tif"):
+        code, _, err = _cli(_fuse_args(files, out=out), capsys)
+        assert code == 2 and "is an input" in err and err.count("\n") == 1
+    os.link(files / "lr.tif", files / "hardlink.tif")  # the same inode under another name
+    code, _, err = _cli(_fuse_args(files, out="hardlink.tif"), capsys)
+    assert code == 2 and "is an input" in err
+    assert (files / "lr.tif").read_bytes() == before
+
+
+CLI_ROWS = [
+    ("unknown method", ["--method", "magic"], "Unknown method 'magic'"),
+    ("rank abc", ["--opt", "rank=abc"], "whole number, got 'abc'"),
+    ("lam NaN", ["--opt", "lam=NaN"], "must be finite"),
+    ("opt without =", ["--opt", "rank"], "--opt expects key=value"),
+    ("wavelengths dash", ["--wavelengths", "400-700"], "--wavelengths expects start:stop:step"),
+    ("wavelengths zero step", ["--wavelengths", "400:700:0"], "the step must be > 0"),
+    ("huge seed", ["--seed", str(2**70)], "seed must be between"),
+    ("scale huge", [], "--scale 100000 but the HR image"),
+    ("bad shift", ["--shift", "1"], "--shift expects 'dy,dx'"),
+    ("drop bands text", ["--drop-bands", "a-b"], "--drop-bands expects"),
+    ("bad encoding", ["--hr-encoding", "log"], "hr_encoding 'log'"),
+]
+
+
+@pytest.mark.parametrize("row", CLI_ROWS, ids=[r[0] for r in CLI_ROWS])
+def test_cli_user_errors_are_one_line_exit_2(files, capsys, row):
+    _, extra, expected = row
+    args = _fuse_args(files, *extra, scale="100000" if row[0] == "scale huge" else "4")
+    code, _, err = _cli(args, capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
+    assert not (files / "out.tif").exists()
+
+
+@pytest.mark.parametrize("out,expected", [("folder", "is a folder"), ("missing/out.tif", "does not exist"),
+                                          ("out.png", "results are written as TIFF"),
+                                          ("/proc/out.tif", "cannot write in /proc")])
+def test_output_checked_before_computing(files, capsys, monkeypatch, out, expected):
+    import napari_hsisr.core.api as api
+
+    (files / "folder").mkdir()
+    monkeypatch.setattr(api, "fuse_iter", lambda *a, **k: pytest.fail("computed before checking --out"))
+    target = out if out.startswith("/") else files / out
+    code, _, err = _cli(["fuse", "--hr", files / "hr.tif", "--lr", files / "lr.tif", "--out", target], capsys)
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+    assert not (files / "missing").exists()  # parent folders are not created silently
+
+
+def test_read_only_output_folder(files, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    ro = files / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    code, _, err = _cli(_fuse_args(files, out="ro/out.tif"), capsys)
+    assert code == 2 and "cannot write" in err
+
+
+def test_unexpected_errors_are_one_line_unless_debug(files, capsys, monkeypatch):
+    import napari_hsisr.core.api as api
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("deep inside")
+
+    monkeypatch.setattr(api, "fuse_iter", boom)
+    code, _, err = _cli(_fuse_args(files), capsys)
+    assert code == 1 and err.count("\n") == 1 and "run with --debug" in err and "Traceback" not in err
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", *map(str, _fuse_args(files))])
+
+
+def test_version_help_methods_srfs(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert "napari-hsisr" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["fuse", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: fast)" in text and "(default: hr)" in text
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "SAM (degrees)" in capsys.readouterr().out
+    assert main(["methods"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("    --opt")]
+    import re
+
+    fast = lines[:9]
+    assert len({re.match(r"    --opt \S+\s{2,}", ln).end() for ln in fast}) == 1  # the help column is aligned
+    assert main(["srfs"]) == 0
+    assert "nikon_d700_cave" in capsys.readouterr().out
+
+
+def test_progress_lines_when_not_a_terminal(files, capsys, monkeypatch):
+    import napari_hsisr.cli as cli
+
+    monkeypatch.setattr(cli, "PROGRESS_LINE_EVERY_S", 0.0)
+    code, _, err = _cli(_fuse_args(files, "--method", "fast"), capsys)
+    assert code == 0 and "fast: step" in err
+
+
+def test_simulate_writes_an_rgb_image_and_fuse_reuses_its_degradation(files, capsys):
+    code, _, err = _cli(["simulate", files / "ref.tif", "--out-hr", files / "sim_hr.tif", "--out-lr",
+                         files / "sim_lr.tif", "--scale", "4", "--psf-sigma", "1.3"], capsys)
+    assert code == 0, err
+    with tifffile.TiffFile(files / "sim_hr.tif") as tif:
+        assert len(tif.pages) == 1 and tif.pages[0].shape == (32, 32, 3)
+    code, _, err = _cli(["fuse", "--hr", files / "sim_hr.tif", "--lr", files / "sim_lr.tif", "--out",
+                         files / "sim_sr.tif"], capsys)  # no --scale, no --psf-sigma: the file says
+    assert code == 0 and "using the degradation the LR file records" in err
+    rec = read_cube(files / "sim_sr.tif").metadata["settings"]["degradation"]
+    assert rec["scale"] == 4 and "sigma=1.3" in rec["psf"]
+
+
+# ---------------------------------------------------------------------- readers and writers
+def test_mat_cube_takes_the_last_axis_as_bands(tmp_path):
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "cube.mat", {"cube": np.random.default_rng(0).random((16, 16, 31))})
+    assert read_cube(tmp_path / "cube.mat").data.shape == (31, 16, 16)
+
+
+def test_truncated_multipage_hr_tiff_is_refused(tmp_path):
+    path = tmp_path / "hr.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).random((3, 64, 64)).astype(np.float32))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="hr.tif"):
+        hsisr.read_image(path)
+
+
+def test_plain_srf_matrix_file_is_a_matrix_on_the_bands(tmp_path):
+    m = np.random.default_rng(0).random((31, 3))
+    np.save(tmp_path / "NikonD700.npy", m)
+    deg = Degradation(scale=4, srf=str(tmp_path / "NikonD700.npy"), wavelengths=np.arange(400, 701, 10))
+    np.testing.assert_allclose(deg.srf, m / m.sum(0))
+    with pytest.raises(InputError, match="one row per band"):
+        Degradation(scale=4, srf=str(tmp_path / "NikonD700.npy"), wavelengths=np.arange(400, 701, 20))
+
+
+def test_writer_says_why_it_cannot_save(tmp_path, monkeypatch):
+    import napari.utils.notifications as notifications
+
+    from napari_hsisr._writer import write_cube_tiff
+
+    seen = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: seen.append(str(msg)))
+    cube = np.full((3, 4, 4), np.nan, np.float32)
+    with pytest.raises(InputError):
+        write_cube_tiff(str(tmp_path / "x.tif"), cube, {"name": "bad", "metadata": {}})
+    assert seen and "NaN" in seen[0] and "bad" in seen[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_stale_temporary_files_are_removed_on_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".out.tif.{dead}-abcdef012345.tmp.tif"
+    stale.write_bytes(b"half a file")
+    alive = tmp_path / f".out.tif.{os.getpid()}-abcdef012345.tmp.tif"  # a writer still running
+    alive.write_bytes(b"in progress")
+    write_tiff(tmp_path / "out.tif", np.ones((2, 4, 4), np.float32))
+    assert not stale.exists() and alive.exists() and (tmp_path / "out.tif").exists()
+
+
+def test_sigterm_during_a_run_leaves_nothing(files):
+    """SIGTERM unwinds like Ctrl-C: exit 130, no output, no temporary file."""
+    script = ("import sys, time\n"
+              "import napari_hsisr.core.io as io\n"
+              "real = io._atomic_imwrite\n"
+              "def slow(*a, **k):\n"
+              "    def stall(path, *b, **c):\n"
+              "        open(path, 'wb').write(b'x' * 1000)\n"
+              "        print('writing', flush=True)\n"
+              "        time.sleep(30)\n"
+              "    io.tifffile_imwrite = stall\n"
+              "    import tifffile; tifffile.imwrite = stall\n"
+              "    return real(*a, **k)\n"
+              "io._atomic_imwrite = slow\n"
+              "from napari_hsisr.cli import main\n"
+              f"sys.exit(main({[str(a) for a in _fuse_args(files)]!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert "writing" in line
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped: nothing was written" in err
+    leftovers = [p.name for p in files.iterdir() if p.name.startswith(".") or p.name == "out.tif"]
+    assert leftovers == []
+    time.sleep(0)
+
+
+def test_a_scene_too_large_for_a_memory_cap_is_one_line(tmp_path):
+    """4096^2 RGB over a 31 x 512^2 cube under a 6 GB address-space cap: refused at once."""
+    script = ("import resource, sys, numpy as np\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))\n"
+              "import tifffile\n"
+              f"tifffile.imwrite({str(tmp_path / 'hr.tif')!r}, np.zeros((4096, 4096, 3), np.uint8) + 9, "
+              "photometric='rgb')\n"
+              f"tifffile.imwrite({str(tmp_path / 'lr.tif')!r}, np.ones((31, 512, 512), np.float32))\n"
+              "from napari_hsisr.cli import main\n"
+              f"sys.exit(main(['fuse', '--hr', {str(tmp_path / 'hr.tif')!r}, '--lr', {str(tmp_path / 'lr.tif')!r}, "
+              f"'--out', {str(tmp_path / 'out.tif')!r}, '--wavelengths', '400:700:10']))\n")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "Crop the pair to about" in proc.stderr, proc.stderr
+    assert time.perf_counter() - start < 60 and not (tmp_path / "out.tif").exists()
+
+
+def test_train_without_validation_says_so(tmp_path, capsys, pair):
+    np.save(tmp_path / "cube.npy", pair.reference)
+    code, out, err = _cli(["train", tmp_path / "cube.npy", "--out", tmp_path / "w.pt", "--epochs", "1", "--steps", "1",
+                           "--batch", "1", "--patch", "16", "--width", "4", "--scale", "4", "--psf-sigma", "1",
+                           "--wavelengths", "400:700:10", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "nan" not in (out + err).lower() and "no validation cubes" in out + err
