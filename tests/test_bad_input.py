@@ -329,3 +329,17 @@ def test_train_without_validation_says_so(tmp_path, capsys, pair):
                            "--wavelengths", "400:700:10", "--device", "cpu"], capsys)
     assert code == 0, err
     assert "nan" not in (out + err).lower() and "no validation cubes" in out + err
+
+
+def test_corrupt_weights_record_is_one_line(tmp_path, pair):
+    import shutil
+
+    from napari_hsisr.core.methods.msfn import shipped_weights
+
+    src = shipped_weights(8)
+    shutil.copy(src, tmp_path / "w.pt")
+    (tmp_path / "w.pt.json").write_text("{not json")
+    p = sample_pair(size=64)
+    with pytest.raises(InputError, match="damaged") as info:
+        hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", weights=str(tmp_path / "w.pt"))
+    assert "\n" not in str(info.value)
