@@ -36,8 +36,14 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
         use &= inputs.lr_valid
     if use.any():  # (no LR pixel is usable when the kernel is larger than the image)
         pred = deg.spatial_operator.circular(cube)  # exact on the pixels used
-        total, per = _relative((pred - lr)[:, use], lr[:, use])
+        # bands weighted as the fusion weighs them: a water-absorption band is noise that no result
+        # should reproduce, and must not decide whether the result explains the cube
+        w = _band_weights(lr, inputs.lr_valid)[:, None]
+        total, _ = _relative(w * (pred - lr)[:, use], w * lr[:, use])
+        _, per = _relative((pred - lr)[:, use], lr[:, use])
         out["lr"] = {"relative": round(total, 5), "per_band": per, "pixels": int(use.sum())}
+        if np.any(w < 1):
+            out["lr"]["noisy_bands_down_weighted"] = int(np.sum(w < 1))
     if deg.srf is not None and deg.srf.shape[0] == cube.shape[0] and inputs.hr_display is not None \
             and deg.srf.shape[1] == inputs.hr_display.shape[0]:
         tone, _ = deg.tone()
@@ -50,6 +56,15 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
         out["hr"] = {"relative": round(total, 5), "per_channel": per, "linear_relative": round(lin_total, 5),
                      "encoding": tone.name}
     return out
+
+
+def _band_weights(lr: np.ndarray, valid) -> np.ndarray:
+    from .solvers.subspace import band_weights, noise_covariance
+
+    try:
+        return band_weights(noise_covariance(lr, valid))
+    except np.linalg.LinAlgError:
+        return np.ones(len(lr))
 
 
 def likely_causes(inputs, deg) -> list[str]:

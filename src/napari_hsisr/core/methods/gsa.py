@@ -49,12 +49,12 @@ def sharpen(hr: np.ndarray, lr: np.ndarray, s: int, offset=(0.0, 0.0)) -> np.nda
     averaged over the blocks the LR pixels actually see."""
     from scipy import ndimage
 
-    hs_up = upsample(lr, s).astype(np.float64)
     dy, dx = (float(v) for v in offset)
-    if dy or dx:
-        hs_up = ndimage.shift(hs_up, (0, dy, dx), order=3, mode="nearest")
+    if dy or dx:  # moved on the LR grid, before upsampling: s^2 times less to interpolate
+        hs_up = upsample(ndimage.shift(lr, (0, dy / s, dx / s), order=3, mode="nearest"), s).astype(np.float64)
         hr_lr = block_mean(ndimage.shift(hr, (0, -dy, -dx), order=1, mode="nearest"), s)
     else:
+        hs_up = upsample(lr, s).astype(np.float64)
         hr_lr = block_mean(hr, s)
     groups = _assign_bands(lr, hr_lr)
     out = np.empty_like(hs_up)
