@@ -66,12 +66,17 @@ def fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return a[:, iy, ix]
 
 
+LEVEL_MISMATCH = 30.0
+
+
 def radiometry_warnings(gain) -> list[str]:
-    """When the HR image and the LR cube disagree in level by more than 10x, say so: the fit
-    compensates, but a unit mistake (percent vs fraction, a x10000 reflectance scale) is likely."""
+    """When the HR image and the LR cube disagree in level by more than ``LEVEL_MISMATCH`` times,
+    say so: the fit compensates, but a unit mistake (percent against fractions: 100x, a x10000
+    reflectance scale) is likely. Not at 10x: an auto-exposed camera over a dark reflectance
+    cube is that far apart for real (NEON: 11-15x in the visible)."""
     g = np.asarray(gain, dtype=float)
     worst = float(np.max(np.maximum(g, 1 / np.maximum(g, 1e-30))))
-    if worst <= 10:
+    if worst <= LEVEL_MISMATCH:
         return []
     return [f"the HR image and the LR cube differ in level by a factor of {worst:.3g} (fitted gains "
             f"{', '.join(f'{v:.3g}' for v in g)}): the fusion compensates, but check their units (e.g. a "

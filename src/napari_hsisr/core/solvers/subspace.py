@@ -61,7 +61,7 @@ def default_eps(cube: np.ndarray, noise_cov: np.ndarray | None = None, valid: np
     return max(1e-4, float(np.trace(Rn) / np.mean(np.sum(Y * Y, 0))))
 
 
-def band_weights(noise_cov: np.ndarray, ratio: float = 3.0) -> np.ndarray:
+def band_weights(noise_cov: np.ndarray, ratio: float = 10.0) -> np.ndarray:
     """Per-band weights ``w_b`` (mean 1 over the typical bands) that whiten the bands much noisier
     than the median: ``w_b = min(1, ratio * median(sigma) / sigma_b)``, so water-absorption or
     sensor-edge bands do not dominate the subspace and the LR data term, while bands of ordinary
