@@ -104,3 +104,19 @@ def test_bad_patch_is_refused_too_large_one_adapts(pair):
     tiny = sample_pair(size=16)  # LR 2x2: not even one patch; the network is skipped, and it says so
     out = hsisr.fuse(tiny.hr, tiny.lr, tiny.degradation, method="unsupervised", steps=5)
     assert "skipped_cnn" in out.settings["resolved_options"] and np.all(np.isfinite(out.cube))
+
+
+def test_previews_arrive_during_refits(pair, monkeypatch):
+    """The refit rounds send the converging estimate (small, channels first) for a live layer."""
+    from napari_hsisr.core.methods import fast
+
+    monkeypatch.setattr(fast, "PREVIEW_EVERY_S", 0.0)  # every round, so a tiny run shows them
+    previews = []
+    res = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="unsupervised", device="cpu",
+                     progress=lambda p: previews.append(p.preview) if p.preview is not None else None,
+                     **{**FAST, "steps": 0, "refits": 3})
+    assert len(previews) == 3
+    C = pair.lr.shape[0]
+    assert all(p.shape == (C, 64, 64) and p.dtype == np.float32 for p in previews)
+    # the last preview is the result before the final touches (same estimate, block means of 1)
+    assert np.corrcoef(previews[-1].ravel(), res.cube.ravel())[0, 1] > 0.99

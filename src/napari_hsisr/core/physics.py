@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
+from .parallel import fft_workers
 
 BOUNDARIES = ("reflect", "symmetric", "wrap", "zero")
 
@@ -192,8 +193,8 @@ class SpatialOperator:
         out = np.empty(z.shape[:-2] + (Y // s, X // s))
         flat, flat_out = z.reshape(-1, Y, X), out.reshape(-1, Y // s, X // s)
         for i in range(0, len(flat), chunk):  # chunks keep the complex spectra small
-            spec = fft.rfft2(flat[i:i + chunk], workers=-1) * Hc
-            flat_out[i:i + chunk] = fft.irfft2(spec, s=(Y, X), workers=-1)[:, ::s, ::s]
+            spec = fft.rfft2(flat[i:i + chunk], workers=fft_workers()) * Hc
+            flat_out[i:i + chunk] = fft.irfft2(spec, s=(Y, X), workers=fft_workers())[:, ::s, ::s]
         return out
 
     def otf(self, shape: tuple[int, int]) -> np.ndarray:
@@ -211,7 +212,7 @@ class SpatialOperator:
         rows = (np.arange(K) - before) % Y
         cols = (np.arange(K) - before) % X
         np.add.at(full, (rows[:, None], cols[None, :]), self.kernel)
-        return fft.fft2(full, workers=-1)
+        return fft.fft2(full, workers=fft_workers())
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,18 @@ class Progress:
     preview: np.ndarray | None = None  # small (C, y, x) float32 cube or None
 
 
+PREVIEW_EVERY_S = 2.0  # methods send an intermediate estimate at most this often
+
+
+def small_preview(cube: np.ndarray, max_side: int = 128) -> np.ndarray:
+    """A ``(C, y, x)`` float32 preview of a cube: block means, at most ``max_side`` pixels a side
+    (a few hundred kB for a viewer's live layer, whatever the scene's size)."""
+    C, Y, X = cube.shape
+    f = max(1, -(-max(Y, X) // max_side))
+    y, x = Y // f, X // f
+    return cube[:, : y * f, : x * f].reshape(C, y, f, x, f).mean(axis=(2, 4)).astype(np.float32)
+
+
 @dataclass
 class FusionInputs:
     """Validated inputs, channels first, float32 in [0, 1] nominally.

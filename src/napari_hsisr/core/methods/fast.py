@@ -34,7 +34,7 @@ from ..degradation import Degradation
 from ..solvers.fourier import SubspaceSystem
 from ..solvers.guided import default_radius, prior_from_lr, refit_prior
 from ..solvers.subspace import band_weights, default_eps, noise_covariance, signal_rank, subspace
-from .base import FusionInputs, MethodInfo, Option, Progress, register
+from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, small_preview
 
 
 @dataclass
@@ -151,16 +151,22 @@ def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float,
     of ``a`` by the HR image) and solve again. Yields Progress from ``step0 + 1`` (channels in
     chunks: they are independent, and chunks keep progress frequent); returns the last solution
     and prior (``None`` if no round)."""
+    import time
+
     sys = st.system
     weights = sys.hr_mask if sys.masked else None
     prior = None
+    last_preview = time.perf_counter()
     for i in range(rounds):
         prior = np.empty_like(a)
         for c in range(0, len(a), REFIT_CHUNK):
             yield Progress(step0 + 2 * i + 1, total, message=f"prior refit {i + 1}/{rounds}")
             prior[c:c + REFIT_CHUNK] = refit_prior(sys.hr, a[c:c + REFIT_CHUNK], radius, eps, weights)
-        yield Progress(step0 + 2 * i + 2, total, message=f"solve {i + 2}/{rounds + 1}")
         a = sys.solve_extended(prior, start=a if sys.masked else None)
+        preview = None
+        if time.perf_counter() - last_preview >= PREVIEW_EVERY_S:  # the estimate converging, for a viewer
+            preview, last_preview = small_preview(st.cube(a)), time.perf_counter()
+        yield Progress(step0 + 2 * i + 2, total, message=f"solve {i + 2}/{rounds + 1}", preview=preview)
     return a, prior
 
 

@@ -28,6 +28,8 @@ import math
 import numpy as np
 from scipy import fft
 
+from ..parallel import fft_workers
+
 
 def fold(spec: np.ndarray, s: int) -> np.ndarray:
     """Spectrum of the decimated signal: average of the ``s x s`` aliases (last two axes)."""
@@ -53,7 +55,7 @@ def sylvester_solve(Qhat: np.ndarray, H: np.ndarray, s: int, M: np.ndarray) -> n
         u = fold(np.conj(H) * What[i], s)
         v = u / (c + g)
         What[i] = (What[i] - H * tile(v, s)) / c
-    return np.real(fft.ifft2(np.tensordot(V, What, axes=1), workers=-1))
+    return np.real(fft.ifft2(np.tensordot(V, What, axes=1), workers=fft_workers()))
 
 
 MASKED_PRIOR_WEIGHT = 0.1
@@ -122,11 +124,11 @@ class SubspaceSystem:
     # ---------------------------------------------------------------- operators on the extended grid
     def lr(self, a: np.ndarray) -> np.ndarray:
         """``D a``: (p, Ye, Xe) -> (p, ye, xe)."""
-        return np.real(fft.ifft2(fold(np.conj(self.H) * fft.fft2(a, workers=-1), self.s), workers=-1))
+        return np.real(fft.ifft2(fold(np.conj(self.H) * fft.fft2(a, workers=fft_workers()), self.s), workers=fft_workers()))
 
     def adjoint_lr(self, x: np.ndarray) -> np.ndarray:
         """``D^T x``: (p, ye, xe) -> (p, Ye, Xe)."""
-        return np.real(fft.ifft2(self.H * tile(fft.fft2(x, workers=-1), self.s), workers=-1))
+        return np.real(fft.ifft2(self.H * tile(fft.fft2(x, workers=fft_workers()), self.s), workers=fft_workers()))
 
     def _normal(self, a: np.ndarray) -> np.ndarray:
         lr = self.adjoint_lr(np.where(self.lr_mask, self.lr(a), 0.0))
@@ -135,7 +137,7 @@ class SubspaceSystem:
         return lr + hr + (self.mu if self.mu_map is None else self.mu_map) * a
 
     def _precondition(self, q: np.ndarray) -> np.ndarray:
-        return sylvester_solve(fft.fft2(q, workers=-1), self.H, self.s, self.M)
+        return sylvester_solve(fft.fft2(q, workers=fft_workers()), self.H, self.s, self.M)
 
     # ---------------------------------------------------------------- public
     def set_mu(self, mu: float) -> None:
