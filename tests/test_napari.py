@@ -43,3 +43,27 @@ def test_reader_declines_unknown_files(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     assert napari_get_reader(str(tmp_path / "notes.txt")) is None
     assert napari_get_reader(str(tmp_path / "absent.tif")) is None
+
+
+def test_menu_actions_open_a_cave_folder_and_save_with_wavelengths(make_napari_viewer, tmp_path):
+    """File > IO Utilities: a CAVE folder opens with this plugin's reader (no reader question), and
+    'Save cube with wavelengths' keeps them (napari's own TIFF writer, listed first, drops them)."""
+    import imageio.v3 as iio
+
+    from napari_hsisr._widgets._menu_actions import open_cube, save_cube
+    from napari_hsisr.core.io import read_cube
+
+    folder = tmp_path / "toy_ms" / "toy_ms"
+    folder.mkdir(parents=True)
+    for n in range(1, 6):
+        iio.imwrite(folder / f"toy_ms_{n:02d}.png", np.full((8, 8), 1000 * n, np.uint16))
+    viewer = make_napari_viewer()
+    layers = open_cube(viewer, str(tmp_path / "toy_ms"))
+    assert len(layers) == 1 and layers[0].data.shape == (5, 8, 8)
+    np.testing.assert_allclose(layers[0].metadata["wavelengths"], [400, 410, 420, 430, 440])
+    viewer.layers.selection.active = layers[0]
+    out = save_cube(viewer, str(tmp_path / "saved.tif"))
+    back = read_cube(out)
+    np.testing.assert_allclose(back.wavelengths, [400, 410, 420, 430, 440])
+    manifest_menus = __import__("npe2").PluginManifest.from_distribution("napari-hsisr").contributions.menus
+    assert "napari/file/io_utilities" in manifest_menus and "napari/layers/context" in manifest_menus

@@ -19,7 +19,7 @@ def sample_viewer(make_napari_viewer):
 @pytest.fixture
 def errors(monkeypatch):
     """Messages passed to napari.utils.notifications.show_error."""
-    import napari.utils.notifications as notifications
+    from napari.utils import notifications
 
     seen = []
     monkeypatch.setattr(notifications, "show_error", lambda msg: seen.append(str(msg)))
@@ -46,10 +46,10 @@ def test_fusion_run_on_sample_adds_aligned_result(sample_viewer, qtbot, errors):
     seen_progress = []
     widget.controller.progress.connect(seen_progress.append)
     assert widget.run()
-    qtbot.waitUntil(lambda: "sample_lr_hs_sr" in viewer.layers, timeout=30000)
+    qtbot.waitUntil(lambda: "sample_lr_hs_fast" in viewer.layers, timeout=30000)
     _wait_idle(qtbot, widget)
 
-    out = viewer.layers["sample_lr_hs_sr"]
+    out = viewer.layers["sample_lr_hs_fast"]  # the method is in the name
     assert out.data.shape == (31, 256, 256) and out.data.dtype == np.float32
     np.testing.assert_allclose(out.scale[-2:], hr.scale[-2:])
     np.testing.assert_allclose(out.translate[-2:], hr.translate[-2:])
@@ -66,33 +66,53 @@ def test_fusion_run_on_sample_adds_aligned_result(sample_viewer, qtbot, errors):
     assert widget.run_button.isEnabled() and not widget.stop_button.isEnabled()
     assert errors == []
 
-    # a second run does not overwrite: <name>_sr[1]; with "replace" it reuses the layer
+    # a second run does not overwrite: <name>_fast[1]; with "replace" it reuses the layer
     widget.options_form.widget("rank").setValue(6)
     assert widget.run()
-    qtbot.waitUntil(lambda: "sample_lr_hs_sr[1]" in viewer.layers, timeout=30000)
+    qtbot.waitUntil(lambda: "sample_lr_hs_fast[1]" in viewer.layers, timeout=30000)
     _wait_idle(qtbot, widget)
     widget.replace_check.setChecked(True)
     n = len(viewer.layers)
     assert widget.run()
     _wait_idle(qtbot, widget)
-    assert len(viewer.layers) == n and viewer.layers["sample_lr_hs_sr"].metadata["settings"]["options"]["rank"] == 6
+    assert len(viewer.layers) == n and viewer.layers["sample_lr_hs_fast"].metadata["settings"]["options"]["rank"] == 6
 
 
-def test_pair_selection_aligns_lr_layer_without_touching_data(make_napari_viewer, qtbot):
+def test_run_aligns_lr_layer_without_touching_data_and_says_where_it_was(make_napari_viewer, qtbot, errors):
     from napari_hsisr._widgets.fusion_widget import FusionWidget
 
     viewer = make_napari_viewer()
     rgb = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
-    lr = np.random.default_rng(1).random((5, 16, 16)).astype(np.float32)
+    lr = np.random.default_rng(1).random((5, 16, 16)).astype(np.float32) + 0.1
     viewer.add_image(rgb, name="hr", rgb=True, scale=(2, 2), translate=(10, 20))
     lr_layer = viewer.add_image(lr.copy(), name="lr", metadata={"wavelengths": [450, 500, 550, 600, 650]})
     widget = FusionWidget(viewer)
     qtbot.addWidget(widget)
     assert widget.scale_spin.value() == 4
+    np.testing.assert_allclose(lr_layer.translate, [0, 0, 0])  # opening the dock moves nothing
+    widget.method_combo.setCurrentText("bicubic")
+    assert widget.run()
+    qtbot.waitUntil(lambda: "lr_bicubic" in viewer.layers, timeout=30000)
+    _wait_idle(qtbot, widget)
     # K = s = 4: LR pixel 0 centre at HR 1.5 -> world 10 + 2 * 1.5
     np.testing.assert_allclose(lr_layer.scale[-2:], [8, 8])
     np.testing.assert_allclose(lr_layer.data_to_world((0, 0, 0))[-2:], [13, 23])
     np.testing.assert_array_equal(lr_layer.data, lr)
+    moved = viewer.layers["lr_bicubic"].metadata["lr_layer_moved"]
+    assert moved["translate_before"] == [0.0, 0.0, 0.0] and "aligned" in widget.progress_label.text()
+
+
+def test_inexact_ratio_is_said_before_running(make_napari_viewer, qtbot):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((256, 256, 3), np.float32), name="hr", rgb=True)
+    viewer.add_image(np.ones((5, 30, 30), np.float32), name="lr")
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.scale_spin.value() == 9
+    note = widget.data_view.pair_note
+    assert not note.isHidden() and "ratio 8.53" in note.text() and "Crop both to 252x252" in note.text()
 
 
 def _register_slow_method():
@@ -121,7 +141,6 @@ def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
         qtbot.addWidget(widget)
         widget.method_combo.setCurrentText("slow_test")
         widget.live_check.setChecked(True)
-        widget.live_every.setValue(2)
         steps, stopped = [], []
         widget.controller.progress.connect(steps.append)
         widget.controller.stopped.connect(lambda: stopped.append(True))
@@ -224,6 +243,7 @@ def test_probe_returns_exact_pixels_across_scales(sample_viewer):
 
 def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
     import matplotlib.colors as mcolors
+    import matplotlib.legend as mlegend
 
     from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
 
@@ -234,17 +254,18 @@ def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
     assert probes.name == "probes" and probes.mode == "add"
     probes.add([[0, 10, 20], [0, 200, 100]])
     qtbot.waitUntil(lambda: "2 probe(s)" in widget.status.text(), timeout=3000)
-    labels = [t.get_text() for t in widget.ax.get_legend().get_texts()]
-    assert "probe 1: sample_lr_hs" in labels and "probe 2: sample_lr_hs" in labels  # hidden reference not plotted
-    # each probe gets its own colour from the cycle, and its curves use it
+    # two compact legends: one entry per layer (colours), one per probe (line style and marker)
+    legends = [c for c in widget.ax.get_children() if isinstance(c, mlegend.Legend)]
+    texts = [[t.get_text() for t in leg.get_texts()] for leg in legends]
+    assert ["sample_lr_hs"] in texts and ["probe 1", "probe 2"] in texts  # hidden reference not plotted
+    lines = {ln.get_label(): ln for ln in widget.ax.get_lines()}
+    l1, l2 = lines["probe 1: sample_lr_hs"], lines["probe 2: sample_lr_hs"]
+    assert mcolors.to_rgb(l1.get_color()) == mcolors.to_rgb(l2.get_color())  # one colour per layer
+    assert (l1.get_linestyle(), l1.get_marker()) != (l2.get_linestyle(), l2.get_marker())  # one style per probe
+    # on the canvas each probe has its own colour and the plot's marker as its symbol
     face = np.asarray(probes.face_color)
     assert not np.allclose(face[0], face[1])
-    lines = {ln.get_label(): ln for ln in widget.ax.get_lines()}
-    c1 = np.asarray(mcolors.to_rgb(lines["probe 1: sample_lr_hs"].get_color()))
-    c2 = np.asarray(mcolors.to_rgb(lines["probe 2: sample_lr_hs"].get_color()))
-    np.testing.assert_allclose(c1, face[0, :3], atol=1e-6)
-    np.testing.assert_allclose(c2, face[1, :3], atol=1e-6)
-    assert not np.allclose(c1, c2)
+    assert [str(v) for v in np.asarray(probes.symbol)[:2]] == ["disc", "square"]
     probes.add([[0, 100, 100]])  # the next colour again
     assert not np.allclose(np.asarray(probes.face_color)[2], face[1])
     probes.data = probes.data[:2]
@@ -310,18 +331,19 @@ def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors):
     noisy = np.clip(ref.data + np.random.default_rng(0).normal(0, 0.01, ref.data.shape), 0, 1).astype(np.float32)
     deg = build_degradation(FusionRequest(viewer.layers["sample_rgb"], viewer.layers["sample_lr_hs"], 8,
                                           psf_sigma=2.0))
-    viewer.add_image(noisy, name="sample_lr_hs_sr", metadata={
-        "settings": {"degradation": deg.settings()}, "inputs": {"hr": "sample_rgb", "lr": "sample_lr_hs"}})
+    viewer.add_image(noisy, name="sample_lr_hs_fast", metadata={
+        "settings": {"method": "fast", "degradation": deg.settings()},
+        "inputs": {"hr": "sample_rgb", "lr": "sample_lr_hs"}})
     widget = QualityWidget(viewer)
     qtbot.addWidget(widget)
-    assert widget.result_combo.currentText() == "sample_lr_hs_sr"
+    assert widget.result_combo.currentText() == "sample_lr_hs_fast"
     assert widget.reference_combo.currentText() == "sample_reference"
     assert (widget.hr_combo.currentText(), widget.lr_combo.currentText()) == ("sample_rgb", "sample_lr_hs")
     m = _evaluate(qtbot, widget)
     assert 35 < m["psnr"] < 45 and m["sam"] > 0 and "ergas" in m and 0 < m["ssim"] <= 1
     assert widget.table.item(0, 1).text() and widget.evaluate_button.isEnabled()
     layer = widget.add_sam_map()
-    assert layer.name == "sample_lr_hs_sr_sam" and layer.data.shape == (256, 256)
+    assert layer.name == "sample_lr_hs_fast_sam" and layer.data.shape == (256, 256)
     # no reference: consistency of the result, degraded again with its recorded Degradation, with its inputs
     widget.reference_combo.setCurrentText(NO_REFERENCE)
     c = _evaluate(qtbot, widget)
@@ -343,6 +365,9 @@ def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):
     viewer.dims.set_current_step(0, 15)
     overlay = _wavelength_overlay.text_overlay(viewer)
     assert overlay.visible and overlay.text == "sample_lr_hs band 15: 550 nm"
+    assert viewer.dims.axis_labels[0] == "550 nm"  # beside the band slider, whose numbers are indices
+    viewer.dims.set_current_step(0, 16)
+    assert viewer.dims.axis_labels[0] == "560 nm"
 
 
 def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors, monkeypatch):
@@ -351,7 +376,7 @@ def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors,
 
     if shipped_weights(8) is None:
         pytest.skip("no shipped x8 weights")
-    import napari.utils.notifications as notifications
+    from napari.utils import notifications
 
     warned = []
     monkeypatch.setattr(notifications, "show_warning", lambda msg: warned.append(str(msg)))
@@ -360,12 +385,12 @@ def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors,
     widget.method_combo.setCurrentText("msfn")
     widget.sigma_spin.setValue(3.0)  # the sample was made with sigma 2; the weights too
     assert widget.run()
-    qtbot.waitUntil(lambda: "sample_lr_hs_sr" in sample_viewer.layers, timeout=60000)
+    qtbot.waitUntil(lambda: "sample_lr_hs_msfn" in sample_viewer.layers, timeout=60000)
     _wait_idle(qtbot, widget)
     assert errors == []
     assert len(warned) == 1 and "PSF differs" in warned[0] and "msfn-zeroshot" in warned[0]
     assert "warning" in widget.progress_label.text()
-    assert sample_viewer.layers["sample_lr_hs_sr"].metadata["settings"]["warnings"] == warned
+    assert sample_viewer.layers["sample_lr_hs_msfn"].metadata["settings"]["warnings"] == warned
 
 
 def test_blind_on_a_misregistered_camera_pair_moves_the_lr_layer(make_napari_viewer, qtbot, errors):
@@ -391,16 +416,60 @@ def test_blind_on_a_misregistered_camera_pair_moves_the_lr_layer(make_napari_vie
     widget.lr_combo.setCurrentText("cube")
     widget.method_combo.setCurrentText("blind")
     widget.options_form.widget("solver").setCurrentText("fast")
-    before = np.array(viewer.layers["cube"].translate[-2:], float)
     assert widget.run()
-    qtbot.waitUntil(lambda: "cube_sr" in viewer.layers, timeout=60000)
+    qtbot.waitUntil(lambda: "cube_blind" in viewer.layers, timeout=60000)
     _wait_idle(qtbot, widget, 60000)
     assert not errors
-    out = viewer.layers["cube_sr"]
+    out = viewer.layers["cube_blind"]
     moved = np.array(viewer.layers["cube"].translate[-2:], float)
-    np.testing.assert_allclose(moved - before, (1.5, -1.0), atol=0.25)
-    assert out.metadata["lr_layer_moved"]["translate_before"][-2:] == pytest.approx(list(before))
+    np.testing.assert_allclose(moved, (1.5 + 1.5, 1.5 - 1.0), atol=0.25)  # block centre + the shift
+    assert out.metadata["lr_layer_moved"]["translate_before"][-2:] == [0.0, 0.0]
     assert "fit: LR" in widget.progress_label.text() and "moved 'cube'" in widget.progress_label.text()
     assert widget.encoding_combo.findText(ESTIMATED) >= 0
     widget.use_estimated_degradation()
     assert widget.request().hr_encoding.name == "srgb"
+
+
+def test_every_control_says_what_it_does(sample_viewer):
+    """Buttons, combos, spin boxes and check boxes of the three docks all carry a tooltip."""
+    from qtpy.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit
+
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+    from napari_hsisr._widgets.quality_widget import QualityWidget
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
+
+    docks = [FusionWidget(sample_viewer), SpectrumWidget(sample_viewer), QualityWidget(sample_viewer)]
+    missing = []
+    for dock in docks:
+        for kind in (QAbstractButton, QComboBox, QAbstractSpinBox, QLineEdit):
+            for w in dock.findChildren(kind):
+                if isinstance(w.parent(), (QComboBox, QAbstractSpinBox)) or w.objectName().startswith("qt_"):
+                    continue  # a combo's or spin box's own inner parts
+                if not (w.toolTip() or "").strip():
+                    label = getattr(w, "text", lambda: "")() if not isinstance(w, QComboBox) else w.currentText()
+                    missing.append(f"{type(dock).__name__}: {type(w).__name__} {label!r}")
+    assert not missing, missing
+
+
+def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    """All three docks open in a 1280x800 window: the window stays 1280x800 (the docks scroll) and
+    Run is on screen, whatever method (blind has the most options)."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+    from napari_hsisr._widgets.quality_widget import QualityWidget
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-hsisr", "sample_pair")
+    fusion = FusionWidget(viewer)
+    for name, dock in (("Fusion", fusion), ("Spectrum probe", SpectrumWidget(viewer)),
+                       ("Quality", QualityWidget(viewer))):
+        viewer.window.add_dock_widget(dock, name=name, area="right")
+    window = viewer.window._qt_window
+    for method in ("unsupervised", "blind"):
+        fusion.method_combo.setCurrentText(method)
+        fusion.options.expand(animate=False)
+        window.resize(1280, 800)
+        qtbot.wait(200)
+        assert (window.width(), window.height()) == (1280, 800)
+        run = fusion.run_button.mapTo(window, fusion.run_button.rect().bottomLeft())
+        assert fusion.run_button.isVisible() and 0 < run.y() < 800

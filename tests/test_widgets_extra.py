@@ -119,6 +119,29 @@ def test_previews_export_and_true_colour(sample_viewer, qtbot, tmp_path):
     n = len(viewer.layers)
     again = widget.add_truecolour()
     assert again is tc and len(viewer.layers) == n and tc.metadata["srf"].startswith("Nikon")
+    # false colour from three chosen wavelengths; the bands nearest to them, each stretched
+    widget.colour_combo.setCurrentText("false colour (nm)")
+    widget.false_colour_edit.setText("700, 551, 400")
+    fc = widget.add_truecolour()
+    assert fc.name == "sample_lr_hs_falsecolour" and fc.rgb and fc.data.shape == (32, 32, 3)
+    assert fc.metadata["wavelengths_rgb"] == [700.0, 550.0, 400.0]
+    np.testing.assert_allclose(fc.translate, lr.translate[-2:])
+    red = np.asarray(lr.data[-1], np.float64)
+    assert np.corrcoef(fc.data[..., 0].ravel(), red.ravel())[0, 1] > 0.99
+    assert fc.data.min() == 0 and fc.data.max() == 1
+    widget.false_colour_edit.setText("1600, 650, 550")  # beyond the cube: said, nothing added
+    n = len(viewer.layers)
+    assert widget.add_truecolour() is None and len(viewer.layers) == n
+
+
+def test_false_colour_parsing():
+    from napari_hsisr._widgets._truecolour import parse_wavelength_triplet
+    from napari_hsisr.core.errors import InputError
+
+    assert parse_wavelength_triplet("860, 650 550") == (860.0, 650.0, 550.0)
+    for bad in ("860, 650", "a, b, c", "860, nan, 550"):
+        with pytest.raises(InputError):
+            parse_wavelength_triplet(bad)
 
 
 def _register_preview_method():
@@ -148,7 +171,6 @@ def test_live_preview_layer_reused_then_removed(sample_viewer, qtbot):
         qtbot.addWidget(widget)
         widget.method_combo.setCurrentText("preview_test")
         widget.live_check.setChecked(True)
-        widget.live_every.setValue(4)
         inserted, shown = [], []
 
         def on_insert(event):
@@ -160,13 +182,13 @@ def test_live_preview_layer_reused_then_removed(sample_viewer, qtbot):
 
         viewer.layers.events.inserted.connect(on_insert)
         assert widget.run()
-        qtbot.waitUntil(lambda: "sample_lr_hs_sr" in viewer.layers and not widget.controller.running,
+        qtbot.waitUntil(lambda: "sample_lr_hs_preview_test" in viewer.layers and not widget.controller.running,
                         timeout=20000)
         assert inserted.count("sample_lr_hs_preview") == 1  # one layer, reused
-        assert shown == [0, 4, 8, 11]  # steps 1, 5, 9 and the last one
+        assert shown[0] == 0 and shown[-1] == 11 and shown == sorted(shown)  # each preview the method sent
         assert "sample_lr_hs_preview" not in viewer.layers  # removed at the end of the run
-        assert widget.result_combo.currentText() == "sample_lr_hs_sr"
-        out = viewer.layers["sample_lr_hs_sr"]
+        assert widget.result_combo.currentText() == "sample_lr_hs_preview_test"
+        out = viewer.layers["sample_lr_hs_preview_test"]
         assert out.metadata["inputs"] == {"hr": "sample_rgb", "lr": "sample_lr_hs"}
     finally:
         base._REGISTRY.pop("preview_test", None)
@@ -174,8 +196,8 @@ def test_live_preview_layer_reused_then_removed(sample_viewer, qtbot):
 
 def test_blind_estimates_are_offered_for_reuse(sample_viewer):
     """A result carrying estimated_degradation (as blind results do) becomes the known degradation."""
-    from napari_hsisr._widgets.fusion_widget import ESTIMATED, FusionWidget
     from napari_hsisr._widgets._fusion_worker import build_degradation
+    from napari_hsisr._widgets.fusion_widget import ESTIMATED, FusionWidget
     from napari_hsisr.core.psf import gaussian_psf
 
     widget = FusionWidget(sample_viewer)

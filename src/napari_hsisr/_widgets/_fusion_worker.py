@@ -38,6 +38,7 @@ class FusionRequest:
     device: str = "auto"
     replace: bool = False
     hr_encoding: Any = "auto"  # "auto", "linear", "srgb", "gamma:<g>" or an estimated ToneCurve
+    lr_translate_before: Any = None  # the LR layer's translate before Run aligned it (None: unmoved)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def check_request(req: FusionRequest):
     """Main-thread validation (fast): layers, shapes, degradation. Returns the Degradation."""
     if req.hr_layer is None or req.lr_layer is None:
         raise InputError("Choose an HR image layer and an LR hyperspectral layer.")
-    if req.hr_layer is req.lr_layer:
+    if req.hr_layer.name == req.lr_layer.name:  # napari hands out a new wrapper per lookup: compare names
         raise InputError("The HR and LR layers must be different layers.")
     if not _layers.is_cube(req.lr_layer):
         raise InputError(f"LR layer {req.lr_layer.name!r} has shape {req.lr_layer.data.shape}; "
@@ -91,10 +92,16 @@ def check_request(req: FusionRequest):
 
 
 def fusion_steps(hr, lr, deg, method, seed, device, options):
-    """Generator for the worker: yields Progress, returns FusionResult or FusionFailure."""
+    """Generator for the worker: yields Progress, returns FusionResult or FusionFailure. The
+    computation leaves one core to the viewer (:func:`..core.parallel.limited`)."""
     from ..core.api import fuse_iter
+    from ..core.parallel import limited, spare_one
 
-    gen = fuse_iter(hr, lr, deg, method=method, seed=seed, device=device, **options)
+    with limited(spare_one()):
+        return (yield from _steps(fuse_iter(hr, lr, deg, method=method, seed=seed, device=device, **options)))
+
+
+def _steps(gen):
     try:
         while True:
             try:
@@ -125,10 +132,18 @@ def result_layer_kwargs(req: FusionRequest, result, deg) -> dict:
     }
 
 
+def result_name(req: FusionRequest) -> str:
+    """``<LR layer>_<method>``: which method made a result is in its name."""
+    return f"{req.lr_layer.name}_{req.method}"
+
+
 def add_result_layer(viewer, req: FusionRequest, result, deg):
-    """Add (or replace) ``<lr name>_sr`` aligned on the HR layer's spatial axes."""
-    base = f"{req.lr_layer.name}_sr"
+    """Add (or replace) ``<lr name>_<method>`` aligned on the HR layer's spatial axes."""
+    base = result_name(req)
     kw = result_layer_kwargs(req, result, deg)
+    if req.lr_translate_before is not None:  # Run aligned the LR layer: say where it was
+        kw["metadata"]["lr_layer_moved"] = {"layer": req.lr_layer.name, "translate_before": req.lr_translate_before,
+                                            "translate_after": [float(v) for v in req.lr_layer.translate]}
     if req.replace and base in viewer.layers:
         layer = viewer.layers[base]
         if _layers.is_cube(layer):
@@ -153,8 +168,9 @@ def move_lr_to_estimate(req: FusionRequest, result, layer) -> bool:
     after = [float(v) for v in req.lr_layer.translate]
     if np.allclose(before, after):
         return False
-    layer.metadata["lr_layer_moved"] = {"layer": req.lr_layer.name, "translate_before": before,
-                                        "translate_after": after}
+    first = req.lr_translate_before if req.lr_translate_before is not None else before
+    layer.metadata["lr_layer_moved"] = {"layer": req.lr_layer.name, "translate_before": first,
+                                        "translate_after": after, "estimated": True}
     return True
 
 

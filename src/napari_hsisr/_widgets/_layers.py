@@ -17,6 +17,12 @@ def is_cube(layer) -> bool:
             and not layer.multiscale and layer.data.shape[0] >= 2)
 
 
+def is_result(layer) -> bool:
+    """A cube this plugin made: its metadata records the fusion's settings."""
+    settings = (getattr(layer, "metadata", None) or {}).get("settings")
+    return is_cube(layer) and isinstance(settings, dict) and bool(settings.get("method"))
+
+
 def is_hr_candidate(layer) -> bool:
     """An RGB/MSI layer ``(Y, X, k)`` (rgb), a ``(k, Y, X)`` stack, or a 2D grey image."""
     if not _is_image(layer) or layer.multiscale:

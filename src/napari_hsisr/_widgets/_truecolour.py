@@ -81,3 +81,42 @@ def true_colour(cube, wavelengths=None, srf=CIE, gamma: bool = True) -> np.ndarr
     rgb = np.tensordot(z, m.astype(np.float32), axes=([0], [0]))  # (Y, X, 3)
     rgb = srgb_gamma(rgb) if gamma else np.clip(rgb, 0.0, 1.0)
     return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+def parse_wavelength_triplet(text: str) -> tuple[float, float, float]:
+    """``"860, 650, 550"`` -> (860.0, 650.0, 550.0): the wavelengths (nm) shown as R, G, B."""
+    parts = [p for p in str(text).replace(";", ",").replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise InputError(f"False colour needs three wavelengths in nm for R, G, B (e.g. '860, 650, 550'), "
+                         f"got {text!r}.")
+    return values  # type: ignore[return-value]
+
+
+def false_colour(cube, wavelengths, rgb_nm, percentiles=(1.0, 99.0)) -> tuple[np.ndarray, list[float]]:
+    """A ``(Y, X, 3)`` float32 composite of the bands nearest to three wavelengths (any: NIR, SWIR).
+
+    Each channel is stretched on its own from the ``percentiles`` of its band to [0, 1], as a
+    colour-infrared composite usually is (vegetation red with 860/650/550 nm). Returns the image
+    and the wavelengths of the bands actually used. Bands further than half the cube's widest band
+    spacing from a request are refused: the cube does not cover that wavelength."""
+    z = np.asarray(cube)
+    if z.ndim != 3:
+        raise InputError(f"False colour needs a (bands, Y, X) cube, got shape {z.shape}.")
+    wl = cube_wavelengths_or_default(wavelengths, z.shape[0])
+    tolerance = 0.5 * float(np.max(np.diff(np.sort(wl)))) if wl.size > 1 else 0.0
+    out, used = np.empty(z.shape[1:] + (3,), np.float32), []
+    for j, nm in enumerate(rgb_nm):
+        b = int(np.argmin(np.abs(wl - nm)))
+        if abs(wl[b] - nm) > tolerance + 1e-6:
+            raise InputError(f"The cube covers {wl.min():g}..{wl.max():g} nm; {nm:g} nm is outside it. "
+                             "Choose three wavelengths within that range.")
+        band = np.asarray(z[b], dtype=np.float32)
+        finite = band[np.isfinite(band)]
+        lo, hi = np.percentile(finite, percentiles) if finite.size else (0.0, 1.0)
+        out[..., j] = np.clip((band - lo) / max(float(hi - lo), 1e-12), 0.0, 1.0)
+        used.append(float(wl[b]))
+    return np.nan_to_num(out), used

@@ -1,4 +1,5 @@
-"""Show "band i: 550 nm" on the canvas when the dims slider moves over a cube with wavelengths."""
+"""Show "band i: 550 nm" on the canvas, and the wavelength beside the band slider (its own numbers
+are band indices), when the dims slider moves over a cube with wavelengths."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from . import _layers
 
-_INSTALLED: "weakref.WeakSet" = weakref.WeakSet()
+_INSTALLED: weakref.WeakSet = weakref.WeakSet()
 
 
 def band_label(layer, world_point) -> str | None:
@@ -49,6 +50,7 @@ def text_overlay(viewer):
 def update(viewer, *_):
     label = current_label(viewer)
     overlay = text_overlay(viewer)
+    _slider_label(viewer, label)
     if label is None:
         if overlay.text.startswith("band") or " band " in overlay.text:
             overlay.text = ""
@@ -56,6 +58,28 @@ def update(viewer, *_):
         return
     overlay.text = label
     overlay.visible = True
+
+
+def _slider_label(viewer, label: str | None) -> None:
+    """The band slider's axis label becomes the wavelength ("550 nm"); restored otherwise."""
+    dims = viewer.dims
+    if dims.ndim < 3:
+        return
+    axis = dims.ndim - 3  # the band axis of (C, Y, X) cubes
+    labels = list(dims.axis_labels)
+    original = getattr(viewer, "_hsisr_axis_label", None)
+    if label is not None:
+        if original is None:
+            viewer._hsisr_axis_label = labels[axis] if not labels[axis].endswith(" nm") else str(axis)
+        text = label.rsplit(": ", 1)[-1]
+    elif original is not None:
+        text = original
+        viewer._hsisr_axis_label = None
+    else:
+        return
+    if labels[axis] != text:
+        labels[axis] = text
+        dims.axis_labels = labels
 
 
 def install(viewer) -> None:

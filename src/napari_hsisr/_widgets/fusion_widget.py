@@ -1,28 +1,36 @@
-"""The "Fusion" dock widget: Qt layout only; the wiring lives in ``_fusion_worker``."""
+"""The "Fusion" dock: the views of ``_fusion_views`` in a scroll area, the run bar pinned below,
+wired to an evented :class:`~._fusion_state.FusionState` and the Qt-free controller of
+``_fusion_worker``.
+
+The dock fits a laptop screen: everything but the run bar scrolls, the method's options and the
+previews start collapsed (their defaults are chosen from the data). Nothing moves in the viewer
+until Run: then the LR layer is aligned over the HR layer (and, after a blind run, moved to the
+estimated registration), with its previous position kept in the result's metadata.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..core.errors import InputError
 from . import _layers
+from ._fusion_state import DONE, FAILED, READY, RUNNING, STOPPED, STOPPING, FusionState
+from ._fusion_views import (  # noqa: F401 - re-exported names used by tests and other docks
+    CHANNEL_COLORS,
+    DEFAULT_SRF,
+    ENCODINGS,
+    ESTIMATED,
+    FALSE_COLOUR,
+    FROM_FILE,
+    DataView,
+    DegradationView,
+    MethodView,
+    ResultView,
+    RunBar,
+    available_devices,
+)
 from ._fusion_worker import (
     FusionController,
     FusionRequest,
@@ -33,15 +41,8 @@ from ._fusion_worker import (
     save_layer,
     show_preview,
 )
-
-FROM_FILE = "from file..."
-ENCODINGS = ("auto", "srgb", "linear", "gamma:2.2", "gamma:1.8")
-ESTIMATED = "estimated (last blind run)"
-DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
-FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
-DTYPES = (("float32", "float32"), ("uint16 (0..1 -> 0..65535)", "uint16"))
-TRUECOLOUR_SOURCES = ("CIE 1931", "selected SRF")
-CHANNEL_COLORS = {"R": "#ff5c5c", "G": "#5cd65c", "B": "#5c8cff", "X": "#ff9f1c", "Y": "#e0e0e0", "Z": "#60a5fa"}
+from ._scrolling import vertical_scroll
+from ._truecolour import parse_wavelength_triplet
 
 
 def truecolour_layer(viewer, layer, srf="CIE 1931"):
@@ -49,9 +50,20 @@ def truecolour_layer(viewer, layer, srf="CIE 1931"):
     from ._truecolour import true_colour
 
     rgb = true_colour(np.asarray(layer.data), _layers.layer_wavelengths(layer), srf)
+    return _colour_layer(viewer, layer, rgb, f"{layer.name}_truecolour", {"source": layer.name, "srf": str(srf)})
+
+
+def falsecolour_layer(viewer, layer, rgb_nm):
+    """Add (or update) ``<name>_falsecolour``: the bands nearest to three wavelengths as R, G, B."""
+    from ._truecolour import false_colour
+
+    rgb, used = false_colour(np.asarray(layer.data), _layers.layer_wavelengths(layer), rgb_nm)
+    meta = {"source": layer.name, "wavelengths_rgb": used}
+    return _colour_layer(viewer, layer, rgb, f"{layer.name}_falsecolour", meta)
+
+
+def _colour_layer(viewer, layer, rgb, name, meta):
     hs, ht = _layers.spatial_scale_translate(layer)
-    name = f"{layer.name}_truecolour"
-    meta = {"source": layer.name, "srf": str(srf)}
     if name in viewer.layers and getattr(viewer.layers[name], "rgb", False):
         out = viewer.layers[name]
         out.data, out.scale, out.translate, out.metadata = rgb, hs, ht, meta
@@ -60,87 +72,17 @@ def truecolour_layer(viewer, layer, srf="CIE 1931"):
                             contrast_limits=(0.0, 1.0))
 
 
-def available_devices() -> list[tuple[str, str]]:
-    """(label, value) pairs for what torch reports on this machine."""
-    out = [("auto", "auto"), ("cpu", "cpu")]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            for i in range(torch.cuda.device_count()):
-                out.append((f"cuda:{i} ({torch.cuda.get_device_name(i)})", f"cuda:{i}"))
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            out.append(("mps", "mps"))
-    except Exception:  # noqa: BLE001 - no torch: CPU only
-        pass
-    return out
-
-
-class OptionsForm(QWidget):
-    """Form generated from a method's ``Option`` tuple."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._layout = QFormLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._fields: dict = {}
-
-    def set_options(self, options) -> None:
-        while self._layout.rowCount():
-            self._layout.removeRow(0)
-        self._fields = {}
-        for opt in options:
-            d = opt.default
-            if opt.choices:
-                w = QComboBox()
-                for c in opt.choices:
-                    w.addItem(str(c), c)
-                w.setCurrentIndex(list(opt.choices).index(d) if d in opt.choices else 0)
-            elif isinstance(d, bool):
-                w = QCheckBox()
-                w.setChecked(d)
-            elif isinstance(d, int):
-                w = QSpinBox()
-                w.setRange(int(opt.minimum if opt.minimum is not None else -10**9),
-                           int(opt.maximum if opt.maximum is not None else 10**9))
-                w.setValue(d)
-            else:  # floats (often 1e-3 .. 1e-8) and strings: free text, checked at run time
-                w = QLineEdit(f"{d:g}" if isinstance(d, float) else str(d))
-            w.setToolTip(opt.help)
-            w.setObjectName(f"opt_{opt.name}")
-            label = QLabel(opt.name)
-            label.setToolTip(opt.help)
-            self._layout.addRow(label, w)
-            self._fields[opt.name] = (opt, w)
-
-    def values(self) -> dict:
-        out = {}
-        for name, (opt, w) in self._fields.items():
-            if isinstance(w, QComboBox):
-                out[name] = w.currentData()
-            elif isinstance(w, QCheckBox):
-                out[name] = w.isChecked()
-            elif isinstance(w, QSpinBox):
-                out[name] = w.value()
-            else:  # free text (floats such as 1e-3, strings): the option parses and checks it
-                out[name] = opt.parse(w.text())
-        return out
-
-    def widget(self, name):
-        return self._fields[name][1]
-
-
 class FusionWidget(QWidget):
     """Fuse an HR RGB/MSI layer with an LR hyperspectral layer into an HR cube."""
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.state = FusionState()
         self.controller = FusionController(napari_viewer)
         self._srf_file: str | None = None
         self._psf_file: str | None = None
-        self._estimated: dict | None = None  # {"psf": (K, K), "srf": (C, k)} from the last blind run
+        self._run_request = None
         self._build()
         self._connect()
         self.refresh_layers()
@@ -152,195 +94,39 @@ class FusionWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self):
+        self.data_view = DataView()
+        self.degradation_view = DegradationView(self.viewer)
+        self.method_view = MethodView()
+        self.result_view = ResultView()
+        self.run_bar = RunBar(self.state)
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.setContentsMargins(0, 0, 4, 0)
+        for view in (self.data_view, self.degradation_view, self.method_view, self.result_view):
+            column.addWidget(view)
+        column.addStretch(1)
+        scroll = vertical_scroll(inner)
+        self.scroll = scroll
         root = QVBoxLayout(self)
-
-        data = QGroupBox("Data")
-        f = QFormLayout(data)
-        self.hr_combo, self.lr_combo = QComboBox(), QComboBox()
-        self.hr_combo.setToolTip("High-resolution RGB/MSI image: an RGB layer (Y, X, k) or a (k, Y, X) stack")
-        self.lr_combo.setToolTip("Low-resolution hyperspectral cube (bands, y, x)")
-        f.addRow("HR image", self.hr_combo)
-        f.addRow("LR cube", self.lr_combo)
-        self.scale_spin = QSpinBox()
-        self.scale_spin.setRange(2, 64)
-        self.scale_spin.setValue(8)
-        self.scale_spin.setToolTip("HR/LR pixel ratio, inferred from the shapes")
-        f.addRow("Scale", self.scale_spin)
-        self.wl_from_layer = QCheckBox("from LR layer metadata")
-        self.wl_start, self.wl_step = QDoubleSpinBox(), QDoubleSpinBox()
-        self.wl_start.setRange(0, 100000)
-        self.wl_start.setValue(400)
-        self.wl_step.setRange(0.01, 10000)
-        self.wl_step.setValue(10)
-        self.wl_start.setSuffix(" nm")
-        self.wl_step.setSuffix(" nm")
-        self.wl_stop_label = QLabel()
-        wl_row = QHBoxLayout()
-        wl_row.addWidget(QLabel("start"))
-        wl_row.addWidget(self.wl_start)
-        wl_row.addWidget(QLabel("step"))
-        wl_row.addWidget(self.wl_step)
-        f.addRow("Wavelengths", self.wl_from_layer)
-        f.addRow("", wl_row)
-        f.addRow("", self.wl_stop_label)
-        root.addWidget(data)
-
-        deg = QGroupBox("Degradation")
-        g = QFormLayout(deg)
-        self.psf_combo = QComboBox()
-        self.psf_combo.addItems(["gaussian", "box", FROM_FILE])
-        g.addRow("PSF", self.psf_combo)
-        self.sigma_spin, self.sigma2_spin, self.angle_spin = QDoubleSpinBox(), QDoubleSpinBox(), QDoubleSpinBox()
-        for w in (self.sigma_spin, self.sigma2_spin):
-            w.setRange(0.0, 100.0)
-            w.setDecimals(2)
-            w.setSingleStep(0.25)
-        self.sigma_spin.setValue(2.0)
-        self.sigma2_spin.setSpecialValueText("isotropic")
-        self.angle_spin.setRange(-180, 180)
-        self.angle_spin.setSuffix(" °")
-        self.size_spin = QSpinBox()
-        self.size_spin.setRange(0, 257)
-        self.size_spin.setSpecialValueText("= scale")
-        self.size_spin.setToolTip("Kernel size K >= scale (0: K = scale)")
-        g.addRow("sigma", self.sigma_spin)
-        g.addRow("size", self.size_spin)
-        g.addRow("sigma2", self.sigma2_spin)
-        g.addRow("angle", self.angle_spin)
-        self.srf_combo = QComboBox()
-        from ..core.srf import list_presets
-
-        self.srf_combo.addItems([*list_presets(), FROM_FILE])
-        if DEFAULT_SRF in list_presets():
-            self.srf_combo.setCurrentText(DEFAULT_SRF)
-        self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel)")
-        g.addRow("SRF", self.srf_combo)
-        self.encoding_combo = QComboBox()
-        self.encoding_combo.addItems(list(ENCODINGS))
-        self.encoding_combo.setToolTip("How the HR image encodes light. auto: 8/16-bit images are display-encoded "
-                                       "(sRGB, as cameras write them), float images linear. blind estimates it.")
-        g.addRow("HR encoding", self.encoding_combo)
-        self.use_estimate_button = QPushButton("Use estimated PSF, SRF and encoding")
-        self.use_estimate_button.setToolTip("Reuse the last blind run's estimates (the PSF holds the estimated shift) "
-                                            "as a known degradation")
-        self.use_estimate_button.setVisible(False)
-        self.use_estimate_button.clicked.connect(self.use_estimated_degradation)
-        g.addRow(self.use_estimate_button)
-        from superqt import QCollapsible
-
-        self.previews = QCollapsible("PSF, SRF and encoding previews")
-        self.previews.setDuration(0)
-        self.previews.layout().setContentsMargins(0, 0, 0, 0)
-        self._build_previews()
-        self.previews.addWidget(self.preview_canvas)
-        g.addRow(self.previews)
-        root.addWidget(deg)
-
-        meth = QGroupBox("Method")
-        m = QFormLayout(meth)
-        self.method_combo = QComboBox()
-        from ..core.methods import list_methods
-
-        for info in list_methods():
-            self.method_combo.addItem(info.name, info)
-            self.method_combo.setItemData(self.method_combo.count() - 1, info.summary, Qt.ItemDataRole.ToolTipRole)
-        if self.method_combo.findText("fast") >= 0:
-            self.method_combo.setCurrentText("fast")
-        m.addRow("Method", self.method_combo)
-        self.method_summary = QLabel()
-        self.method_summary.setWordWrap(True)
-        m.addRow(self.method_summary)
-        self.options_form = OptionsForm()
-        m.addRow(self.options_form)
-        self.device_combo = QComboBox()
-        for label, value in available_devices():
-            self.device_combo.addItem(label, value)
-        m.addRow("Device", self.device_combo)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        m.addRow("Seed", self.seed_spin)
-        self.replace_check = QCheckBox("replace existing result layer")
-        m.addRow(self.replace_check)
-        self.live_check = QCheckBox("live preview every")
-        self.live_check.setToolTip("Show the method's intermediate estimates (when it reports them) in one "
-                                   "layer '<LR>_preview', removed when the run ends or is stopped")
-        self.live_every = QSpinBox()
-        self.live_every.setRange(1, 100000)
-        self.live_every.setValue(10)
-        self.live_every.setSuffix(" steps")
-        live_row = QHBoxLayout()
-        live_row.addWidget(self.live_check)
-        live_row.addWidget(self.live_every, 1)
-        m.addRow(live_row)
-        root.addWidget(meth)
-
-        buttons = QHBoxLayout()
-        self.run_button, self.stop_button = QPushButton("Run"), QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        root.addLayout(buttons)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.progress_label = QLabel("ready")
-        self.progress_label.setWordWrap(True)
-        root.addWidget(self.progress_bar)
-        root.addWidget(self.progress_label)
-
-        out = QGroupBox("Result")
-        o = QFormLayout(out)
-        self.result_combo = QComboBox()
-        self.result_combo.setToolTip("Cube layer to save or render (the last result by default)")
-        o.addRow("Layer", self.result_combo)
-        self.format_combo, self.dtype_combo = QComboBox(), QComboBox()
-        for combo, items in ((self.format_combo, FORMATS), (self.dtype_combo, DTYPES)):
-            for label, value in items:
-                combo.addItem(label, value)
-        self.save_button = QPushButton("Save result...")
-        self.save_button.setToolTip("TIFF with wavelengths and the full settings (reads back with File > Open)")
-        save_row = QHBoxLayout()
-        save_row.addWidget(self.format_combo)
-        save_row.addWidget(self.dtype_combo)
-        o.addRow("Save as", save_row)
-        o.addRow("", self.save_button)
-        self.colour_combo = QComboBox()
-        self.colour_combo.addItems(TRUECOLOUR_SOURCES)
-        self.colour_combo.setToolTip("CIE 1931 -> sRGB, or the SRF chosen above (3 channels)")
-        self.colour_button = QPushButton("True colour")
-        self.colour_button.setToolTip("Add '<layer>_truecolour', an RGB rendering aligned with the cube")
-        colour_row = QHBoxLayout()
-        colour_row.addWidget(self.colour_combo, 1)
-        colour_row.addWidget(self.colour_button)
-        o.addRow("Render", colour_row)
-        root.addWidget(out)
-        root.addStretch(1)
-
-    def _build_previews(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        from .spectrum_widget import _napari_dark
-
-        bg, fg, text = _napari_dark()
-        self.preview_figure = Figure(figsize=(4, 1.7), facecolor=bg, layout="constrained")
-        self.preview_canvas = FigureCanvasQTAgg(self.preview_figure)
-        self.preview_canvas.setFixedHeight(160)
-        gs = self.preview_figure.add_gridspec(1, 3, width_ratios=(1, 2.2, 1.3))
-        self.psf_ax = self.preview_figure.add_subplot(gs[0], facecolor=bg)
-        self.srf_ax = self.preview_figure.add_subplot(gs[1], facecolor=bg)
-        self.tone_ax = self.preview_figure.add_subplot(gs[2], facecolor=bg)
-        for ax in (self.psf_ax, self.srf_ax, self.tone_ax):
-            for spine in ax.spines.values():
-                spine.set_color(fg)
-            ax.tick_params(colors=text, labelsize=7)
-        self._preview_text = text
+        root.setContentsMargins(4, 4, 4, 4)
+        root.addWidget(scroll, 1)
+        root.addWidget(self.run_bar)
+        # the views' controls, by the names the rest of the plugin (and its tests) use
+        for view in (self.data_view, self.degradation_view, self.method_view, self.result_view, self.run_bar):
+            for name, value in vars(view).items():
+                if not name.startswith("_") and name != "state" and not hasattr(self, name):
+                    setattr(self, name, value)
         self.preview_kernel: np.ndarray | None = None
         self.preview_srf: np.ndarray | None = None
         self._preview_timer = QTimer(self)
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(40)
         self._preview_timer.timeout.connect(self.update_previews)
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        hint.setHeight(min(hint.height(), 520))
+        return hint
 
     def _connect(self):
         ev = self.viewer.layers.events
@@ -349,32 +135,33 @@ class FusionWidget(QWidget):
         ev.reordered.connect(self.refresh_layers)
         self.hr_combo.currentIndexChanged.connect(self._on_pair_changed)
         self.lr_combo.currentIndexChanged.connect(self._on_pair_changed)
-        self.scale_spin.valueChanged.connect(self._align)
-        self.size_spin.valueChanged.connect(self._align)
         for w in (self.scale_spin, self.size_spin, self.sigma_spin, self.sigma2_spin, self.angle_spin,
                   self.wl_start, self.wl_step):
             w.valueChanged.connect(self.schedule_previews)
-        for w in (self.psf_combo, self.srf_combo, self.lr_combo):
+        for w in (self.psf_combo, self.srf_combo, self.lr_combo, self.encoding_combo):
             w.currentTextChanged.connect(self.schedule_previews)
         self.wl_from_layer.toggled.connect(self.schedule_previews)
         self.save_button.clicked.connect(self._save_dialog)
         self.colour_button.clicked.connect(self.add_truecolour)
+        self.rerun_button.clicked.connect(self.load_result_settings)
+        self.use_estimate_button.clicked.connect(self.use_estimated_degradation)
         self.psf_combo.currentTextChanged.connect(self._on_psf_changed)
         self.srf_combo.currentTextChanged.connect(self._on_srf_changed)
-        self.encoding_combo.currentTextChanged.connect(self.schedule_previews)
         self.wl_from_layer.toggled.connect(self._update_wavelength_ui)
         self.wl_start.valueChanged.connect(self._update_wavelength_ui)
         self.wl_step.valueChanged.connect(self._update_wavelength_ui)
+        self.scale_spin.valueChanged.connect(self._update_pair_note)
         self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
         c = self.controller
-        c.started.connect(self._on_started)
+        c.started.connect(lambda: self.state.update(status=RUNNING, step=0, total=0, message="starting..."))
         c.progress.connect(self._on_progress)
         c.finished.connect(self._on_finished)
-        c.failed.connect(lambda msg: self.progress_label.setText(f"error: {msg}"))
-        c.stopped.connect(lambda: self.progress_label.setText("stopped: nothing added"))
+        c.failed.connect(lambda msg: self.state.update(status=FAILED, message=f"error: {msg}"))
+        c.stopped.connect(lambda: self.state.update(status=STOPPED, message="stopped: nothing added"))
         c.done.connect(self._on_done)
+        self.state.events.estimates.connect(lambda est: est and self.degradation_view.offer_estimates())
 
     # ------------------------------------------------------------------ layers
     def refresh_layers(self, event=None):
@@ -385,7 +172,7 @@ class FusionWidget(QWidget):
         for combo, names, prev, prefer in (
             (self.hr_combo, hr_names, hr_prev, lambda n: self.viewer.layers[n].rgb),
             (self.lr_combo, lr_names, lr_prev, lambda n: _layers.layer_wavelengths(self.viewer.layers[n]) is not None
-             and not n.endswith("_sr") and "reference" not in n),
+             and not _layers.is_result(self.viewer.layers[n]) and "reference" not in n),
         ):
             combo.blockSignals(True)
             combo.clear()
@@ -401,8 +188,8 @@ class FusionWidget(QWidget):
         before = {self.result_combo.itemText(i) for i in range(self.result_combo.count())}
         self.result_combo.clear()
         self.result_combo.addItems(lr_names)
-        new_results = [n for n in lr_names if "_sr" in n and n not in before]
-        results = [n for n in lr_names if "_sr" in n]
+        results = [n for n in lr_names if _layers.is_result(self.viewer.layers[n])]
+        new_results = [n for n in results if n not in before]
         if new_results:  # a result just appeared: it is the one to save / render
             self.result_combo.setCurrentText(new_results[-1])
         elif prev in lr_names:
@@ -425,33 +212,47 @@ class FusionWidget(QWidget):
 
     def _on_pair_changed(self, *_):
         hr, lr = self.hr_layer, self.lr_layer
-        if hr is not None and lr is not None and hr is not lr:
+        if hr is not None and lr is not None and hr.name != lr.name:
             s = _layers.infer_scale(_layers.hr_spatial_shape(hr), lr.data.shape)
             if s is not None:
                 self.scale_spin.blockSignals(True)
-                self.scale_spin.setValue(s)
+                self.scale_spin.setValue(min(max(s, 2), self.scale_spin.maximum()))
                 self.scale_spin.blockSignals(False)
         has_wl = lr is not None and _layers.layer_wavelengths(lr) is not None
         self.wl_from_layer.setEnabled(has_wl)
         self.wl_from_layer.setChecked(has_wl)
         self._update_wavelength_ui()
-        self._align()
+        self._update_pair_note()
         self.schedule_previews()
 
-    def _align(self, *_):
-        """Overlay the LR layer on the HR layer (scale/translate only) when the shapes agree."""
+    def _update_pair_note(self, *_):
+        """Say, before any run, when the two layers are not an exact multiple of each other."""
         hr, lr = self.hr_layer, self.lr_layer
-        if hr is None or lr is None or hr is lr or not _layers.is_cube(lr):
-            return
-        s = self.scale_spin.value()
+        note = ""
+        if hr is not None and lr is not None and hr.name != lr.name and _layers.is_cube(lr):
+            (Y, X), (y, x) = _layers.hr_spatial_shape(hr), lr.data.shape[-2:]
+            s = self.scale_spin.value()
+            if (Y, X) != (y * s, x * s):
+                note = (f"HR {Y}x{X} over LR {y}x{x}: ratio {Y / y:.2f} x {X / x:.2f}, not exactly {s}. Crop both to "
+                        f"{min(Y // s, y) * s}x{min(X // s, x) * s} and {min(Y // s, y)}x{min(X // s, x)} (or use "
+                        "'hsisr fuse', which crops or resamples and says so).")
+        self.data_view.set_note(note)
+
+    def _align(self, req) -> list | None:
+        """At Run: overlay the LR layer on the HR layer (scale/translate only, data untouched).
+        Returns the translate it had, when it moved."""
+        hr, lr = req.hr_layer, req.lr_layer
+        s = req.scale
         Y, X = _layers.hr_spatial_shape(hr)
         if (Y, X) != (lr.data.shape[-2] * s, lr.data.shape[-1] * s):
-            return
+            return None
         try:
-            deg = build_degradation(self.request(), with_srf=False)
-        except Exception:  # noqa: BLE001 - incomplete form: align later
-            return
+            deg = build_degradation(req, with_srf=False)
+        except Exception:  # noqa: BLE001 - the run reports the problem
+            return None
+        before = [float(v) for v in lr.translate]
         _layers.align_lr_layer(lr, hr, s, deg.lr_translate)
+        return before if not np.allclose(before, lr.translate) else None
 
     def _update_wavelength_ui(self, *_):
         manual = not self.wl_from_layer.isChecked()
@@ -480,8 +281,9 @@ class FusionWidget(QWidget):
         self._preview_timer.start()
 
     def update_previews(self):
-        """Redraw the PSF kernel and the SRF curves on the current wavelengths (never raises)."""
-        text = self._preview_text
+        """Redraw the PSF kernel, the SRF curves and the decoding curve (never raises)."""
+        canvas = self.preview_canvas
+        text = canvas.colours["text"]
         ax = self.psf_ax
         ax.clear()
         ax.set_xticks([])
@@ -490,10 +292,10 @@ class FusionWidget(QWidget):
             deg = build_degradation(self.request_for_preview(), with_srf=False)
             self.preview_kernel = np.asarray(deg.psf)
             ax.imshow(self.preview_kernel, cmap="magma", interpolation="nearest")
-            ax.set_title(f"PSF {deg.kernel_size}x{deg.kernel_size}", fontsize=7, color=text)
+            ax.set_title(f"PSF {deg.kernel_size}x{deg.kernel_size}", fontsize=7)
         except Exception as exc:  # noqa: BLE001 - incomplete form: say why
             self.preview_kernel = None
-            ax.set_title("PSF: n/a", fontsize=7, color=text)
+            ax.set_title("PSF: n/a", fontsize=7)
             ax.text(0.5, 0.5, _short(exc), ha="center", va="center", wrap=True, fontsize=6, color=text,
                     transform=ax.transAxes)
         ax = self.srf_ax
@@ -503,23 +305,22 @@ class FusionWidget(QWidget):
             self.preview_srf = m
             for j, name in enumerate(channels):
                 ax.plot(wl, m[:, j], ".-", ms=2, lw=1, color=CHANNEL_COLORS.get(name), label=name)
-            ax.set_title(f"SRF on {len(wl)} bands", fontsize=7, color=text)
-            leg = ax.legend(fontsize=6, frameon=False, loc="upper right")
-            for t in leg.get_texts():
-                t.set_color(text)
+            ax.set_title(f"SRF on {len(wl)} bands", fontsize=7)
+            ax.set_xlabel("nm", fontsize=6)
+            ax.legend(fontsize=6, frameon=False, loc="upper right")
         except Exception as exc:  # noqa: BLE001
             self.preview_srf = None
-            ax.set_title("SRF: n/a", fontsize=7, color=text)
+            ax.set_title("SRF: n/a", fontsize=7)
             ax.text(0.5, 0.5, _short(exc), ha="center", va="center", wrap=True, fontsize=6, color=text,
                     transform=ax.transAxes)
         try:
-            self._draw_tone(text)
+            self._draw_tone()
         except Exception as exc:  # noqa: BLE001 - a preview never raises
             self.tone_ax.clear()
-            self.tone_ax.set_title(f"decode: n/a ({_short(exc, 30)})", fontsize=7, color=text)
-        self.preview_canvas.draw_idle()
+            self.tone_ax.set_title(f"decode: n/a ({_short(exc, 30)})", fontsize=7)
+        canvas.draw()
 
-    def _draw_tone(self, text):
+    def _draw_tone(self):
         """The HR image's decoding (display value -> linear light) per channel, with the estimated
         gains and offsets when the encoding comes from a blind run."""
         from ..core.physics import ToneCurve
@@ -529,20 +330,19 @@ class FusionWidget(QWidget):
         spec = self._encoding_spec()
         v = np.linspace(0, 1, 65)
         curve = spec if isinstance(spec, ToneCurve) else ToneCurve.parse("srgb" if spec == "auto" else spec)
-        est = self._estimated if self.encoding_combo.currentText() == ESTIMATED and self._estimated else None
+        est = self.state.estimates if self.encoding_combo.currentText() == ESTIMATED else None
         gains = est.get("gain") if est else None
         k = len(curve.table) if curve.kind == "table" else (np.size(gains) if gains not in (None, "auto") else 3)
-        gain = np.broadcast_to(np.asarray(est["gain"] if est and est.get("gain") not in (None, "auto") else 1.0,
-                                          float), (k,))
-        offset = np.broadcast_to(np.asarray(est["offset"] if est and est.get("offset") not in (None, "auto")
-                                            else 0.0, float), (k,))
+        gain = np.broadcast_to(np.asarray(gains if gains not in (None, "auto") else 1.0, float), (k,))
+        offsets = est.get("offset") if est else None
+        offset = np.broadcast_to(np.asarray(offsets if offsets not in (None, "auto") else 0.0, float), (k,))
         lin = curve.decode(np.broadcast_to(v, (k, v.size)))
         names = ("R", "G", "B") if k == 3 else tuple(f"{j + 1}" for j in range(k))
         for j, name in enumerate(names):
             ax.plot(v, (lin[j] - offset[j]) / gain[j], lw=1, color=CHANNEL_COLORS.get(name))
         label = curve.name + (" (auto for 8/16-bit)" if spec == "auto" else "")
-        ax.set_title(f"decode: {label}", fontsize=7, color=text)
-        ax.set_xlabel("display", fontsize=6, color=text)
+        ax.set_title(f"decode: {label}", fontsize=7)
+        ax.set_xlabel("display", fontsize=6)
 
     def request_for_preview(self) -> FusionRequest:
         try:
@@ -558,7 +358,11 @@ class FusionWidget(QWidget):
 
     def srf_on_wavelengths(self):
         """``(wavelengths, (C, k) normalised matrix, channel names)`` of the chosen SRF."""
-        from ..core.srf import DEFAULT_31_BAND_WAVELENGTHS, resolve_srf
+        from ..core.srf import (
+            DEFAULT_31_BAND_WAVELENGTHS,
+            normalize_signed,
+            resolve_srf,
+        )
         from ._fusion_worker import request_wavelengths
 
         req = self.request_for_preview()
@@ -570,10 +374,12 @@ class FusionWidget(QWidget):
             if n != 31:
                 raise InputError(f"{n} bands without wavelengths")
             wl = DEFAULT_31_BAND_WAVELENGTHS
+        if isinstance(req.srf, np.ndarray) and np.any(req.srf < 0):  # an estimate with its negative lobes
+            return wl, normalize_signed(req.srf, wl.size), ("R", "G", "B")[: req.srf.shape[1]]
         m, _, channels = resolve_srf(req.srf, wl, wl.size)
         return wl, m, channels
 
-    # ------------------------------------------------------------------ result: save / true colour
+    # ------------------------------------------------------------------ result: save / true colour / rerun
     @property
     def result_layer(self):
         return self._layer(self.result_combo)
@@ -618,60 +424,88 @@ class FusionWidget(QWidget):
             notify_error("Choose a cube layer to render in true colour.")
             return None
         try:
+            if self.colour_combo.currentText() == FALSE_COLOUR:
+                return falsecolour_layer(self.viewer, layer, parse_wavelength_triplet(self.false_colour_edit.text()))
             return truecolour_layer(self.viewer, layer, self.truecolour_srf())
         except (InputError, ValueError, OSError) as exc:
             notify_error(str(exc))
             return None
 
+    def load_result_settings(self, *_, layer=None) -> bool:
+        """Set the form to what made the chosen result: method, options, seed, device, degradation
+        (the recorded kernel and response as 'estimated' entries when they are not presets)."""
+        layer = layer if layer is not None else self.result_layer
+        settings = (layer.metadata.get("settings") or {}) if layer is not None else {}
+        if not settings.get("method"):
+            notify_error("The chosen layer records no fusion settings; choose a result layer.")
+            return False
+        self.method_combo.setCurrentText(settings["method"])
+        self.options_form.set_values(settings.get("options") or {})
+        self.seed_spin.setValue(int(settings.get("seed", 0)))
+        device = settings.get("device", "auto")
+        index = self.device_combo.findData(device)
+        self.device_combo.setCurrentIndex(max(index, 0))
+        inputs = layer.metadata.get("inputs") or {}
+        for combo, name in ((self.hr_combo, inputs.get("hr")), (self.lr_combo, inputs.get("lr"))):
+            if name and combo.findText(name) >= 0:
+                combo.setCurrentText(name)
+        record = settings.get("estimated_degradation") or settings.get("degradation")
+        if record:
+            self.remember_estimates(record=record)
+            self.use_estimated_degradation(switch_method=False)
+            self.scale_spin.setValue(int(record.get("scale", self.scale_spin.value())))
+        self.state.message = f"form set to the settings of {layer.name!r}: Run to reproduce them"
+        return True
+
     # ------------------------------------------------------------------ degradation / method
     def _psf_spec(self):
         text = self.psf_combo.currentText()
-        if text == ESTIMATED and self._estimated is not None:
-            return self._estimated["psf"]
+        if text == ESTIMATED and self.state.estimates is not None:
+            return self.state.estimates["psf"]
         return self._psf_file if text == FROM_FILE else text
 
     def _encoding_spec(self):
         text = self.encoding_combo.currentText()
-        if text == ESTIMATED and self._estimated is not None and self._estimated.get("tone") is not None:
-            return self._estimated["tone"]
+        if text == ESTIMATED and self.state.estimates is not None and self.state.estimates.get("tone") is not None:
+            return self.state.estimates["tone"]
         return "auto" if text == ESTIMATED else text
 
     def _srf_spec(self):
         text = self.srf_combo.currentText()
-        if text == ESTIMATED and self._estimated is not None:
-            return self._estimated["srf"]
+        if text == ESTIMATED and self.state.estimates is not None:
+            return self.state.estimates["srf"]
         return self._srf_file if text == FROM_FILE else text
 
-    def remember_estimates(self, layer) -> bool:
-        """Offer a blind result's estimated PSF and SRF as the ESTIMATED picker entries."""
-        est = (layer.metadata.get("settings") or {}).get("estimated_degradation")
-        if not est or est.get("psf_kernel") is None or est.get("srf_matrix") is None:
+    def remember_estimates(self, layer=None, record: dict | None = None) -> bool:
+        """Offer a blind result's estimated PSF, SRF and encoding as the ESTIMATED picker entries."""
+        if record is None:
+            record = ((layer.metadata.get("settings") or {}).get("estimated_degradation") if layer is not None
+                      else None)
+        if not record or record.get("psf_kernel") is None or record.get("srf_matrix") is None:
             return False
         from ..core.degradation import Degradation
 
         try:
-            tone = Degradation.from_settings(est).tone()[0]
+            tone = Degradation.from_settings(record).tone()[0]
         except Exception:  # noqa: BLE001 - an older record without an encoding
             tone = None
-        self._estimated = {"psf": np.asarray(est["psf_kernel"], dtype=float),
-                           "srf": np.asarray(est["srf_matrix"], dtype=float), "tone": tone,
-                           "gain": est.get("hr_gain"), "offset": est.get("hr_offset")}
-        for combo in (self.psf_combo, self.srf_combo, self.encoding_combo):
-            if combo.findText(ESTIMATED) < 0:
-                combo.addItem(ESTIMATED)
-        self.use_estimate_button.setVisible(True)
+        self.state.estimates = {"psf": np.asarray(record["psf_kernel"], dtype=float),
+                                "srf": np.asarray(record["srf_matrix"], dtype=float), "tone": tone,
+                                "gain": record.get("hr_gain"), "offset": record.get("hr_offset")}
         return True
 
-    def use_estimated_degradation(self):
-        """Select the estimates in the PSF and SRF pickers (shown in the previews) and switch to
-        ``fast``, so that the next run uses them as a known degradation."""
-        if self._estimated is None:
+    def use_estimated_degradation(self, *_, switch_method: bool = True):
+        """Select the estimates in the PSF, SRF and encoding pickers (shown in the previews) and,
+        by default, switch to ``fast``, so that the next run uses them as a known degradation."""
+        if self.state.estimates is None:
             return
+        self.degradation_view.offer_estimates()
         self.psf_combo.setCurrentText(ESTIMATED)
         self.srf_combo.setCurrentText(ESTIMATED)
         self.encoding_combo.setCurrentText(ESTIMATED)
-        self.method_combo.setCurrentText("fast")
-        self.previews.expand()
+        if switch_method:
+            self.method_combo.setCurrentText("fast")
+        self.previews.expand(animate=False)
 
     def _on_psf_changed(self, text):
         if text == FROM_FILE:
@@ -682,7 +516,6 @@ class FusionWidget(QWidget):
             self._psf_file = path
             self.psf_combo.setToolTip(path)
         self._update_psf_enabled()
-        self._align()
 
     def _update_psf_enabled(self):
         info = self.method_combo.currentData()
@@ -708,6 +541,7 @@ class FusionWidget(QWidget):
             return
         self.method_summary.setText(info.summary)
         self.options_form.set_options(info.options)
+        self.method_view.options.setText(f"Options ({len(info.options)})" if info.options else "Options (none)")
         self.srf_combo.setEnabled(info.needs_srf)
         self._update_psf_enabled()
 
@@ -731,36 +565,46 @@ class FusionWidget(QWidget):
             req = self.request()
         except InputError as exc:
             notify_error(str(exc))
-            self.progress_label.setText(f"error: {exc}")
+            self.state.update(status=FAILED, message=f"error: {exc}")
             return False
-        self._align()
+        if req.hr_layer is not None and req.lr_layer is not None and req.hr_layer.name != req.lr_layer.name \
+                and _layers.is_cube(req.lr_layer):
+            req.lr_translate_before = self._align(req)
         self._run_request = req
-        self._last_preview_step = None
         return self.controller.start(req)
 
+    @property
+    def running(self) -> bool:
+        return self.controller.running
+
     def stop(self):
-        self.progress_label.setText("stopping...")
+        self.state.update(status=STOPPING, message="stopping...")
         self.controller.stop()
         self._remove_preview()
 
     def _remove_preview(self):
-        req = getattr(self, "_run_request", None)
+        req = self._run_request
         if req is not None and req.lr_layer is not None:
             remove_preview(self.viewer, preview_name(req))
 
+    def _on_progress(self, p):
+        text = f"step {p.step}/{p.total}"
+        if p.loss is not None:
+            text += f"  loss {p.loss:.4g}"
+        if p.message:
+            text += f"  {p.message}"
+        self.state.update(total=int(p.total), step=int(p.step), message=text)
+        self._maybe_show_preview(p)
+
     def _maybe_show_preview(self, p):
-        req = getattr(self, "_run_request", None)
+        req = self._run_request
         if (p.preview is None or req is None or not self.live_check.isChecked()
                 or self.controller._stop_requested or not self.controller.running):
             return
-        last = self._last_preview_step
-        if last is not None and p.step - last < self.live_every.value() and p.step < p.total:
-            return
-        self._last_preview_step = p.step
         try:
             show_preview(self.viewer, req, p.preview)
         except Exception as exc:  # noqa: BLE001 - a preview must never break the run
-            self.progress_label.setText(f"preview failed: {exc}")
+            self.state.message = f"preview failed: {exc}"
 
     def _on_finished(self, layer):
         from ._fusion_worker import fit_summary
@@ -768,46 +612,30 @@ class FusionWidget(QWidget):
         settings = layer.metadata.get("settings") or {}
         fit = fit_summary(settings)
         moved = layer.metadata.get("lr_layer_moved")
-        self.progress_label.setText(f"done: added {layer.name!r}" + (f"; {fit}" if fit else "")
-                                    + (f"; moved {moved['layer']!r} to the estimated alignment" if moved else ""))
+        message = f"done: added {layer.name!r}" + (f"; {fit}" if fit else "")
+        if moved:
+            message += (f"; moved {moved['layer']!r} to the estimated alignment" if moved.get("estimated")
+                        else f"; aligned {moved['layer']!r} over the HR layer")
         warnings = settings.get("warnings") or []
         if warnings:
             from napari.utils.notifications import show_warning
 
             for text in warnings:
                 show_warning(text)
-            self.progress_label.setText(f"done: added {layer.name!r} (warning: {warnings[0]})")
+            message += f" (warning: {warnings[0]})"
         if self.remember_estimates(layer):
-            self.progress_label.setText(self.progress_label.text() + "; estimates available")
+            message += "; estimates available"
             self.schedule_previews()
+        self.state.update(status=DONE, last_result=layer.name, message=message)
         if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:
             self.result_combo.setCurrentText(layer.name)
 
-    def _on_started(self):
-        self.run_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.progress_bar.setRange(0, 0)  # busy until the first report
-        self.progress_label.setText("starting...")
-
-    def _on_progress(self, p):
-        total = max(int(p.total), 1)
-        self.progress_bar.setRange(0, total)
-        self.progress_bar.setValue(min(int(p.step), total))
-        text = f"step {p.step}/{p.total}"
-        if p.loss is not None:
-            text += f"  loss {p.loss:.4g}"
-        if p.message:
-            text += f"  {p.message}"
-        self.progress_label.setText(text)
-        self._maybe_show_preview(p)
-
     def _on_done(self):
         self._remove_preview()
-        self.run_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        if self.progress_bar.maximum() == 0:
-            self.progress_bar.setRange(0, 1)
-            self.progress_bar.setValue(0)
+        if self.state.status in (RUNNING, STOPPING):  # ended without a result or an error
+            self.state.update(status=STOPPED if self.state.status == STOPPING else READY)
+        elif self.state.status in (FAILED, STOPPED):
+            self.state.events.status.emit(self.state.status)  # the run bar resets its progress
 
 
 def _short(exc, n: int = 60) -> str:

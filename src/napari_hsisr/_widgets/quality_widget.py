@@ -19,11 +19,10 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
 )
 
 from . import _layers
+from ._scrolling import ScrollingDock
 
 METRICS = (("psnr", "PSNR (dB)"), ("psnr_bandwise", "PSNR band-wise (dB)"), ("sam", "SAM (deg)"),
            ("ergas", "ERGAS"), ("ssim", "SSIM"), ("rmse", "RMSE (0-255)"))
@@ -37,6 +36,10 @@ def result_scale(layer) -> int | None:
         return int(layer.metadata["settings"]["degradation"]["scale"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _reference_and_bands(result, reference, scale):
+    return {**compute_reference_metrics(result, reference, scale), **per_band(result, reference)}
 
 
 def degradation_from_settings(settings: dict):
@@ -58,6 +61,17 @@ def degradation_from_settings(settings: dict):
                        boundary=d.get("boundary", "reflect"))
 
 
+def per_band(result, reference) -> dict:
+    """Per band: PSNR (dB, peak 1) and the relative RMSE (% of the band's RMS)."""
+    est = np.asarray(result, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    mse = np.mean((est - ref) ** 2, axis=(1, 2))
+    with np.errstate(divide="ignore"):
+        psnr = 10 * np.log10(1.0 / np.maximum(mse, 1e-30))
+    rel = 100 * np.sqrt(mse) / np.maximum(np.sqrt(np.mean(ref ** 2, axis=(1, 2))), 1e-30)
+    return {"band_psnr": psnr, "band_relative_rmse": rel}
+
+
 def compute_reference_metrics(result, reference, scale: int | None) -> dict:
     from ..core.metrics import evaluate
 
@@ -77,8 +91,10 @@ def compute_consistency(result, hr_image, lr_cube, settings: dict) -> dict:
     return consistency(np.asarray(result, dtype=np.float32), hr, lr, deg)
 
 
-class QualityWidget(QWidget):
+class QualityWidget(ScrollingDock):
     """Evaluate a result against a reference, or against its own inputs (no reference)."""
+
+    max_hint_height = 300
 
     evaluated = Signal(dict)  # emitted with the metrics (empty dict on failure)
 
@@ -87,7 +103,7 @@ class QualityWidget(QWidget):
         self.viewer = napari_viewer
         self.metrics: dict = {}
         self.worker = None
-        root = QVBoxLayout(self)
+        root = self.body_layout
         form = QFormLayout()
         self.result_combo, self.reference_combo = QComboBox(), QComboBox()
         self.hr_combo, self.lr_combo = QComboBox(), QComboBox()
@@ -116,6 +132,21 @@ class QualityWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
         root.addWidget(self.table)
+        from ._canvas import ThemedCanvas
+
+        self.band_canvas = ThemedCanvas(napari_viewer, toolbar=False, height=150)
+        self.band_ax = self.band_canvas.figure.add_subplot(111)
+        self.band_canvas.setVisible(False)
+        root.addWidget(self.band_canvas)
+        root.addStretch(1)
+        self.finish_layout()
+        self.evaluate_button.setToolTip("Compute the metrics in the background (PSNR/SAM/ERGAS/SSIM/RMSE against "
+                                        "the reference; without one, how well the result explains its inputs)")
+        self.sam_button.setToolTip("Add a layer with the spectral angle (degrees) between result and reference "
+                                   "at every pixel")
+        self.result_combo.setToolTip("The cube to judge (the newest result by default)")
+        self.reference_combo.setToolTip("Ground truth of the same shape, or none: then the no-reference "
+                                        "consistency with the HR and LR inputs")
         self.evaluate_button.clicked.connect(self.evaluate)
         self.sam_button.clicked.connect(self.add_sam_map)
         self.result_combo.currentTextChanged.connect(self._on_result_changed)
@@ -126,24 +157,34 @@ class QualityWidget(QWidget):
 
     # ------------------------------------------------------------------ layers
     def refresh_layers(self, *_):
+        """Follow the layer list: a result that just appeared becomes the one to judge, a reference
+        that just appeared (a name with 'reference') the reference."""
         layers = list(self.viewer.layers)
         names = [lay.name for lay in layers if _layers.is_cube(lay)]
         hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
-        combos = ((self.result_combo, names, lambda n: "_sr" in n),
+        is_result = lambda n: _layers.is_result(self.viewer.layers[n])
+        combos = ((self.result_combo, names, is_result),
                   (self.reference_combo, [NO_REFERENCE, *names], lambda n: "reference" in n),
                   (self.hr_combo, hr_names, lambda n: self.viewer.layers[n].rgb),
-                  (self.lr_combo, names, lambda n: "_sr" not in n and "reference" not in n
+                  (self.lr_combo, names, lambda n: not is_result(n) and "reference" not in n
                    and _layers.layer_wavelengths(self.viewer.layers[n]) is not None))
+        known = getattr(self, "_known_names", set())
         for combo, items, prefer in combos:
             prev = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(items)
-            pick = prev if prev in items else next((n for n in reversed(items) if n != NO_REFERENCE
-                                                    and prefer(n)), None)
+            new = [n for n in items if n not in known and n != NO_REFERENCE and prefer(n)]
+            if new and (combo is not self.reference_combo or prev in ("", NO_REFERENCE)):
+                pick = new[-1]
+            elif prev in items:
+                pick = prev
+            else:
+                pick = next((n for n in reversed(items) if n != NO_REFERENCE and prefer(n)), None)
             if pick:
                 combo.setCurrentText(pick)
             combo.blockSignals(False)
+        self._known_names = set(names) | set(hr_names)
         self._on_result_changed(self.result_combo.currentText())
 
     def _on_result_changed(self, name):
@@ -175,6 +216,10 @@ class QualityWidget(QWidget):
             self.table.setItem(i, 0, QTableWidgetItem(label))
             v = (values or {}).get(key)
             self.table.setItem(i, 1, QTableWidgetItem("" if v is None else f"{v:.4g}"))
+        self.table.resizeColumnToContents(0)
+        # every row visible: the table is as tall as its rows (it never hides 4 of 6)
+        height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
+        self.table.setFixedHeight(height + 2 * self.table.frameWidth() + 2)
 
     def _get(self, combo, what):
         from ..core.errors import InputError
@@ -191,8 +236,8 @@ class QualityWidget(QWidget):
         if self.no_reference():
             raise InputError("Choose a reference layer (a (bands, Y, X) cube of the result's shape).")
         ref = self._get(self.reference_combo, "a reference layer (a (bands, Y, X) cube)")
-        if res is ref:
-            raise InputError("Result and reference are the same layer.")
+        if res.name == ref.name:  # napari hands out a new wrapper per lookup: compare names
+            raise InputError("Result and reference are the same layer; choose the ground truth as the reference.")
         return res, ref
 
     # ------------------------------------------------------------------ evaluate
@@ -227,8 +272,9 @@ class QualityWidget(QWidget):
                     raise InputError(f"Result {res.name!r} is {res.data.shape} but reference {ref.name!r} is "
                                      f"{ref.data.shape}; choose a reference of the same shape.")
                 rows = METRICS
-                fn, args = compute_reference_metrics, (np.asarray(res.data), np.asarray(ref.data),
-                                                       self.scale_spin.value())
+                fn, args = _reference_and_bands, (np.asarray(res.data), np.asarray(ref.data),
+                                                  self.scale_spin.value())
+                self._band_wavelengths = _layers.layer_wavelengths(ref)
         except (InputError, ValueError) as exc:
             self._failed(exc)
             return None
@@ -246,9 +292,39 @@ class QualityWidget(QWidget):
 
     def _done(self, rows, metrics):
         self.metrics = dict(metrics)
+        bands = {k: self.metrics.pop(k) for k in ("band_psnr", "band_relative_rmse") if k in self.metrics}
         self._set_rows(rows, self.metrics)
+        self._plot_bands(bands)
         self.status.setText("done" if rows is METRICS else "no reference: the result degraded again vs. its inputs")
         self.evaluated.emit(self.metrics)
+
+    def _plot_bands(self, bands: dict) -> None:
+        """Per-band PSNR (and relative RMSE on a second axis) against wavelength."""
+        self.band_canvas.setVisible(bool(bands))
+        if not bands:
+            return
+        fig = self.band_canvas.figure
+        fig.clear()
+        ax = fig.add_subplot(111)
+        self.band_ax = ax
+        psnr = np.asarray(bands["band_psnr"])
+        wl = getattr(self, "_band_wavelengths", None)
+        x = wl if wl is not None and len(wl) == len(psnr) else np.arange(len(psnr))
+        colours = self.band_canvas.colours
+        ax.plot(x, psnr, ".-", lw=1, ms=3, color="#ffd700", label="PSNR (dB)")
+        ax.set_xlabel("wavelength (nm)" if x is wl else "band")
+        ax.set_ylabel("PSNR (dB)")
+        twin = ax.twinx()
+        twin.plot(x, bands["band_relative_rmse"], lw=1, color="#4ecdc4", label="relative RMSE (%)")
+        twin.set_ylabel("rel. RMSE (%)")
+        ax.set_title("per band", fontsize=8)
+        lines = ax.get_lines() + twin.get_lines()
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=6, frameon=False, loc="lower left")
+        self.band_canvas.draw()
+        for spine in twin.spines.values():
+            spine.set_color(colours["text"])
+        twin.tick_params(colors=colours["text"], labelsize=7)
+        twin.yaxis.label.set_color(colours["text"])
 
     def _failed(self, exc):
         from napari.utils.notifications import show_error

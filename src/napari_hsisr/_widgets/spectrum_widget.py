@@ -15,16 +15,21 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
-    QWidget,
 )
 
 from ..core import metrics
 from . import _layers
+from ._scrolling import ScrollingDock
 
 PROBES = "probes"
-#: Face colours given to pinned probes in turn (bright on napari's dark canvas; not the hover blue).
+#: Face colours given to pinned probes in turn (bright on napari's dark canvas).
 PROBE_COLORS = ("#ffd700", "#ff6b6b", "#4ecdc4", "#c084fc", "#7bd389", "#ff9f1c", "#f472b6", "#60a5fa")
+#: One colour per cube layer in the plot (the cursor and every probe share the layer's colour).
+LAYER_COLORS = ("#9ecfff", "#ffd700", "#ff6b6b", "#7bd389", "#c084fc", "#ff9f1c", "#f472b6", "#4ecdc4")
+#: One line style / marker per probe (the cursor is a plain line).
+PROBE_STYLES = (("--", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1)), "D"), ((0, (1, 1)), "v"), ((0, (3, 1, 1, 1)), "P"))
+#: The napari Points symbol of each probe: the plot's marker, so a curve and its probe match.
+PROBE_SYMBOLS = ("disc", "square", "triangle_up", "diamond", "triangle_down", "cross")
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -94,14 +99,35 @@ def write_csv(path, wavelengths, names, table) -> Path:
 
 
 # ---------------------------------------------------------------------- widget
-def _napari_dark():
-    try:
-        from napari.utils.theme import get_theme
+def region_spectra(layers, shapes_layer) -> list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(shape index, layer name, wavelengths, mean, std)`` of every cube layer inside every shape
+    of a Shapes layer (pixels whose centre lies in the shape, on each cube's own grid)."""
+    out = []
+    for i in range(len(shapes_layer.data)):
+        for layer in layers:
+            if not _layers.is_cube(layer):
+                continue
+            Y, X = layer.data.shape[-2:]
+            mask = _shape_mask(shapes_layer, i, layer, (Y, X))
+            if mask is None or not mask.any():
+                continue
+            values = np.asarray(layer.data)[:, mask].astype(np.float64)
+            out.append((i, layer.name, cube_wavelengths(layer), values.mean(1), values.std(1)))
+    return out
 
-        t = get_theme("dark")
-        return t.canvas.as_hex(), t.foreground.as_hex(), t.text.as_hex()
-    except Exception:  # noqa: BLE001
-        return "#262930", "#414851", "#f0f1f2"
+
+def _shape_mask(shapes_layer, index: int, layer, shape_yx) -> np.ndarray | None:
+    """Boolean (Y, X) mask of shape ``index`` on ``layer``'s pixel grid."""
+    from skimage.draw import polygon2mask
+
+    verts_world = [shapes_layer.data_to_world(v) for v in np.asarray(shapes_layer.data[index])]
+    pts = []
+    for v in verts_world:
+        full = np.concatenate([np.zeros(max(layer.ndim - len(v), 0)), np.asarray(v, float)])[-layer.ndim:]
+        pts.append(np.asarray(layer.world_to_data(full), float)[-2:])
+    if len(pts) < 3:
+        return None
+    return polygon2mask(shape_yx, np.asarray(pts))
 
 
 def probe_errors(layers, reference, world_point, size: int = 1) -> dict:
@@ -122,33 +148,28 @@ def probe_errors(layers, reference, world_point, size: int = 1) -> dict:
     return out
 
 
-class SpectrumWidget(QWidget):
+class SpectrumWidget(ScrollingDock):
     """Matplotlib plot of spectra: hover (cursor) and pinned probes (a Points layer)."""
+
+    max_hint_height = 360
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from ._canvas import ThemedCanvas
 
         self.viewer = napari_viewer
         self._hover_point = None
-        bg, fg, text = _napari_dark()
-        self.figure = Figure(figsize=(4, 3), facecolor=bg, layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.ax = self.figure.add_subplot(111, facecolor=bg)
-        for spine in self.ax.spines.values():
-            spine.set_color(fg)
-        self.ax.tick_params(colors=text, labelsize=8)
-        self.ax.xaxis.label.set_color(text)
-        self.ax.yaxis.label.set_color(text)
-        self._text = text
+        self.plot = ThemedCanvas(napari_viewer, toolbar=True)
+        self.figure, self.canvas = self.plot.figure, self.plot.canvas
+        self.ax = self.figure.add_subplot(111)
 
-        root = QVBoxLayout(self)
-        self.canvas.setMinimumHeight(240)
-        root.addWidget(self.canvas, 1)
+        root = self.body_layout
+        self.canvas.setMinimumHeight(150)
+        root.addWidget(self.plot, 1)
         row = QHBoxLayout()
         self.hover_check = QCheckBox("hover")
         self.hover_check.setChecked(True)
+        self.hover_check.setToolTip("Plot the spectra under the mouse cursor")
         self.size_spin = QSpinBox()
         self.size_spin.setRange(1, 31)
         self.size_spin.setSingleStep(2)
@@ -156,6 +177,8 @@ class SpectrumWidget(QWidget):
         self.pin_button = QPushButton("Pin probes")
         self.pin_button.setToolTip("Add/select the 'probes' Points layer: click to pin a probe")
         self.export_button = QPushButton("Export CSV")
+        self.export_button.setToolTip("Write the pinned probes' spectra (one column per probe and layer) to a CSV "
+                                      "file")
         row.addWidget(self.hover_check)
         row.addWidget(QLabel("k"))
         row.addWidget(self.size_spin)
@@ -168,11 +191,24 @@ class SpectrumWidget(QWidget):
         self.reference_combo.setToolTip("Cube to compare each probe's spectra with (SAM, RMSE)")
         ref_row.addWidget(self.reference_combo, 1)
         root.addLayout(ref_row)
+        from qtpy.QtWidgets import QScrollArea
+
         self.errors_label = QLabel("")
         self.errors_label.setWordWrap(True)
-        root.addWidget(self.errors_label)
+        errors = QScrollArea()  # a fixed strip: many probes never grow the dock
+        errors.setWidget(self.errors_label)
+        errors.setWidgetResizable(True)
+        errors.setMaximumHeight(70)
+        errors.setFrameShape(errors.Shape.NoFrame)
+        root.addWidget(errors)
+        self.region_check = QCheckBox("regions (mean ± std inside the shapes of a Shapes layer)")
+        self.region_check.setChecked(True)
+        self.region_check.setToolTip("Draw polygons or rectangles in a Shapes layer: each gets its mean spectrum "
+                                     "and a ± 1 std band, per cube layer")
+        root.addWidget(self.region_check)
         self.status = QLabel("")
         root.addWidget(self.status)
+        self.finish_layout()
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -182,6 +218,7 @@ class SpectrumWidget(QWidget):
         self.pin_button.clicked.connect(self.probes_layer)
         self.export_button.clicked.connect(self._export_dialog)
         self.size_spin.valueChanged.connect(self.schedule)
+        self.region_check.toggled.connect(self.schedule)
         self.reference_combo.currentTextChanged.connect(self.schedule)
         self.hover_check.toggled.connect(self.schedule)
         napari_viewer.mouse_move_callbacks.append(self._on_mouse_move)
@@ -209,7 +246,16 @@ class SpectrumWidget(QWidget):
             layer.events.data.connect(self._colour_new_probes)
             layer.events.data.connect(self.schedule)
             layer.events.face_color.connect(self.schedule)
+        for shapes in self.shapes_layers():
+            if id(shapes) not in self._watched:
+                self._watched.add(id(shapes))
+                shapes.events.data.connect(self.schedule)
         self.schedule()
+
+    def shapes_layers(self):
+        from napari.layers import Shapes
+
+        return [lay for lay in self.viewer.layers if isinstance(lay, Shapes) and lay.visible]
 
     def _colour_new_probes(self, event):
         """Give each newly added probe the next colour of ``PROBE_COLORS`` (its curves use it)."""
@@ -229,11 +275,12 @@ class SpectrumWidget(QWidget):
             colors[i] = transform_color(PROBE_COLORS[self._next_colour % len(PROBE_COLORS)])[0]
             self._next_colour += 1
         layer.face_color = colors
+        layer.symbol = [PROBE_SYMBOLS[i % len(PROBE_SYMBOLS)] for i in range(n)]
 
     def schedule(self, *_):
         self._timer.start()
 
-    def closeEvent(self, event):  # noqa: N802
+    def closeEvent(self, event):
         if self._on_mouse_move in self.viewer.mouse_move_callbacks:
             self.viewer.mouse_move_callbacks.remove(self._on_mouse_move)
         super().closeEvent(event)
@@ -291,7 +338,8 @@ class SpectrumWidget(QWidget):
         world, _ = self.probe_points()
         lines = []
         for i, pt in enumerate(world):
-            for name, (sam, rmse) in probe_errors(self.cube_layers(), ref, pt, self.size_spin.value()).items():
+            others = [lay for lay in self.cube_layers() if lay.name != ref.name]  # names: wrappers differ
+            for name, (sam, rmse) in probe_errors(others, ref, pt, self.size_spin.value()).items():
                 lines.append(f"probe {i + 1} {name}: SAM {sam:.2f} deg, RMSE {rmse:.4g}")
         return lines
 
@@ -300,32 +348,53 @@ class SpectrumWidget(QWidget):
 
     # ------------------------------------------------------------------ plot
     def redraw(self):
-        ax = self.ax
-        ax.clear()
+        """Colour = cube layer, line style and marker = probe (the cursor a plain line), regions as
+        a mean line and a ± std band; two small legends (layers, probes) instead of one per curve."""
+        from matplotlib.lines import Line2D
+
+        self.figure.clear()
+        ax = self.ax = self.figure.add_subplot(111)
         layers = self.cube_layers()
-        styles = ["-", "--", ":", "-."]
-        style = {lay.name: styles[i % len(styles)] for i, lay in enumerate(layers)}
+        colour = {lay.name: LAYER_COLORS[i % len(LAYER_COLORS)] for i, lay in enumerate(layers)}
         has_wl = any(_layers.layer_wavelengths(lay) is not None for lay in layers)
         k = self.size_spin.value()
-        n_lines = 0
+        shown_layers, probe_handles = set(), []
         if self.hover_check.isChecked() and self._hover_point is not None:
             for name, (wl, values) in spectra_at(layers, self._hover_point, k).items():
-                ax.plot(wl, values, style[name], color="#9ecfff", lw=1.2, label=f"cursor: {name}")
-                n_lines += 1
-        world, colors = self.probe_points()
-        for i, (pt, color) in enumerate(zip(world, colors)):
-            for name, (wl, values) in spectra_at(layers, pt, k).items():
-                ax.plot(wl, values, style[name], color=color[:3], lw=1.5, label=f"probe {i + 1}: {name}")
-                n_lines += 1
+                ax.plot(wl, values, "-", color=colour[name], lw=1.3, label=f"cursor: {name}")
+                shown_layers.add(name)
+            if shown_layers:
+                probe_handles.append(Line2D([], [], color="#cccccc", lw=1.3, label="cursor"))
+        world, _ = self.probe_points()
+        for i, pt in enumerate(world):
+            ls, marker = PROBE_STYLES[i % len(PROBE_STYLES)]
+            found = spectra_at(layers, pt, k)
+            for name, (wl, values) in found.items():
+                ax.plot(wl, values, linestyle=ls, marker=marker, markevery=max(1, len(wl) // 8), ms=3,
+                        color=colour[name], lw=1.2, label=f"probe {i + 1}: {name}")
+                shown_layers.add(name)
+            if found:
+                probe_handles.append(Line2D([], [], color="#cccccc", linestyle=ls, marker=marker, ms=3, lw=1.2,
+                                            label=f"probe {i + 1}"))
+        if self.region_check.isChecked():
+            for shapes in self.shapes_layers():
+                for i, name, wl, mean, std in region_spectra(layers, shapes):
+                    ax.plot(wl, mean, "-", color=colour[name], lw=2.0, alpha=0.9, label=f"region {i + 1}: {name}")
+                    ax.fill_between(wl, mean - std, mean + std, color=colour[name], alpha=0.18, lw=0)
+                    shown_layers.add(name)
         ax.set_xlabel("wavelength (nm)" if has_wl else "band")
         ax.set_ylabel("value")
-        if n_lines:
-            leg = ax.legend(fontsize=7, frameon=False, loc="best")
-            for t in leg.get_texts():
-                t.set_color(self._text)
+        if shown_layers:
+            layer_handles = [Line2D([], [], color=colour[n], lw=2, label=n) for n in colour if n in shown_layers]
+            first = ax.legend(handles=layer_handles, fontsize=6, frameon=True, loc="upper left", title="layer",
+                              title_fontsize=6, framealpha=0.6)
+            if probe_handles:
+                ax.add_artist(first)
+                ax.legend(handles=probe_handles, fontsize=6, frameon=True, loc="upper right", framealpha=0.6)
+            self._legend_texts = [t.get_text() for t in first.get_texts()]
         self.errors_label.setText("\n".join(self.probe_error_lines()))
         self.status.setText(f"{len(world)} probe(s), {len(layers)} cube layer(s)")
-        self.canvas.draw_idle()
+        self.plot.draw()
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path) -> Path:
