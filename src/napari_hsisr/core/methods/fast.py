@@ -156,7 +156,7 @@ def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float,
     sys = st.system
     weights = sys.hr_mask if sys.masked else None
     prior = None
-    last_preview = time.perf_counter()
+    last_preview = -float("inf")  # the first estimate at once, then every PREVIEW_EVERY_S
     for i in range(rounds):
         prior = np.empty_like(a)
         for c in range(0, len(a), REFIT_CHUNK):
