@@ -159,7 +159,8 @@ def test_stop_mid_run_adds_no_layer(sample_viewer, qtbot, errors):
         _wait_idle(qtbot, widget, timeout=10000)
         qtbot.wait(100)  # let any late signal through
         assert stopped and len(steps) < 400
-        assert len(sample_viewer.layers) == n and "sample_lr_hs_sr" not in sample_viewer.layers
+        assert len(sample_viewer.layers) == n and "sample_lr_hs_slow_test" not in sample_viewer.layers
+        assert widget.progress_bar.value() == 0 and widget.progress_bar.maximum() == 1  # not stuck at 7 %
         assert "sample_lr_hs_preview" not in sample_viewer.layers
         assert "stopped" in widget.progress_label.text() and widget.run_button.isEnabled()
         assert widget.controller.activity is None  # activity bar closed
@@ -352,6 +353,28 @@ def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors):
     assert errors == []
     widget.reference_combo.setCurrentText("sample_lr_hs")  # wrong size: a notification
     assert _evaluate(qtbot, widget) == {} and errors
+    widget.reference_combo.setCurrentText("sample_lr_hs_fast")  # the result itself: refused, no PSNR inf
+    assert _evaluate(qtbot, widget) == {} and "same layer" in errors[-1]
+
+
+def test_quality_opened_first_follows_data_and_new_results(make_napari_viewer, qtbot, errors):
+    """Opened on an empty viewer, the Quality dock picks the reference when it arrives and the
+    result of a fusion when it is added (not the LR input), and the first Evaluate works."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+    from napari_hsisr._widgets.quality_widget import QualityWidget
+
+    viewer = make_napari_viewer()
+    quality = QualityWidget(viewer)
+    qtbot.addWidget(quality)
+    viewer.open_sample("napari-hsisr", "sample_pair")
+    assert quality.reference_combo.currentText() == "sample_reference"
+    fusion = FusionWidget(viewer)
+    qtbot.addWidget(fusion)
+    assert fusion.run()
+    qtbot.waitUntil(lambda: "sample_lr_hs_fast" in viewer.layers, timeout=30000)
+    assert quality.result_combo.currentText() == "sample_lr_hs_fast"
+    m = _evaluate(qtbot, quality)
+    assert m["psnr"] > 35 and errors == []
 
 
 def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):
