@@ -496,3 +496,36 @@ def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
         assert (window.width(), window.height()) == (1280, 800)
         run = fusion.run_button.mapTo(window, fusion.run_button.rect().bottomLeft())
         assert fusion.run_button.isVisible() and 0 < run.y() < 800
+
+
+def test_plots_follow_the_viewer_theme(sample_viewer, qtbot):
+    """Labels, ticks and both legends take the theme's text colour on its background, and change
+    with the theme (never black on black)."""
+    import matplotlib.colors as mcolors
+
+    from napari_hsisr._widgets._canvas import _legends, theme_colours
+    from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
+
+    viewer = sample_viewer
+    sp = SpectrumWidget(viewer)
+    qtbot.addWidget(sp)
+    probes = sp.probes_layer()
+    probes.add([[15, 100, 100]])
+    sp.redraw()
+
+    def check(theme):
+        c = theme_colours(viewer)
+        assert mcolors.to_hex(sp.ax.xaxis.label.get_color()) == mcolors.to_hex(c["text"])
+        assert mcolors.to_hex(sp.ax.get_facecolor()) == mcolors.to_hex(c["bg"])
+        legends = _legends(sp.ax)
+        assert len(legends) == 2  # layers (colours) and probes (styles)
+        for legend in legends:
+            assert mcolors.to_hex(legend.get_frame().get_facecolor()) == mcolors.to_hex(c["bg"])
+            assert all(mcolors.to_hex(t.get_color()) == mcolors.to_hex(c["text"]) for t in legend.get_texts())
+        return c["text"]
+
+    dark = check("dark")
+    viewer.theme = "light"
+    qtbot.wait(50)
+    assert check("light") != dark
+    assert sp.ax.get_xlabel() == "wavelength (nm)"

@@ -25,6 +25,12 @@ def theme_colours(viewer=None) -> dict:
         return {"bg": "#262930", "fg": "#414851", "text": "#f0f1f2", "accent": "#007acc"}
 
 
+def _legends(ax) -> list:
+    from matplotlib.legend import Legend
+
+    return [child for child in ax.get_children() if isinstance(child, Legend)]
+
+
 class ThemedCanvas(QWidget):
     """A figure, its Qt canvas and (optionally) a navigation toolbar, following ``viewer``'s theme.
 
@@ -70,8 +76,7 @@ class ThemedCanvas(QWidget):
             ax.tick_params(colors=c["text"], labelsize=7)
             for label in (ax.xaxis.label, ax.yaxis.label, ax.title):
                 label.set_color(c["text"])
-            legend = ax.get_legend()
-            if legend is not None:
+            for legend in _legends(ax):  # a second legend is an extra artist: style them all
                 legend.get_frame().set_facecolor(c["bg"])
                 legend.get_frame().set_edgecolor(c["fg"])
                 for text in legend.get_texts():
