@@ -104,8 +104,25 @@ def test_memory_estimate_refuses_what_cannot_fit(pair, monkeypatch):
     import napari_hsisr.core.memory as memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1_000_000)
-    with pytest.raises(InputError, match="Crop the pair to about"):
+    with pytest.raises(InputError, match=r"Fuse it in tiles: tile=\d+"):
         hsisr.fuse(pair.hr, pair.lr, pair.degradation)
+
+
+def test_tile_auto_fuses_in_tiles_what_does_not_fit_whole(monkeypatch):
+    """Under a cap the whole frame does not fit (about 134 MB needed, 100 MB free), tile='auto'
+    fuses in tiles that do, and says so in the settings; the result matches the whole-frame one."""
+    import napari_hsisr.core.memory as memory
+
+    pair = sample_pair(size=256)
+
+    whole = hsisr.fuse(pair.hr, pair.lr, pair.degradation)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100_000_000)
+    with pytest.raises(InputError, match="Fuse it in tiles"):
+        hsisr.fuse(pair.hr, pair.lr, pair.degradation)
+    tiled = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile="auto")
+    assert tiled.settings["tiling"]["tiles"] >= 4
+    p_whole = hsisr.evaluate(whole.cube, pair.reference)["psnr"]
+    assert abs(hsisr.evaluate(np.asarray(tiled.cube), pair.reference)["psnr"] - p_whole) < 0.1
 
 
 # ---------------------------------------------------------------------- the CLI contract
@@ -318,7 +335,7 @@ def test_a_scene_too_large_for_a_memory_cap_is_one_line(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.count("\n") == 1 and "Crop the pair to about" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Fuse it in tiles" in proc.stderr, proc.stderr
     assert time.perf_counter() - start < 60 and not (tmp_path / "out.tif").exists()
 
 

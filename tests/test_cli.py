@@ -140,3 +140,33 @@ def test_fuse_a_real_style_pair(tmp_path, capsys):
     assert main(["fuse", "--hr", str(tmp_path / "camera.tif"), "--lr", str(tmp_path / "cube.tif"),
                  "--drop-bands", "7-x", "--out", str(tmp_path / "x.tif")]) == 2
     assert "--drop-bands" in capsys.readouterr().err
+
+
+def test_fuse_in_tiles_to_zarr_and_batch(tmp_path, capsys):
+    """--tile with a .zarr output (inputs read tile by tile), the same as the whole-frame TIFF;
+    'hsisr batch' on a manifest with a broken pair: a summary table, exit 1, the others written."""
+    from napari_hsisr.core.io import write_tiff
+    from napari_hsisr.core.sample import sample_scene
+
+    ref, wl = sample_scene(128)
+    write_tiff(tmp_path / "ref.tif", ref, wavelengths=wl)
+    args = ["--scale", "8", "--psf", "gaussian", "--psf-sigma", "2"]
+    assert main(["simulate", str(tmp_path / "ref.tif"), "--out-hr", str(tmp_path / "hr.tif"),
+                 "--out-lr", str(tmp_path / "lr.tif"), *args]) == 0
+    fuse = ["fuse", "--hr", str(tmp_path / "hr.tif"), "--lr", str(tmp_path / "lr.tif")]
+    assert main([*fuse, "--out", str(tmp_path / "whole.tif")]) == 0
+    assert main([*fuse, "--out", str(tmp_path / "tiled.zarr"), "--tile", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "tiled: 16 tiles" in err
+    whole, tiled = read_cube(tmp_path / "whole.tif"), read_cube(tmp_path / "tiled.zarr")
+    np.testing.assert_allclose(tiled.wavelengths, whole.wavelengths)
+    assert np.abs(tiled.data - whole.data).mean() < 2e-3
+    assert main([*fuse, "--out", str(tmp_path / "bad.zarr"), "--tile", "abc"]) == 2
+    assert "--tile expects" in capsys.readouterr().err
+
+    (tmp_path / "pairs.csv").write_text("name,hr,lr\ngood,hr.tif,lr.tif\nbroken,hr.tif,nothing.tif\n")
+    (tmp_path / "out").mkdir()
+    assert main(["batch", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "out"), "--workers", "1"]) == 1
+    out = capsys.readouterr()
+    assert "| good | done |" in out.out and "| broken | failed |" in out.out and "1 done" in out.err
+    np.testing.assert_allclose(read_cube(tmp_path / "out" / "good.tif").data, whole.data, atol=1e-6)

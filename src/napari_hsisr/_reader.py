@@ -1,4 +1,4 @@
-"""npe2 reader: hyperspectral cubes (TIFF/OME-TIFF, ENVI, .mat, .npy, CAVE folders)."""
+"""npe2 reader: hyperspectral cubes (TIFF/OME-TIFF, ENVI, .mat, .npy, CAVE folders, Zarr results)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _supported(path: Any) -> bool:
     p = Path(path)
+    if p.suffix.lower() == ".zarr" and p.is_dir():
+        return (p / "zarr.json").exists() or (p / ".zarray").exists()  # an array written by a tiled run
     if p.is_dir():
         return find_cave_bands(p) is not None
     if not p.is_file():
@@ -39,7 +41,21 @@ def read_layers(path) -> list[tuple]:
     return [_layer(Path(p)) for p in paths]
 
 
+def _zarr_layer(path: Path) -> tuple:
+    """A tiled result stays on disk: a dask-backed layer reads the chunks napari shows."""
+    import dask.array as da
+
+    from .core.io import open_cube_lazy
+
+    cf = open_cube_lazy(path)
+    meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
+            "wavelength_units": "nm", "settings": cf.metadata.get("settings"), "source": str(path)}
+    return da.from_zarr(cf.data), {"name": path.stem, "metadata": meta}, "image"
+
+
 def _layer(path: Path) -> tuple:
+    if path.suffix.lower() == ".zarr":
+        return _zarr_layer(path)
     cf = read_cube(path)
     if cf.wavelengths is None and len(cf.data) > 4:  # a band table beside the cube gives them
         from .core.io import find_band_table, read_band_table

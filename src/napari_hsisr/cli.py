@@ -232,10 +232,35 @@ def _drop_bands(text):
     return out
 
 
+def _lazy_pair(args):
+    """For a tiled run on plain files: the cube and image opened lazily (only tiles are read), or
+    None when an option needs the whole data (value scale, band table, dropped bands, nodata)."""
+    from .core.grids import match_ratio
+    from .core.io import ImageFile, open_cube_lazy, open_image_lazy
+
+    if any(v is not None for v in (args.value_scale, args.band_table, args.drop_bands, args.lr_nodata, args.variable)):
+        return None
+    try:
+        lr = open_cube_lazy(args.lr)
+        hr = open_image_lazy(args.hr)
+    except InputError:
+        return None
+    match = match_ratio(tuple(np.shape(hr))[:2], tuple(np.shape(lr.data))[-2:])
+    if match.action != "exact" or (args.scale is not None and args.scale != match.scale):
+        return None
+    args.scale = match.scale
+    return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr)}), match
+
+
 def _read_pair(args):
     """The LR cube (with the real-file options) and the HR image, made an exact multiple."""
     from .core.grids import apply_match, match_ratio
     from .core.io import read_cube, read_image_file
+
+    if getattr(args, "tile", None) is not None or str(args.out).lower().endswith(".zarr"):
+        lazy = _lazy_pair(args)
+        if lazy is not None:
+            return lazy
 
     lr = read_cube(args.lr, variable=args.variable, value_scale=args.value_scale, nodata=args.lr_nodata,
                    wavelengths=args.band_table, drop_bands=_drop_bands(args.drop_bands))
@@ -257,17 +282,19 @@ def _read_pair(args):
 
 
 def cmd_fuse(args) -> int:
-    from .core.api import fuse_iter
-    from .core.io import write_tiff
+    from .core.api import _fuse_gen
+    from .core.io import TIFF_SUFFIXES, check_output, write_tiff
 
-    from .core.io import check_output
-
-    check_output(args.out, inputs=(args.hr, args.lr))
+    zarr_out = str(args.out).lower().endswith(".zarr")
+    check_output(args.out, inputs=(args.hr, args.lr), suffixes=TIFF_SUFFIXES + ((".zarr",) if args.tile else ()))
+    if zarr_out and not args.tile:
+        args.tile = "auto"  # a Zarr result is written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
-    deg = _degradation(args, lr.wavelengths, len(lr.data), recorded if isinstance(recorded, dict) else None)
-    gen = fuse_iter(hr, lr.data, deg, method=args.method, seed=args.seed, device=args.device,
-                    lr_valid=lr.mask, grid=args.grid, **_parse_options(args.opt))  # the reader applied --lr-nodata
+    deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None)
+    tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
+    gen = _fuse_gen(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile,
+                    args.out if zarr_out else None, _parse_options(args.opt))  # the reader applied --lr-nodata
     result = _run_with_progress(gen, args.method)
     result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
     if match.action != "exact":
@@ -286,10 +313,54 @@ def cmd_fuse(args) -> int:
         print("fit (relative residual): " + ", ".join(parts), file=sys.stderr)
     for note in result.settings.get("estimation_notes", []):
         print(f"estimated: {note}", file=sys.stderr)
-    write_tiff(args.out, result.cube, wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths,
-               settings=result.settings, format=args.format, dtype=args.dtype)
-    print(f"wrote {args.out} {result.cube.shape} in {result.settings['seconds']:.2f} s")
+    tiling = result.settings.get("tiling")
+    if tiling:
+        print(f"tiled: {tiling['tiles']} tiles of about {tiling['tile']} HR pixels (halo {tiling['halo']})",
+              file=sys.stderr)
+    if not zarr_out:  # a Zarr result was written tile by tile
+        write_tiff(args.out, np.asarray(result.cube), settings=result.settings, format=args.format, dtype=args.dtype,
+                   wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths)
+    print(f"wrote {args.out} {tuple(result.cube.shape)} in {result.settings['seconds']:.2f} s")
     return 0
+
+
+def cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    from .core.batch import fuse_many, read_manifest, summary_table
+
+    rows = read_manifest(args.manifest)  # errors in the manifest before any cluster starts
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {args.workers}.")
+    bar = tqdm(total=len(rows), desc="pairs", unit="pair", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def progress(done, total, outcome):
+        bar.update(1)
+        if not sys.stderr.isatty():
+            print(f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {outcome.message}".rstrip(),
+                  file=sys.stderr, flush=True)
+
+    try:
+        outcomes = fuse_many(rows, args.out, scheduler=args.scheduler, workers=args.workers, seed=args.seed,
+                             device=args.device, progress=progress)
+    finally:
+        bar.close()
+    print(summary_table(outcomes))
+    failed = [o for o in outcomes if o.status == "failed"]
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "skipped", "failed")}
+    print(f"{counts['done']} done, {counts['skipped']} skipped (up to date), {counts['failed']} failed",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _tile_size(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise InputError(f"--tile expects a number of HR pixels (e.g. 512) or 'auto', got {text!r}.") from None
+    if value <= 0:
+        raise InputError(f"--tile must be positive, got {value}.")
+    return value
 
 
 def cmd_evaluate(args) -> int:
@@ -466,7 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif)")
+    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; .zarr: written "
+                                                "tile by tile, for results larger than memory)")
+    q.add_argument("--tile", help="fuse in tiles of about this many HR pixels a side, or 'auto' (whole when it "
+                                  "fits in memory); the inputs are then read tile by tile where the format allows")
     q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option, repeatable; see "
                                                                        "'hsisr methods'")
     q.add_argument("--grid", default="hr", choices=["hr", "lr"],
@@ -480,6 +554,17 @@ def build_parser() -> argparse.ArgumentParser:
     common_run(q)
     _add_degradation_args(q, scale_required=False)
     q.set_defaults(func=cmd_fuse)
+
+    q = sub.add_parser("batch", help="fuse every pair of a manifest (CSV/YAML) on dask.distributed")
+    q.add_argument("manifest", help="CSV or YAML: name, hr, lr[, method, scale, psf, psf_sigma, srf, wavelengths, "
+                                    "hr_encoding, tile, options]; paths relative to the manifest")
+    q.add_argument("--out", required=True, help="folder for <name>.tif (pairs already done there are skipped)")
+    q.add_argument("--workers", type=int, help="local worker processes, one thread each (default: one per core)")
+    q.add_argument("--scheduler", help="address of an existing dask scheduler (e.g. tcp://10.0.0.5:8786) "
+                                       "instead of a local cluster")
+    q.add_argument("--seed", type=int, default=0, help="random seed of every pair")
+    q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (on the workers)")
+    q.set_defaults(func=cmd_batch)
 
     q = sub.add_parser("evaluate", help="result vs reference -> metrics",
                        description="Quality of a result against a reference cube: PSNR (dB, whole cube, peak 1), "

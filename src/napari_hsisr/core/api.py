@@ -71,7 +71,8 @@ def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
 
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
               device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
-              lr_valid: np.ndarray | None = None, **options) -> Generator[Progress, None, FusionResult]:
+              lr_valid: np.ndarray | None = None, scene: dict | None = None,
+              **options) -> Generator[Progress, None, FusionResult]:
     """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
 
     Stop at any yield by closing the generator: no result is produced. Validation happens on
@@ -80,7 +81,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     result is resampled by the degradation's shift, e.g. to compare with a reference on the
     cube's grid). ``lr_nodata``: the LR cube's nodata value, in the units of ``lr_cube`` as given
     (NaN and all-zero spectra always are nodata); ``lr_valid``: a (y, x) mask of valid LR pixels
-    (e.g. ``read_cube(...).mask``).
+    (e.g. ``read_cube(...).mask``). ``scene``: what a tiled run computed once for the whole scene
+    (:mod:`.tiling`); not for direct use.
     """
     if grid not in ("hr", "lr"):
         raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
@@ -91,13 +93,17 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
 
         check_fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0], degradation.scale)
     inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid)
+    inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
     out = yield from info.run(inputs, **opts)
     cube, extras = out if isinstance(out, tuple) else (out, {})
     check_result(cube, method)
     used = extras.get("degradation_object", inputs.degradation)
-    fit, fit_warnings, trust = _fit_report(cube, inputs, used, method, info)
+    if (scene or {}).get("skip_fit"):  # a tiled run checks the fit on a sample of its tiles
+        fit, fit_warnings, trust = {}, [], None
+    else:
+        fit, fit_warnings, trust = _fit_report(cube, inputs, used, method, info)
     frame = {"frame": grid}
     if grid == "lr":
         cube, frame["resampled_by"] = to_lr_frame(cube, used)
@@ -155,12 +161,17 @@ def to_lr_frame(cube: np.ndarray, deg: Degradation) -> tuple[np.ndarray, list]:
 
 def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
          device: str = "auto", progress=None, lr_nodata: float | None = None, grid: str = "hr",
-         lr_valid: np.ndarray | None = None, **options) -> FusionResult:
+         lr_valid: np.ndarray | None = None, tile: int | str | None = None, out=None,
+         **options) -> FusionResult:
     """Fuse an HR image ``(Y, X, k)`` with an LR-HS cube ``(C, y, x)``; run to completion.
 
-    ``progress``, if given, is called with each :class:`Progress`.
+    ``progress``, if given, is called with each :class:`Progress`. ``tile``: fuse in tiles of
+    about that many HR pixels a side (:mod:`.tiling`), or ``"auto"``: whole when it fits in
+    memory, else in tiles of a size that does; ``out``: a ``.zarr`` path for a tiled result
+    written to disk instead of memory. The inputs may then be lazy arrays (memory-mapped, zarr).
     """
-    gen = fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, **options)
+    gen = _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, tile, out,
+                    options)
     while True:
         try:
             p = next(gen)
@@ -168,6 +179,28 @@ def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed
             return stop.value
         if progress is not None:
             progress(p)
+
+
+def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, tile, out, options):
+    from .memory import fits, suggest_tile
+
+    if tile == "auto" and isinstance(degradation, Degradation) and np.ndim(lr_cube) == 3:
+        whole = out is None and fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0])
+        tile = None if whole else suggest_tile(method, np.shape(lr_cube)[0], degradation.scale)
+    if tile is None and out is None:
+        return fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, **options)
+    if grid != "hr":
+        raise InputError("A tiled fusion puts its result on the HR image's grid; use grid='hr' (or no tiles).")
+    from .tiling import fuse_tiled_iter
+
+    if tile in (None, "auto"):
+        tile = suggest_tile(method, np.shape(lr_cube)[0], degradation.scale)
+    try:
+        tile = int(tile)
+    except (TypeError, ValueError):
+        raise InputError(f"tile must be a number of HR pixels or 'auto', got {tile!r}.") from None
+    return fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
+                           lr_valid, **options)
 
 
 def evaluate(estimate, reference, scale: int | None = None, full: bool = True) -> dict:

@@ -178,6 +178,9 @@ def read_cube(path: str | os.PathLike, variable: str | None = None, *,
     if cave is not None:
         return _read_cave(path, cave)
     name = path.name.lower()
+    if path.suffix.lower() == ".zarr" and path.is_dir():  # a tiled fusion's result, read whole
+        lazy = open_cube_lazy(path)
+        return CubeFile(np.asarray(lazy.data[:]), lazy.wavelengths, lazy.metadata)
     if path.is_dir():
         raise InputError(
             f"{path}: is a folder without CAVE bands '<scene>_ms_NN.png'; expected a CAVE "
@@ -891,7 +894,7 @@ def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out",
     created silently), a folder where nothing can be created (read-only, /proc), and a path that
     is one of ``inputs`` (the same file however it is spelled: resolved path or same inode)."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.suffix.lower() != ".zarr":
         raise InputError(f"{flag} {path} is a folder; give a file name such as {path / 'result.tif'}.")
     if path.suffix.lower() not in suffixes:
         raise InputError(f"{flag} {path}: results are written as TIFF; give a name ending in "
@@ -1010,3 +1013,141 @@ def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str]
         else:
             tifffile.imwrite(tmp, data, ome=True, metadata={"axes": "CYX", "Channel": {"Name": labels}},
                              extratags=[(HSISR_TAG, "s", 0, info, True)])
+
+
+# --------------------------------------------------------------------------- lazy (out-of-core)
+def _zarr_from_tiff(path: Path, series: int = 0):
+    """A TIFF's pixels as a zarr array that reads tiles/strips on demand (compressed or not)."""
+    import tifffile
+    import zarr
+
+    store = tifffile.imread(str(path), aszarr=True, series=series)
+    z = zarr.open(store, mode="r")
+    return z if hasattr(z, "shape") else z[0]  # a pyramid: its full-resolution level
+
+
+def open_cube_lazy(path: str | os.PathLike) -> CubeFile:
+    """A cube whose ``data`` (C, Y, X) is read on demand: a Zarr store (as written by a tiled
+    fusion), a TIFF (tiles or strips decoded when sliced), ENVI (memory-mapped) or ``.npy``
+    (memory-mapped). Only what is sliced is read, so a cube larger than memory can be fused in
+    tiles (:mod:`.tiling`). Other formats are read whole by :func:`read_cube`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the path and try again.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".zarr":
+            import zarr
+
+            z = zarr.open_array(str(path), mode="r")
+            wl = z.attrs.get("wavelengths")
+            meta = {"format": "zarr", "source": str(path), "settings": z.attrs.get("settings")}
+            return CubeFile(z, None if wl is None else np.asarray(wl, float), meta)
+        if suffix == ".npy":
+            return CubeFile(_as_cube(np.load(path, mmap_mode="r", allow_pickle=False), path), None,
+                            {"format": "npy", "source": str(path)})
+        if suffix == ".hdr":
+            from spectral import envi
+
+            img = envi.open(str(path))
+            data = np.moveaxis(img.open_memmap(writable=False), -1, 0)  # (Y, X, C) map -> (C, Y, X) view
+            wl = _to_nm(_wl_array(img.metadata.get("wavelength"), data.shape[0]),
+                        img.metadata.get("wavelength units"))
+            return CubeFile(data, wl, {"format": "envi", "source": str(path)})
+        if suffix in (".tif", ".tiff"):
+            head = read_cube_metadata(path)
+            z = _zarr_from_tiff(path)
+            if z.ndim != 3:
+                raise InputError(f"{path}: holds a {z.ndim}-D image; a cube is (C, Y, X).")
+            return CubeFile(z, head.wavelengths, {**head.metadata, "source": str(path), "lazy": True})
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one line
+        raise _wrap(path, exc) from exc
+    return read_cube(path)
+
+
+def open_image_lazy(path: str | os.PathLike):
+    """An HR image (Y, X, k) read on demand (TIFF or ``.npy``); other formats are read whole."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the path and try again.")
+    try:
+        if suffix == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(str(path)) as tf:
+                axes = tf.series[0].axes
+            z = _zarr_from_tiff(path)
+            if z.ndim == 3 and axes.startswith(("S", "C", "I")) and z.shape[0] <= 16 < z.shape[-1]:
+                import dask.array as da
+
+                return da.moveaxis(da.from_zarr(z), 0, -1)  # (k, Y, X) pages -> (Y, X, k), still lazy
+            return z
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(path, exc) from exc
+    return read_image(path)
+
+
+def read_cube_metadata(path: Path) -> CubeFile:
+    """Wavelengths and metadata of a (C, Y, X) TIFF cube without reading its pixels (the data are
+    a 1x1 placeholder). A cube stored with a value scale is refused: read it with read_cube."""
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        series = tif.series[0]
+        C = series.shape[0] if len(series.shape) == 3 else 1
+        info = _tiff_json(tif)
+        labels = (tif.imagej_metadata or {}).get("Labels") if tif.is_imagej else None
+        ome_wl = _ome_channel_wavelengths(tif.ome_metadata) if tif.is_ome else None
+        axes = series.axes
+    if len(axes) == 3 and axes[0] not in "CSIQZ":
+        raise InputError(f"{path}: axes {axes!r} are not bands first; lazy reading needs a (C, Y, X) cube "
+                         "(read it whole with read_cube, or re-save it bands first).")
+    meta: dict[str, Any] = {"format": "tiff"}
+    wl = None
+    if info:
+        if info.get("value_scale") is not None:
+            raise InputError(f"{path}: stores scaled integers; lazy reading keeps raw values: use read_cube.")
+        meta["settings"] = info.get("settings")
+        wl = _wl_array(info.get("wavelengths"), C)
+    if wl is None:
+        wl = _wl_array(ome_wl if ome_wl is not None else _parse_labels(labels), C)
+    return CubeFile(np.zeros((C, 1, 1), np.float32), wl, meta)
+
+
+def write_zarr(cube, path: str | os.PathLike, wavelengths=None, settings: dict | None = None,
+               chunk: int = 512) -> Path:
+    """Write a cube (C, Y, X; numpy, dask or zarr) to a Zarr store with its wavelengths and
+    settings, under a temporary name renamed into place (never a half-written store)."""
+    import shutil
+
+    import zarr
+
+    path = Path(path)
+    if path.suffix.lower() != ".zarr":
+        raise InputError(f"{path}: a Zarr store's name ends in .zarr.")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        shape = tuple(np.shape(cube))
+        z = zarr.open_array(str(temp), mode="w", shape=shape, dtype="float32",
+                            chunks=(shape[0], chunk, chunk))
+        for r in range(0, shape[1], chunk):
+            z[:, r:r + chunk] = np.asarray(cube[:, r:r + chunk], dtype=np.float32)
+        import json
+
+        z.attrs.update(json.loads(json.dumps({"wavelengths": None if wavelengths is None else
+                                              [float(v) for v in np.ravel(wavelengths)],
+                                              "settings": settings or {}}, default=str)))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+    return path

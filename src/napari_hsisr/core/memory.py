@@ -61,15 +61,31 @@ def available_bytes() -> int | None:
     return min(found) if found else None
 
 
-def check_fits(method: str, hr_shape: tuple, bands: int, scale: int, rank: int = 20) -> None:
-    """Refuse, in one line that says what fits, a fusion that would not fit in memory."""
+def fits(method: str, hr_shape: tuple, bands: int, rank: int = 20) -> bool:
+    """Whether a whole-frame fusion of this size fits in the memory there is (True when unknown)."""
     Y, X = hr_shape[-2:]
-    need = estimate_bytes(method, Y * X, bands, rank)
     free = available_bytes()
-    if free is None or need <= 0.9 * free:
+    return free is None or estimate_bytes(method, Y * X, bands, rank) <= 0.9 * free
+
+
+def suggest_tile(method: str, bands: int, scale: int, rank: int = 20, cap: int = 1024) -> int:
+    """A tile side (HR pixels, a multiple of the scale) whose window, halo included, takes at most
+    half the free memory (the result itself is written to disk in a tiled run); at most ``cap``."""
+    free = available_bytes()
+    budget = 0.5 * free if free is not None else 2 * 2**30
+    per_pixel = max(estimate_bytes(method, 1, bands, rank), 1)
+    side = int((budget / per_pixel) ** 0.5) - 2 * 9 * scale  # room for the halo and the blending band
+    return max(4 * scale, min(cap, side) // scale * scale)
+
+
+def check_fits(method: str, hr_shape: tuple, bands: int, scale: int, rank: int = 20) -> None:
+    """Refuse, in one line that says what to do, a whole-frame fusion that would not fit in memory."""
+    Y, X = hr_shape[-2:]
+    if fits(method, hr_shape, bands, rank):
         return
-    fits = int((0.9 * free / max(need / (Y * X), 1)) ** 0.5) // scale * scale
+    need, free = estimate_bytes(method, Y * X, bands, rank), available_bytes()
+    tile = suggest_tile(method, bands, scale, rank)
     raise InputError(f"method {method!r} needs about {need / 2**30:.1f} GB for a {Y}x{X} HR image with {bands} bands; "
-                     f"{free / 2**30:.1f} GB are free. Crop the pair to about {fits}x{fits} HR pixels or fewer "
-                     "(a multiple of the scale), fuse it in parts, or free memory.")
+                     f"{free / 2**30:.1f} GB are free. Fuse it in tiles: tile={tile} (hsisr fuse --tile {tile}, "
+                     "or --tile auto) with out='result.zarr' for a result larger than memory, or crop the pair.")
 

@@ -61,6 +61,7 @@ class FusionInputs:
     hr_valid: np.ndarray | None = None  # (Y, X) bool: False where the HR image is saturated/NaN
     lr_valid: np.ndarray | None = None  # (y, x) bool: False where the LR cube is nodata
     hr_display: np.ndarray | None = None  # (k, Y, X) the HR image as given (display-encoded), for blind
+    scene: dict | None = None  # quantities computed once for a whole scene that is fused in tiles
 
 
 @dataclass

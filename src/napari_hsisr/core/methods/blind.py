@@ -70,8 +70,10 @@ def estimated_degradation(deg, est, known: set[str]):
     return new
 
 
-def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_size: int = 0,
-        est_iterations: int = 3, solver: str = "unsupervised", **options):
+def estimate_iter(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_size: int = 0,
+                  est_iterations: int = 3):
+    """Generator (Progress 0..8): the degradation estimated from the pair. Returns
+    ``(Estimate, its Degradation, notes, known parts)``; a tiled run calls it once for the scene."""
     from ..estimation import estimate_degradation_iter, gaussian_parameters_note
 
     deg = inputs.degradation
@@ -81,8 +83,6 @@ def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_
     if "srf" in parts and (deg.srf is None or deg.srf.shape != (C, k)):
         raise InputError("known='srf' needs the spectral response in the degradation (one row per band, one "
                          "column per HR channel).")
-    if solver not in ("unsupervised", "fast"):
-        raise InputError(f"solver must be 'unsupervised' or 'fast', got {solver!r}.")
     size = int(psf_size) or 2 * s
     encoding_given = "(given)" in str(inputs.value_scaling.get("hr_encoding", ""))
     hr_display = inputs.hr_display if inputs.hr_display is not None else inputs.hr
@@ -108,6 +108,16 @@ def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_
     notes = list(est.notes) + [gaussian_parameters_note(est) if "psf" not in parts else "PSF given",
                                "fit residual per channel: " + ", ".join(f"{v:.3f}" for v in est.residual)]
     yield Progress(total, total, message="estimated: " + notes[-2])
+    return est, est_deg, notes, parts
+
+
+def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_size: int = 0,
+        est_iterations: int = 3, solver: str = "unsupervised", **options):
+    if solver not in ("unsupervised", "fast"):
+        raise InputError(f"solver must be 'unsupervised' or 'fast', got {solver!r}.")
+    deg = inputs.degradation
+    hr_display = inputs.hr_display if inputs.hr_display is not None else inputs.hr
+    est, est_deg, notes, parts = yield from estimate_iter(inputs, known, psf_model, psf_size, est_iterations)
     op = est_deg.spectral_operator
     hr_lin = (est.tone.decode(hr_display) - op.offset[:, None, None]) / op.gain[:, None, None]
     inner = FusionInputs(hr_lin.astype(np.float32), inputs.lr, est_deg, seed=inputs.seed, device=inputs.device,

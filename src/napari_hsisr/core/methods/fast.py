@@ -57,8 +57,22 @@ def setup(inputs: FusionInputs, rank: int = 0, eps: float = 0.0, lam: float = 1.
     """Subspace, band weights, LR coefficients and the solver; rank and eps 0 are estimated from
     the LR-HS cube's noise (:func:`~..solvers.subspace.signal_rank`, :func:`~..solvers.subspace.default_eps`)."""
     deg = inputs.degradation
-    lr = inputs.lr.astype(np.float64)
-    valid = inputs.lr_valid
+    scene = (inputs.scene or {}).get("subspace")
+    if scene is None:  # a tile of a larger scene takes the scene's subspace (tiling.scene_context)
+        scene = scene_subspace(inputs.lr, inputs.lr_valid, rank, eps, weighting)
+    w, rank, eps, E = scene["weights"], scene["rank"], scene["eps"], scene["E"]
+    lr = inputs.lr.astype(np.float64) * w[:, None, None]
+    xa = np.tensordot(E.T, lr, axes=1)  # p, y, x
+    RE = (deg.srf / w[:, None]).T @ E  # the HR image sees z = (w z) / w
+    system = SubspaceSystem(deg, inputs.hr.astype(np.float64), xa, RE, lam, mu, inputs.hr_valid, inputs.lr_valid)
+    return Setup(E, w, system, rank, eps)
+
+
+def scene_subspace(lr: np.ndarray, valid: np.ndarray | None, rank: int = 0, eps: float = 0.0,
+                   weighting: bool = True) -> dict:
+    """Band weights, rank, eps and the basis ``E`` from an LR-HS cube (C, y, x): what :func:`setup`
+    computes first, and what every tile of a tiled run shares (computed on the whole LR cube)."""
+    lr = lr.astype(np.float64)
     noise_cov = noise_covariance(lr, valid) if (weighting or not (int(rank) and float(eps))) else None
     w = band_weights(noise_cov) if weighting else np.ones(len(lr))
     if not np.all(w == 1):
@@ -66,11 +80,7 @@ def setup(inputs: FusionInputs, rank: int = 0, eps: float = 0.0, lam: float = 1.
         noise_cov = noise_cov * np.outer(w, w)
     rank = int(rank) or signal_rank(lr, noise_cov=noise_cov, valid=valid)
     eps = float(eps) or default_eps(lr, noise_cov, valid)
-    E = subspace(lr, rank, valid)
-    xa = np.tensordot(E.T, lr, axes=1)  # p, y, x
-    RE = (deg.srf / w[:, None]).T @ E  # the HR image sees z = (w z) / w
-    system = SubspaceSystem(deg, inputs.hr.astype(np.float64), xa, RE, lam, mu, inputs.hr_valid, inputs.lr_valid)
-    return Setup(E, w, system, rank, eps)
+    return {"weights": w, "rank": rank, "eps": eps, "E": subspace(lr, rank, valid)}
 
 
 def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3) -> np.ndarray:
@@ -133,6 +143,8 @@ def build_prior(st: Setup, inputs: FusionInputs, prior: str, radius: int, eps: f
 
         raise InputError(f"prior must be 'auto', 'guided' or 'cs', got {prior!r}.")
     w = {"guided": 1.0, "cs": 0.0}.get(prior)
+    if w is None and "prior_guided_weight" in (inputs.scene or {}):  # decided once for the scene
+        w = float(inputs.scene["prior_guided_weight"])
     if w is None:
         w, ratio = prior_weight(st, radius, eps)
         info["prior_error_ratio"] = round(ratio, 4)
@@ -236,11 +248,11 @@ register(MethodInfo(
 NETWORK_BASE_OPTIONS = {"rank": 10, "eps": 1e-3, "band_weights": False, "prior": "guided"}
 
 
-def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, **options) -> np.ndarray:
+def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, scene: dict | None = None, **options) -> np.ndarray:
     """The fast method's cube for ``hr`` (k, Y, X) and ``lr`` (C, y, x), without the API's checks
     (for networks that refine it, on crops during training), with :data:`NETWORK_BASE_OPTIONS`
-    unless ``options`` say otherwise."""
-    gen = run(FusionInputs(hr, lr, deg), **{**NETWORK_BASE_OPTIONS, **options})
+    unless ``options`` say otherwise; ``scene``: a tiled run's shared subspace."""
+    gen = run(FusionInputs(hr, lr, deg, scene=scene), **{**NETWORK_BASE_OPTIONS, **options})
     while True:
         try:
             next(gen)
@@ -249,16 +261,18 @@ def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, **options) -> np.
 
 
 def project_consistent(deg: Degradation, hr: np.ndarray, lr: np.ndarray, prior_cube: np.ndarray,
-                       rank: int = 16, lam: float = 1.0, mu: float = 1e-3, hr_valid=None, lr_valid=None) -> np.ndarray:
+                       rank: int = 16, lam: float = 1.0, mu: float = 1e-3, hr_valid=None, lr_valid=None,
+                       E: np.ndarray | None = None) -> np.ndarray:
     """Data-consistency step for a network's cube: fast's solve with ``prior_cube`` as the prior,
     inside the LR cube's ``rank``-dimensional subspace; the prior's part outside that subspace
     (which the LR-HS cube barely constrains) is kept as is.
 
     ``hr`` (k, Y, X), ``lr`` (C, y, x), ``prior_cube`` (C, Y, X); returns (C, Y, X) float64.
+    ``E``: the subspace to use (a tiled run's, from the whole LR cube) instead of ``lr``'s own.
     """
     lr = lr.astype(np.float64)
     prior_cube = prior_cube.astype(np.float64)
-    E = subspace(lr, rank, lr_valid)
+    E = subspace(lr, rank, lr_valid) if E is None else E
     xa = np.tensordot(E.T, lr, axes=1)
     a0 = np.tensordot(E.T, prior_cube, axes=1)
     system = SubspaceSystem(deg, hr.astype(np.float64), xa, deg.srf.T @ E, lam, mu, hr_valid, lr_valid)

@@ -97,11 +97,11 @@ def _check_model(model, inputs: FusionInputs, source: str) -> None:
                          "'msfn-zeroshot' or train weights for it with `hsisr train`.")
 
 
-def _base(model, deg, hr: np.ndarray, lr: np.ndarray):
+def _base(model, deg, hr: np.ndarray, lr: np.ndarray, scene: dict | None = None):
     """The fast method's cube that a residual network refines (None for a plain network)."""
     from .fast import estimate
 
-    return estimate(deg, hr, lr) if model.residual else None
+    return estimate(deg, hr, lr, scene=scene) if model.residual else None
 
 
 def _infer(model, inputs: FusionInputs, base):
@@ -120,7 +120,8 @@ def _finish(inputs, cube, consistency: bool, mu: float):
     from .fast import project_consistent
 
     if consistency:
-        cube = project_consistent(inputs.degradation, inputs.hr, inputs.lr, cube, mu=mu)
+        cube = project_consistent(inputs.degradation, inputs.hr, inputs.lr, cube, mu=mu,
+                                  E=(inputs.scene or {}).get("consistency_E"))
     return np.clip(cube, 0, None).astype(np.float32)
 
 
@@ -146,7 +147,7 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
                         "camera with `hsisr train`.")
     yield Progress(1, 3, message="fast estimate + network")
     try:
-        cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr))
+        cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr, inputs.scene))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise _oom("msfn") from None
@@ -254,7 +255,7 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
                 yield Progress(step, total, loss=ema, message=f"zero-shot training {step}/{steps}")
         yield Progress(steps + 1, total, loss=ema, message="network on the observed pair")
         model.eval()
-        cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr))
+        cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr, inputs.scene))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise _oom("msfn-zeroshot") from None

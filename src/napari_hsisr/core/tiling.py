@@ -1,0 +1,372 @@
+"""Fusion of scenes larger than memory: tiles on the HR grid, a shared scene context, blending.
+
+The HR grid is cut into tiles whose edges fall on LR pixel edges (multiples of the scale). Each
+tile is fused on a larger window, its *halo*, so that the PSF, the guided-filter windows and a
+network's receptive field see real data at the tile's edges; only the tile and a blending band
+around it are kept. Neighbouring tiles overlap by that band and are blended with linear ramps
+that sum to one (a partition of unity), so there is no seam.
+
+What is global is computed once for the scene (:func:`scene_context`) and shared by every tile:
+the spectral subspace, band weights, rank and noise level (from the whole LR cube, which is
+``scale^2`` times smaller than the result), the prior's choice and the HR image's gain and offset
+(from a central crop), and for ``blind`` the estimated degradation (from that crop); the tiles
+then run the blind method's solver with it as a known degradation. Memory follows the tile size,
+not the scene, when the inputs are lazy arrays (``np.memmap``, zarr, ``read_cube(..., lazy=True)``)
+and the result goes to a Zarr store (``out="result.zarr"``), written tile by tile and renamed into
+place at the end: a stopped or failed run leaves nothing at ``out``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .degradation import Degradation
+from .errors import InputError
+from .methods import FusionResult, Progress, get_method
+
+FIT_TILES = 16  # tiles whose fit (residuals against both observations) is computed, spread evenly
+SCENE_CROP = 512  # HR pixels a side of the central crop that gains, prior choice and blind use
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: ``core`` is the part it owns, ``window`` the part it is fused on (halo included),
+    ``keep`` the part written (core plus the blending band), all HR (row, column) slices."""
+
+    index: int
+    core: tuple[slice, slice]
+    window: tuple[slice, slice]
+    keep: tuple[slice, slice]
+
+    def lr_window(self, scale: int) -> tuple[slice, slice]:
+        return tuple(slice(s.start // scale, s.stop // scale) for s in self.window)
+
+
+def _cuts(n: int, tile: int) -> list[tuple[int, int]]:
+    """Core intervals of at least ``tile`` (and less than twice it) covering ``0..n``, evenly."""
+    count = max(1, n // tile)
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def plan_tiles(hr_shape: tuple[int, int], scale: int, tile: int, halo: int, blend: int) -> list[Tile]:
+    """Tiles of about ``tile`` HR pixels a side, edges on multiples of ``scale``; ``halo`` and
+    ``blend`` (HR pixels, multiples of the scale) as described in the module docstring."""
+    s = int(scale)
+    Y, X = hr_shape
+    for name, v in (("tile", tile), ("halo", halo), ("blend", blend)):
+        if v % s:
+            raise InputError(f"{name} must be a multiple of the scale {s}, got {v}.")
+    rows = [(a * s, b * s) for a, b in _cuts(Y // s, tile // s)]
+    cols = [(a * s, b * s) for a, b in _cuts(X // s, tile // s)]
+    tiles = []
+    for r0, r1 in rows:
+        for c0, c1 in cols:
+            core = (slice(r0, r1), slice(c0, c1))
+            keep = (slice(max(0, r0 - blend), min(Y, r1 + blend)), slice(max(0, c0 - blend), min(X, c1 + blend)))
+            window = (slice(max(0, r0 - blend - halo), min(Y, r1 + blend + halo)),
+                      slice(max(0, c0 - blend - halo), min(X, c1 + blend + halo)))
+            tiles.append(Tile(len(tiles), core, window, keep))
+    return tiles
+
+
+def _ramp(keep: slice, core: slice, n: int, blend: int) -> np.ndarray:
+    """1-D weights over ``keep``: 1 inside, linear over the ``2 * blend`` band centred on each core
+    edge that has a neighbour (complementary to the neighbour's ramp: they sum to one)."""
+    x = np.arange(keep.start, keep.stop, dtype=np.float64) + 0.5
+    w = np.ones_like(x)
+    if blend > 0 and core.start > 0:
+        w = np.minimum(w, np.clip((x - (core.start - blend)) / (2 * blend), 0, 1))
+    if blend > 0 and core.stop < n:
+        w = np.minimum(w, np.clip(((core.stop + blend) - x) / (2 * blend), 0, 1))
+    return w
+
+
+def blend_weights(tile: Tile, hr_shape: tuple[int, int], blend: int) -> np.ndarray:
+    """(keep rows, keep columns) float32 weights of ``tile``; over all tiles they sum to one."""
+    wy = _ramp(tile.keep[0], tile.core[0], hr_shape[0], blend)
+    wx = _ramp(tile.keep[1], tile.core[1], hr_shape[1], blend)
+    return np.outer(wy, wx).astype(np.float32)
+
+
+def default_halo(method: str, deg: Degradation) -> int:
+    """HR pixels of context a tile needs beyond what it keeps (a multiple of the scale): the PSF's
+    reach for ``fast`` (x8, 128-pixel tiles on two CAVE scenes: 2, 4 and 6 LR pixels of halo are
+    all within 0.05 dB of the whole frame), a network's receptive field for the others."""
+    s = deg.scale
+    psf_reach = math.ceil(deg.kernel.shape[0] / s) + 1
+    lr_pixels = max(2, psf_reach)
+    if method in ("unsupervised", "blind"):
+        lr_pixels = max(lr_pixels, math.ceil(32 / s) + psf_reach)  # the CNN's receptive field (HR px)
+    if method == "msfn":  # the decoder's receptive field on the LR grid (balloons, 128-px tiles:
+        lr_pixels = max(lr_pixels, 12)  # -0.08 dB with 6 LR pixels of halo, -0.03 with 12)
+    return lr_pixels * s
+
+
+def _hr_layout(hr) -> tuple[int, int, int]:
+    """(Y, X, k) of an HR array given as (Y, X, k) or (Y, X), without reading it."""
+    shape = tuple(np.shape(hr))
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    if len(shape) != 3:
+        raise InputError(f"HR image: expected (Y, X, k) like an RGB layer, got shape {shape}.")
+    return shape
+
+
+def _central_crop(Y: int, X: int, s: int, side: int) -> tuple[slice, slice]:
+    h, w = min(Y, side) // s * s, min(X, side) // s * s
+    r0, c0 = (Y - h) // 2 // s * s, (X - w) // 2 // s * s
+    return slice(r0, r0 + h), slice(c0, c0 + w)
+
+
+def _lr_slice(lr, rows: slice, cols: slice, s: int) -> np.ndarray:
+    return np.asarray(lr[:, rows.start // s:rows.stop // s, cols.start // s:cols.stop // s])
+
+
+def _hr_slice(hr, rows: slice, cols: slice) -> np.ndarray:
+    return np.asarray(hr[rows, cols])
+
+
+def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: int, device: str,
+                  lr_nodata, lr_valid, crop: int = SCENE_CROP):
+    """Generator: what every tile shares. Returns ``(degradation, tile method, tile options, scene,
+    notes, extras)``: the degradation with the encoding, gains and offsets resolved (or estimated,
+    for ``blind``), the method the tiles run (``blind`` -> its solver), and ``scene`` (the
+    subspace of the whole LR cube, the prior's choice) for :class:`~.methods.FusionInputs`."""
+    from .api import prepare_inputs
+    from .observations import nodata_mask
+
+    s = deg.scale
+    Y, X, _ = _hr_layout(hr)
+    rows, cols = _central_crop(Y, X, s, crop)
+    hr_c, lr_c = _hr_slice(hr, rows, cols), _lr_slice(lr, rows, cols, s)
+    valid_c = None if lr_valid is None else np.asarray(lr_valid)[rows.start // s:rows.stop // s,
+                                                                cols.start // s:cols.stop // s]
+    notes = [f"scene context from the central {rows.stop - rows.start}x{cols.stop - cols.start} HR pixels "
+             "(encoding, gains, prior choice) and the whole LR cube (subspace)"]
+    extras: dict = {}
+    tile_method, tile_options = method, dict(options)
+    if method == "blind":
+        from .methods import blind
+
+        inputs = prepare_inputs(hr_c, lr_c, deg, "blind", seed, device, lr_nodata, valid_c)
+        est_keys = ("known", "psf_model", "psf_size", "est_iterations")
+        est_opts = {k: tile_options.pop(k) for k in est_keys if k in tile_options}
+        est, used, est_notes, _ = yield from blind.estimate_iter(inputs, **est_opts)
+        tile_method = tile_options.pop("solver", "unsupervised")
+        if tile_method == "fast":
+            tile_options = {k: v for k, v in tile_options.items()
+                            if k in {o.name for o in get_method("fast").options}}
+        notes += est_notes
+        extras = {"psf": used.psf, "srf": used.srf, "shift": est.shift, "degradation": used.settings(),
+                  "degradation_object": used, "encoding": est.tone.name}
+    else:
+        inputs = prepare_inputs(hr_c, lr_c, deg, method, seed, device, lr_nodata, valid_c)
+        used = inputs.degradation  # encoding, gains and offsets resolved on the crop
+        yield Progress(1, 2, message="scene context")
+    scene = {}
+    if tile_method in ("fast", "unsupervised", "msfn"):
+        from .methods import fast
+        from .solvers.subspace import subspace
+
+        full_lr = np.asarray(lr, dtype=np.float64)
+        valid = nodata_mask(full_lr, lr_nodata)
+        if lr_valid is not None:
+            valid &= np.asarray(lr_valid, bool)
+        full_lr = np.where(np.isfinite(full_lr), full_lr, 0.0)
+        valid = None if valid.all() else valid
+        if tile_method == "msfn":  # the networks' pinned base, and the consistency step's subspace
+            base = fast.NETWORK_BASE_OPTIONS
+            scene["subspace"] = fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"])
+            scene["consistency_E"] = subspace(full_lr, 16, valid)
+        else:
+            scene["subspace"] = fast.scene_subspace(full_lr, valid, tile_options.get("rank", 0),
+                                                    tile_options.get("eps", 0.0),
+                                                    tile_options.get("band_weights", True))
+        del full_lr
+        if tile_method in ("fast", "unsupervised") and tile_options.get("prior", "auto") == "auto":
+            crop_inputs = prepare_inputs(hr_c, lr_c, used, tile_method, seed, device, lr_nodata, valid_c)
+            crop_inputs.scene = scene
+            st = fast.setup(crop_inputs, weighting=tile_options.get("band_weights", True))
+            from .solvers.guided import default_radius
+
+            weight, ratio = fast.prior_weight(st, default_radius(s), st.eps)
+            scene["prior_guided_weight"] = weight
+            notes.append(f"prior chosen for the scene: guided weight {weight:.2f} (error ratio {ratio:.3f})")
+    return used, tile_method, tile_options, scene, notes, extras
+
+
+class _Output:
+    """Where the blended tiles go: a float32 array in memory, or a Zarr store written under a
+    temporary name and renamed to ``path`` by :meth:`commit` (never a half-written result)."""
+
+    def __init__(self, shape, path=None, chunk: int = 512):
+        self.path = None if path is None else Path(path)
+        if self.path is None:
+            self.array = np.zeros(shape, np.float32)
+            self.temp = None
+            return
+        import zarr
+
+        if self.path.suffix != ".zarr":
+            raise InputError(f"Tiled results are written to a Zarr store: give out=<name>.zarr, got {self.path}.")
+        if not self.path.parent.is_dir():
+            raise InputError(f"Folder {self.path.parent} does not exist; create it or choose another out path.")
+        self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if self.temp.exists():
+            shutil.rmtree(self.temp)
+        C = shape[0]
+        # uncompressed: tiles are added (read, blended, written back) and float data compress little
+        self.array = zarr.create_array(str(self.temp), shape=shape, dtype="float32", chunks=(C, chunk, chunk),
+                                       fill_value=0.0, compressors=None, overwrite=True)
+
+    def add(self, region: tuple[slice, slice], values: np.ndarray) -> None:
+        sel = (slice(None),) + region
+        self.array[sel] = self.array[sel] + values
+
+    def commit(self, attrs: dict):
+        if self.temp is None:
+            return self.array
+        import zarr
+
+        self.array.attrs.update(attrs)
+        if self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
+            os.replace(self.path, old)
+            os.replace(self.temp, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.temp, self.path)
+        self.temp = None
+        return zarr.open_array(str(self.path), mode="r")
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+            self.temp = None
+
+
+def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,
+                    halo: int | None = None, seed: int = 0, device: str = "auto", out=None,
+                    lr_nodata: float | None = None, lr_valid=None, **options):
+    """Generator form of :func:`fuse_tiled`: yields Progress (per tile), returns a FusionResult
+    whose ``cube`` is a numpy array, or the Zarr array at ``out``."""
+    from .api import _versions, fuse_iter
+
+    info = get_method(method)
+    opts = info.parse_options(options)
+    if method == "msfn-zeroshot":
+        raise InputError("msfn-zeroshot learns from the whole pair and cannot run in tiles; use 'msfn' (shipped "
+                         "weights), 'fast' or 'unsupervised' for large scenes, or crop the pair.")
+    if not isinstance(degradation, Degradation):
+        raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths).")
+    s = degradation.scale
+    Y, X, _ = _hr_layout(hr_image)
+    C = int(np.shape(lr_cube)[0])
+    degradation.check_shapes((Y, X), tuple(np.shape(lr_cube))[-2:])
+    tile = int(tile)
+    if tile < 4 * s:
+        raise InputError(f"tile must be at least 4 LR pixels ({4 * s} HR pixels at scale {s}), got {tile}.")
+    tile = tile // s * s
+    halo = default_halo(method, degradation) if halo is None else int(halo) // s * s
+    blend = max(s, min(halo // 2, tile // 2) // s * s)  # ramps of neighbours must not cross
+    tiles = plan_tiles((Y, X), s, tile, halo, blend)
+    start = time.perf_counter()
+    used, tile_method, tile_opts, scene, notes, extras = yield from scene_context(
+        hr_image, lr_cube, degradation, method, opts, seed, device, lr_nodata, lr_valid)
+    output = _Output((C, Y, X), out)
+    per_tile = 100
+    total = per_tile * len(tiles)
+    fits, warnings = [], {}
+    checked = set(np.unique(np.linspace(0, len(tiles) - 1, min(len(tiles), FIT_TILES)).round().astype(int)).tolist())
+    try:
+        for t in tiles:
+            rows, cols = t.window
+            hr_t = _hr_slice(hr_image, rows, cols)
+            lr_t = _lr_slice(lr_cube, rows, cols, s)
+            valid_t = None if lr_valid is None else np.asarray(lr_valid)[t.lr_window(s)]
+            scene["skip_fit"] = t.index not in checked
+            gen = fuse_iter(hr_t, lr_t, used, tile_method, seed, device, lr_nodata, "hr", valid_t, scene=scene,
+                            **tile_opts)
+            try:
+                while True:
+                    p = next(gen)
+                    frac = p.step / max(p.total, 1)
+                    yield Progress(t.index * per_tile + int(frac * (per_tile - 1)), total, p.loss,
+                                   f"tile {t.index + 1}/{len(tiles)}: {p.message}")
+            except StopIteration as stop:
+                res = stop.value
+            finally:
+                gen.close()
+            inner = tuple(slice(k.start - w.start, k.stop - w.start) for k, w in zip(t.keep, t.window))
+            output.add(t.keep, res.cube[(slice(None),) + inner] * blend_weights(t, (Y, X), blend))
+            if t.index in checked:
+                fits.append((res.settings.get("fit", {}), (rows.stop - rows.start) * (cols.stop - cols.start)))
+            for w in res.settings.get("warnings", []):
+                warnings[w] = warnings.get(w, 0) + 1
+        settings = {
+            "method": method, "options": opts, "seed": seed, "device": device,
+            "degradation": degradation.settings(), "hr_shape": [Y, X], "lr_shape": list(np.shape(lr_cube)),
+            "tiling": {"tile": tile, "halo": halo, "blend": blend, "tiles": len(tiles), "tile_method": tile_method,
+                       "scene_crop": SCENE_CROP},
+            "fit": {**_combine_fits(fits), "tiles_checked": len(checked)}, "estimation_notes": notes, "versions": _versions(),
+            "seconds": round(time.perf_counter() - start, 3), "grid": {"frame": "hr"},
+        }
+        if method == "blind" or used is not degradation:
+            settings["estimated_degradation"] = used.settings()
+        if warnings:
+            settings["warnings"] = [w if n == len(tiles) else f"{w} ({n} of {len(tiles)} tiles)"
+                                    for w, n in warnings.items()]
+        cube = output.commit({"wavelengths": _wavelengths(degradation, C), "settings": _jsonable(settings)})
+    except BaseException:
+        output.discard()  # stopped (GeneratorExit), failed or interrupted: nothing at `out`
+        raise
+    yield Progress(total, total, message=f"done: {len(tiles)} tiles")
+    return FusionResult(cube, settings, {**extras, "degradation_object": used})
+
+
+def _wavelengths(deg: Degradation, C: int):
+    wl = deg.wavelengths
+    return None if wl is None else [float(v) for v in np.asarray(wl).ravel()][:C]
+
+
+def _jsonable(obj):
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _combine_fits(fits: list[tuple[dict, int]]) -> dict:
+    """The tiles' relative residuals combined as a root mean square weighted by tile area."""
+    out = {}
+    for side in ("lr", "hr"):
+        vals = [(f[side]["relative"], n) for f, n in fits if f.get(side) and "relative" in f[side]]
+        if vals:
+            total = sum(n for _, n in vals)
+            out[side] = {"relative": round(math.sqrt(sum(v * v * n for v, n in vals) / total), 5),
+                         "worst_tile": round(max(v for v, _ in vals), 5)}
+    return out
+
+
+def fuse_tiled(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,
+               halo: int | None = None, seed: int = 0, device: str = "auto", out=None, progress=None,
+               lr_nodata: float | None = None, lr_valid=None, **options) -> FusionResult:
+    """:func:`~.api.fuse` tile by tile (see the module docstring). ``tile``: HR pixels a side
+    (rounded to the scale); ``halo``: HR pixels of context (default from the PSF and the method);
+    ``out``: a ``.zarr`` path to write the result to instead of memory."""
+    gen = fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, halo, seed, device, out, lr_nodata,
+                          lr_valid, **options)
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(p)

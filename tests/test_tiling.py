@@ -1,0 +1,174 @@
+"""Tiled fusion (memory bounded by the tile), Zarr results, lazy inputs, and many pairs on dask."""
+
+import numpy as np
+import pytest
+
+import napari_hsisr as hsisr
+from napari_hsisr.core.errors import InputError
+from napari_hsisr.core.sample import sample_pair
+from napari_hsisr.core.tiling import blend_weights, fuse_tiled, fuse_tiled_iter, plan_tiles
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return sample_pair(size=128)  # x8: LR 16 x 16
+
+
+def _psnr(cube, pair):
+    return hsisr.evaluate(np.asarray(cube), pair.reference, scale=8)["psnr"]
+
+
+@pytest.mark.parametrize("shape,scale,tile,halo,blend", [((128, 128), 8, 32, 48, 16), ((200, 136), 8, 48, 16, 8),
+                                                        ((96, 160), 4, 20, 8, 8)])
+def test_tiles_cover_the_grid_and_their_weights_sum_to_one(shape, scale, tile, halo, blend):
+    tiles = plan_tiles(shape, scale, tile, halo, blend)
+    total = np.zeros(shape)
+    for t in tiles:
+        for sl in t.core + t.window + t.keep:
+            assert sl.start % scale == 0 and sl.stop % scale == 0 or sl.stop in shape
+        total[t.keep] += blend_weights(t, shape, blend)
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    assert len(tiles) >= 4
+
+
+@pytest.mark.parametrize("method,opts,tol", [
+    ("bicubic", {}, 1e-6),
+    ("fast", {}, 0.05),
+    ("unsupervised", {"refits": 2, "steps": 20, "patch": 32, "width": 8, "depth": 3}, 0.15),
+    ("msfn", {}, 0.1),
+    ("blind", {"solver": "fast"}, 0.3),
+])
+def test_tiled_equals_whole_frame(pair, method, opts, tol):
+    """4 tiles of 64 HR pixels with the default halo: the same PSNR as the whole frame within
+    ``tol`` dB (bicubic: the same values). The subspace, prior choice, gains and blind's estimate
+    are the scene's."""
+    whole = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method=method, device="cpu", **opts)
+    steps = []
+    tiled = fuse_tiled(pair.hr, pair.lr, pair.degradation, method=method, tile=64, device="cpu",
+                       progress=steps.append, **opts)
+    assert tiled.settings["tiling"]["tiles"] == 4
+    assert any(p.message.startswith("tile 4/4") for p in steps)  # progress per tile
+    if method == "bicubic":
+        np.testing.assert_allclose(np.asarray(tiled.cube), whole.cube, atol=1e-5)
+    assert abs(_psnr(tiled.cube, pair) - _psnr(whole.cube, pair)) < tol
+    # the fit, from the tiles, tells the same story as the whole frame's
+    assert tiled.settings["fit"]["lr"]["relative"] < 1.2 * whole.settings["fit"]["lr"]["relative"] + 1e-3
+
+
+def test_tiled_gsa_adapts_locally_and_is_not_worse(pair):
+    """GSA's injection gains are fitted per tile (a local GSA): not equal to the global one, and
+    not worse."""
+    whole = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="gsa")
+    tiled = fuse_tiled(pair.hr, pair.lr, pair.degradation, method="gsa", tile=32)
+    assert _psnr(tiled.cube, pair) > _psnr(whole.cube, pair) - 0.1
+
+
+def test_zarr_result_round_trips_and_a_stopped_run_leaves_nothing(pair, tmp_path):
+    from napari_hsisr._reader import napari_get_reader
+    from napari_hsisr.core.io import open_cube_lazy, read_cube
+
+    out = tmp_path / "result.zarr"
+    res = fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32, out=str(out))
+    back = read_cube(out)
+    np.testing.assert_allclose(back.wavelengths, pair.degradation.wavelengths)
+    np.testing.assert_array_equal(back.data, np.asarray(res.cube))
+    assert back.metadata["settings"]["tiling"]["tiles"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.zarr"]  # no temporaries left
+    # napari opens it as a lazy (dask) layer with its wavelengths
+    data, kwargs, kind = napari_get_reader(str(out))(str(out))[0]
+    assert type(data).__module__.startswith("dask") and data.shape == (31, 128, 128) and kind == "image"
+    assert kwargs["metadata"]["wavelengths"][0] == 400
+    # stopped after the second tile: nothing at the new path, no temporary
+    gen = fuse_tiled_iter(pair.hr, pair.lr, pair.degradation, tile=32, out=str(tmp_path / "stopped.zarr"))
+    for p in gen:
+        if p.message.startswith("tile 2/"):
+            break
+    gen.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.zarr"]
+    assert open_cube_lazy(out).data.shape == (31, 128, 128)
+
+
+def test_lazy_inputs_give_the_same_result(pair, tmp_path):
+    """A tiled TIFF image and a TIFF cube opened lazily (read tile by tile) fuse like arrays."""
+    import tifffile
+
+    from napari_hsisr.core.io import open_cube_lazy, open_image_lazy, write_tiff
+
+    hr8 = (np.clip(pair.hr, 0, 1) * 255).round().astype(np.uint8)
+    tifffile.imwrite(tmp_path / "hr.tif", hr8, photometric="rgb", tile=(32, 32), compression="zlib")
+    write_tiff(tmp_path / "lr.tif", pair.lr, wavelengths=pair.degradation.wavelengths)
+    hr_lazy, lr_lazy = open_image_lazy(tmp_path / "hr.tif"), open_cube_lazy(tmp_path / "lr.tif")
+    assert not isinstance(hr_lazy, np.ndarray) and not isinstance(lr_lazy.data, np.ndarray)
+    deg = pair.degradation.with_(hr_encoding="linear")
+    a = fuse_tiled(hr_lazy, lr_lazy.data, deg, tile=32)
+    b = fuse_tiled(hr8, pair.lr, deg, tile=32)
+    np.testing.assert_allclose(np.asarray(a.cube), np.asarray(b.cube), atol=1e-6)
+
+
+def test_tiles_refuse_what_they_cannot_do(pair):
+    with pytest.raises(InputError, match="cannot run in tiles"):
+        fuse_tiled(pair.hr, pair.lr, pair.degradation, method="msfn-zeroshot", tile=32)
+    with pytest.raises(InputError, match="at least 4 LR pixels"):
+        fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=16)
+    with pytest.raises(InputError, match="Zarr store"):
+        fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32, out="result.tif")
+    with pytest.raises(InputError, match="grid='hr'"):
+        hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, grid="lr")
+
+
+# ---------------------------------------------------------------------- many pairs on dask.distributed
+def _write_pairs(folder, n=3):
+    import tifffile
+
+    from napari_hsisr.core.io import write_tiff
+
+    rows = ["name,hr,lr,method,scale,psf_sigma,hr_encoding,options"]
+    for i in range(n):
+        p = sample_pair(size=64, scale=4)
+        tifffile.imwrite(folder / f"hr{i}.tif", (np.clip(p.hr, 0, 1) * 255).round().astype(np.uint8), photometric="rgb")
+        write_tiff(folder / f"lr{i}.tif", p.lr, wavelengths=p.degradation.wavelengths)
+        lr = f"lr{i}.tif" if i != 1 else "missing.tif"  # the second pair is broken
+        rows.append(f"p{i},hr{i}.tif,{lr},fast,4,1.0,linear,rank=8")
+    (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return folder / "pairs.csv"
+
+
+def test_batch_on_a_local_cluster_reports_failures_and_skips_done_pairs(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from napari_hsisr.core.batch import fuse_many, fuse_pair, read_manifest, summary_table
+    from napari_hsisr.core.io import read_cube
+
+    manifest = _write_pairs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        seen = []
+        first = fuse_many(manifest, out, client=client, progress=lambda d, t, o: seen.append((d, t, o.name)))
+        assert [o.status for o in first] == ["done", "failed", "done"]
+        assert "missing.tif" in first[1].message and len(seen) == 3 and seen[-1][:2] == (3, 3)
+        again = fuse_many(manifest, out, client=client)
+        assert [o.status for o in again] == ["skipped", "failed", "skipped"]
+    assert sorted(p.name for p in out.iterdir()) == ["p0.tif", "p2.tif"]
+    # each output equals the same pair fused in this process
+    single = tmp_path / "single"
+    single.mkdir()
+    row = read_manifest(manifest)[0]
+    assert fuse_pair(row, str(single)).status == "done"
+    np.testing.assert_array_equal(read_cube(out / "p0.tif").data, read_cube(single / "p0.tif").data)
+    assert "| p1 | failed |" in summary_table(first)
+
+
+def test_manifest_errors_are_one_line(tmp_path):
+    from napari_hsisr.core.batch import read_manifest
+
+    (tmp_path / "bad.csv").write_text("name,hr,lr,colour\na,x.tif,y.tif,red\n")
+    with pytest.raises(InputError, match="unknown column"):
+        read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "dup.yaml").write_text("- {name: a, hr: x.tif, lr: y.tif}\n- {name: a, hr: z.tif, lr: w.tif}\n")
+    with pytest.raises(InputError, match="names must be unique"):
+        read_manifest(tmp_path / "dup.yaml")
+    (tmp_path / "nolr.csv").write_text("name,hr\na,x.tif\n")
+    with pytest.raises(InputError, match="no 'lr' path"):
+        read_manifest(tmp_path / "nolr.csv")
