@@ -21,7 +21,9 @@ _API = {
     "Progress": "core.methods", "FusionResult": "core.methods", "list_methods": "core.methods",
     "get_method": "core.methods", "gaussian_psf": "core.psf", "box_psf": "core.psf", "load_psf": "core.psf",
     "read_cube": "core.io", "read_image": "core.io", "write_tiff": "core.io", "sample_pair": "core.sample",
-    "list_presets": "core.srf", "consistency": "core.metrics",
+    "list_presets": "core.srf", "consistency": "core.metrics", "fuse_tiled": "core.tiling",
+    "fuse_many": "core.batch", "read_manifest": "core.batch", "open_cube_lazy": "core.io",
+    "open_image_lazy": "core.io", "write_zarr": "core.io",
 }
 
 __all__ = sorted(_API)

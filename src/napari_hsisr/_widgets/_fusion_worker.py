@@ -94,11 +94,12 @@ def check_request(req: FusionRequest):
 def fusion_steps(hr, lr, deg, method, seed, device, options):
     """Generator for the worker: yields Progress, returns FusionResult or FusionFailure. The
     computation leaves one core to the viewer (:func:`..core.parallel.limited`)."""
-    from ..core.api import fuse_iter
+    from ..core.api import _fuse_gen
     from ..core.parallel import limited, spare_one
 
-    with limited(spare_one()):
-        return (yield from _steps(fuse_iter(hr, lr, deg, method=method, seed=seed, device=device, **options)))
+    with limited(spare_one()):  # tile="auto": a scene too large for memory is fused in tiles
+        gen = _fuse_gen(hr, lr, deg, method, seed, device, None, "hr", None, "auto", None, dict(options))
+        return (yield from _steps(gen))
 
 
 def _steps(gen):
