@@ -7,7 +7,7 @@
 ``sizes``: x8, Gaussian sigma 2, Nikon D700 response, 31 bands; the scene is CAVE balloons
 mirrored to the size (its HR image and LR cube mirrored the same way: the symmetric Gaussian
 centred on the 8x8 block commutes with the mirroring). The inputs are written to .npy files and
-memory-mapped, every run is its own process (peak RSS = ``ru_maxrss`` of that process, Python and
+memory-mapped, every run is its own process (peak RSS = that process's ``VmHWM``, Python and
 torch included), and tiled runs write their result to a Zarr store. At 512 and 1024 the whole
 frame runs too, and at 1024 the tiled and whole results are compared (PSNR against the mirrored
 reference).
@@ -64,6 +64,16 @@ def make_pair(folder: Path, size: int):
         np.save(folder / "ref.npy", mirror(cube, size))
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    fork and exec, so a child would report its parent's memory at the fork."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_one(folder: str, method: str, tile: int, out: str) -> dict:
     """In a fresh process: fuse the memory-mapped pair; seconds and peak RSS."""
     import torch
@@ -82,7 +92,7 @@ def run_one(folder: str, method: str, tile: int, out: str) -> dict:
     else:
         res = hsisr.fuse(np.asarray(hr), np.asarray(lr), deg, method=method, device="cpu")
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the evaluation's copies
+    peak = peak_mb()  # before the evaluation's copies
     psnr = None
     if (folder / "ref.npy").exists():
         ref = np.load(folder / "ref.npy", mmap_mode="r")
@@ -146,9 +156,9 @@ def bands200(size: int, tile: int):
                   f"wavelengths=np.linspace(380, 2500, {cube.shape[0]}), hr_encoding='linear')\n"
                   "t = time.perf_counter()\n"
                   f"r = h.fuse(hr, lr, deg, method='fast', tile={tile}, out={str(folder / 'out.zarr')!r})\n"
-                  "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_mb': "
-                  "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'tiles': r.settings['tiling']['tiles'], "
-                  "'fit': r.settings['fit']}))\n")
+                  f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import scale\n"
+                  "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_mb': scale.peak_mb(), "
+                  "'tiles': r.settings['tiling']['tiles'], 'fit': r.settings['fit']}))\n")
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         if proc.returncode:
             print(proc.stderr[-3000:])

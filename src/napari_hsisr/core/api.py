@@ -172,6 +172,11 @@ def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed
     """
     gen = _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, tile, out,
                     options)
+    return run_to_end(gen, progress)
+
+
+def run_to_end(gen, progress=None):
+    """Drive a fusion generator to its result, calling ``progress`` with each :class:`Progress`."""
     while True:
         try:
             p = next(gen)

@@ -163,7 +163,7 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-        from .api import _fuse_gen
+        from .api import _fuse_gen, run_to_end
         from .grids import match_ratio
         from .io import read_cube, read_image, write_tiff
 
@@ -180,12 +180,7 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         gen = _fuse_gen(hr, lr.data, deg, method, seed, device, None, "hr", lr.mask,
                         None if tile in (None, "") else (tile if tile == "auto" else int(tile)), None,
                         _options(row.get("options")))
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
+        result = run_to_end(gen)
         result.settings.update(hr_file=row["hr"], lr_file=row["lr"], batch={"request": key, "row": row})
         write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings)
         fit = result.settings.get("fit", {})

@@ -205,13 +205,17 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
 
 class _Output:
     """Where the blended tiles go: a float32 array in memory, or a Zarr store written under a
-    temporary name and renamed to ``path`` by :meth:`commit` (never a half-written result)."""
+    temporary name and renamed to ``path`` by :meth:`commit` (never a half-written result).
+
+    For Zarr, tiles (which come row by row) are blended in a buffer of one row of tiles at full
+    width; rows that no later tile touches are written once, so nothing is read back from disk
+    and memory holds one row of tiles, not the scene."""
 
     def __init__(self, shape, path=None, chunk: int = 512):
         self.path = None if path is None else Path(path)
+        self.temp = None
         if self.path is None:
             self.array = np.zeros(shape, np.float32)
-            self.temp = None
             return
         import zarr
 
@@ -222,20 +226,38 @@ class _Output:
         self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         if self.temp.exists():
             shutil.rmtree(self.temp)
-        C = shape[0]
-        # uncompressed: tiles are added (read, blended, written back) and float data compress little
-        self.array = zarr.create_array(str(self.temp), shape=shape, dtype="float32", chunks=(C, chunk, chunk),
-                                       fill_value=0.0, compressors=None, overwrite=True)
+        C, Y, X = shape
+        self.array = zarr.create_array(str(self.temp), shape=shape, dtype="float32",
+                                       chunks=(min(C, 32), chunk, chunk), fill_value=0.0, overwrite=True)
+        self.buffer = np.zeros((C, 0, X), np.float32)
+        self.buffer_start = 0
 
     def add(self, region: tuple[slice, slice], values: np.ndarray) -> None:
-        sel = (slice(None),) + region
-        self.array[sel] = self.array[sel] + values
+        rows, cols = region
+        if self.temp is None:
+            self.array[(slice(None), rows, cols)] += values
+            return
+        if rows.stop > self.buffer_start + self.buffer.shape[1]:  # a new row of tiles: flush what is final
+            self._flush(until=rows.start)
+            grow = rows.stop - (self.buffer_start + self.buffer.shape[1])
+            self.buffer = np.concatenate([self.buffer, np.zeros(self.buffer.shape[:1] + (grow,) + self.buffer.shape[2:],
+                                                                np.float32)], axis=1)
+        r0 = rows.start - self.buffer_start
+        self.buffer[:, r0:r0 + (rows.stop - rows.start), cols] += values
+
+    def _flush(self, until: int) -> None:
+        n = max(0, until - self.buffer_start)
+        if n:
+            self.array[:, self.buffer_start:self.buffer_start + n] = self.buffer[:, :n]
+            self.buffer = self.buffer[:, n:].copy()
+            self.buffer_start += n
 
     def commit(self, attrs: dict):
         if self.temp is None:
             return self.array
         import zarr
 
+        self._flush(until=self.buffer_start + self.buffer.shape[1])
         self.array.attrs.update(attrs)
         if self.path.exists():
             old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
@@ -311,6 +333,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
                 fits.append((res.settings.get("fit", {}), (rows.stop - rows.start) * (cols.stop - cols.start)))
             for w in res.settings.get("warnings", []):
                 warnings[w] = warnings.get(w, 0) + 1
+            del res, hr_t, lr_t  # before the next tile is read: memory holds one tile at a time
         settings = {
             "method": method, "options": opts, "seed": seed, "device": device,
             "degradation": degradation.settings(), "hr_shape": [Y, X], "lr_shape": list(np.shape(lr_cube)),
@@ -361,12 +384,7 @@ def fuse_tiled(hr_image, lr_cube, degradation: Degradation, method: str = "fast"
     """:func:`~.api.fuse` tile by tile (see the module docstring). ``tile``: HR pixels a side
     (rounded to the scale); ``halo``: HR pixels of context (default from the PSF and the method);
     ``out``: a ``.zarr`` path to write the result to instead of memory."""
-    gen = fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, halo, seed, device, out, lr_nodata,
-                          lr_valid, **options)
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(p)
+    from .api import run_to_end
+
+    return run_to_end(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, halo, seed, device, out,
+                                      lr_nodata, lr_valid, **options), progress)

@@ -48,8 +48,11 @@ class Setup:
     eps: float
 
     def cube(self, a_ext: np.ndarray) -> np.ndarray:
-        """(C, Y, X) cube from coefficients on the extended domain."""
-        return np.tensordot(self.E, self.system.crop(a_ext), axes=1) / self.weights[:, None, None]
+        """(C, Y, X) float32 cube from coefficients on the extended domain (float32: a 200-band
+        cube is then 4 bytes a value wherever it is held)."""
+        z = np.tensordot(self.E.astype(np.float32), self.system.crop(a_ext).astype(np.float32), axes=1)
+        z /= self.weights.astype(np.float32)[:, None, None]
+        return z
 
 
 def setup(inputs: FusionInputs, rank: int = 0, eps: float = 0.0, lam: float = 1.0, mu: float = 1e-3,
@@ -107,8 +110,10 @@ def cs_prior(st: Setup, inputs: FusionInputs) -> np.ndarray:
     from . import gsa
 
     deg = inputs.degradation
-    cube = gsa.sharpen(inputs.hr.astype(np.float64), inputs.lr.astype(np.float64), deg.scale, lr_displacement(deg))
-    return st.system.extend(np.tensordot(st.E.T, cube * st.weights[:, None, None], axes=1))
+    cube = gsa.sharpen(inputs.hr.astype(np.float64), inputs.lr.astype(np.float32), deg.scale, lr_displacement(deg),
+                       dtype=np.float32)
+    cube *= st.weights.astype(np.float32)[:, None, None]
+    return st.system.extend(np.tensordot(st.E.T, cube, axes=1))
 
 
 def prior_weight(st: Setup, radius: int, eps: float) -> tuple[float, float]:
@@ -196,8 +201,9 @@ def run(inputs: FusionInputs, rank: int = 0, lam: float = 1.0, mu: float = 1e-3,
     a, _ = yield from refit_rounds(st, st.system.solve_extended(a0), int(iterations) - 1, int(refit_radius),
                                    st.eps, 2, total)
     cube = st.cube(a)
+    np.clip(cube, 0, None, out=cube)
     yield Progress(total, total, message="done")
-    return np.clip(cube, 0, None).astype(np.float32), {"resolved": {**_resolved(st), **info}}
+    return cube, {"resolved": {**_resolved(st), **info}}
 
 
 def conservative(st: Setup, info: dict, mu: float) -> Setup:
