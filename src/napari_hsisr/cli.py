@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import InputError
+from .core.srf import NIKON_D700_CAVE
 
 
 def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = True) -> None:
@@ -42,7 +43,7 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
                                    "write a negative first value as --shift=-1.5,2")
 
 
-DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
+DEFAULT_SRF = NIKON_D700_CAVE
 _DEG_FLAGS = ("psf", "psf_sigma", "psf_sigma2", "psf_angle", "psf_size", "boundary", "srf")
 
 

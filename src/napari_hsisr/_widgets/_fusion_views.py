@@ -24,12 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.srf import NIKON_D700_CAVE
 from ._fusion_state import FAILED, READY, RUNNING, STOPPED, STOPPING, FusionState
 from ._options_form import OptionsForm
 
 FROM_FILE = "from file..."
 ESTIMATED = "estimated (last blind run)"
-DEFAULT_SRF = "Nikon D700 (CAVE fusion papers)"
+DEFAULT_SRF = NIKON_D700_CAVE
 ENCODINGS = ("auto", "srgb", "linear", "gamma:2.2", "gamma:1.8")
 FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
 DTYPES = (("float32", "float32"), ("uint16 (0..1 -> 0..65535)", "uint16"))

@@ -130,6 +130,7 @@ def pair_degradation(row: dict, lr, scale: int):
     import numpy as np
 
     from .degradation import Degradation
+    from .srf import NIKON_D700_CAVE
 
     wl = lr.wavelengths
     if row.get("wavelengths"):
@@ -142,7 +143,7 @@ def pair_degradation(row: dict, lr, scale: int):
     if isinstance(recorded, dict) and not any(row.get(k) for k in ("psf", "psf_sigma", "srf")):
         return Degradation.from_settings(recorded)
     kw = {"scale": int(row.get("scale") or scale), "wavelengths": wl, "n_bands": int(np.shape(lr.data)[0]),
-          "psf": str(row.get("psf") or "gaussian"), "srf": str(row.get("srf") or "Nikon D700 (CAVE fusion papers)"),
+          "psf": str(row.get("psf") or "gaussian"), "srf": str(row.get("srf") or NIKON_D700_CAVE),
           "hr_encoding": str(row.get("hr_encoding") or "auto")}
     if row.get("psf_sigma"):
         kw["psf_sigma"] = float(row["psf_sigma"])

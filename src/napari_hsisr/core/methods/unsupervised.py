@@ -269,9 +269,10 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
             a = st.system.solve_extended(prior_ext, start=a if st.system.masked else None)
         else:
             a = st.system.extend(fitted)
-    cube = st.cube(a)
+    cube = st.cube(a)  # float32 already
+    np.clip(cube, 0, None, out=cube)
     yield Progress(total, total, message="done")
-    return np.clip(cube, 0, None).astype(np.float32), {"resolved": {**F._resolved(st), **info, **adapted}}
+    return cube, {"resolved": {**F._resolved(st), **info, **adapted}}
 
 
 INFO = register(MethodInfo(
