@@ -37,6 +37,21 @@ def test_reader_and_writer_roundtrip(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(layers[0].metadata["wavelengths"], wl)
 
 
+def test_reader_opens_an_ome_zarr_result_as_a_multiscale_layer(make_napari_viewer, tmp_path, monkeypatch):
+    """A large result (here a small one with the pyramid threshold lowered) is a dask-backed
+    multiscale layer: napari reads the level that fits the zoom."""
+    from napari_hsisr.core import io
+
+    monkeypatch.setattr(io, "PYRAMID_MIN", 32)
+    cube = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
+    io.write_zarr(cube, tmp_path / "big.zarr", wavelengths=[450, 500, 550, 600], settings={"method": "fast"})
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "big.zarr"), plugin="napari-hsisr")
+    assert layer.multiscale and [lv.shape for lv in layer.data] == [(4, 64, 64), (4, 32, 32), (4, 16, 16)]
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), cube)
+    assert layer.metadata["wavelengths"] == [450.0, 500.0, 550.0, 600.0]
+
+
 def test_reader_declines_unknown_files(tmp_path):
     from napari_hsisr._reader import napari_get_reader
 

@@ -42,15 +42,20 @@ def read_layers(path) -> list[tuple]:
 
 
 def _zarr_layer(path: Path) -> tuple:
-    """A tiled result stays on disk: a dask-backed layer reads the chunks napari shows."""
+    """A tiled result stays on disk: a dask-backed layer reads the chunks napari shows, from the
+    OME-Zarr level that fits the zoom (a multiscale layer when the store has several levels)."""
     import dask.array as da
 
-    from .core.io import open_cube_lazy
+    from .core.io import open_cube_lazy, open_zarr_levels
 
     cf = open_cube_lazy(path)
+    levels = [da.from_zarr(z) for z in open_zarr_levels(path)[0]]
     meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
             "wavelength_units": "nm", "settings": cf.metadata.get("settings"), "source": str(path)}
-    return da.from_zarr(cf.data), {"name": path.stem, "metadata": meta}, "image"
+    kwargs = {"name": path.stem, "metadata": meta}
+    if len(levels) > 1:
+        return levels, {**kwargs, "multiscale": True}, "image"
+    return levels[0], kwargs, "image"
 
 
 def _layer(path: Path) -> tuple:
