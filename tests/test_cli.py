@@ -161,6 +161,12 @@ def test_fuse_in_tiles_to_zarr_and_batch(tmp_path, capsys):
     whole, tiled = read_cube(tmp_path / "whole.tif"), read_cube(tmp_path / "tiled.zarr")
     np.testing.assert_allclose(tiled.wavelengths, whole.wavelengths)
     assert np.abs(tiled.data - whole.data).mean() < 2e-3
+    # a tiled TIFF is written tile by tile (a tiled OME BigTIFF): the same values and wavelengths
+    assert main([*fuse, "--out", str(tmp_path / "tiled.tif"), "--tile", "32"]) == 0
+    assert "tiled OME BigTIFF" in capsys.readouterr().err
+    tiff = read_cube(tmp_path / "tiled.tif")
+    np.testing.assert_array_equal(tiff.data, tiled.data)
+    np.testing.assert_allclose(tiff.wavelengths, whole.wavelengths)
     assert main([*fuse, "--out", str(tmp_path / "bad.zarr"), "--tile", "abc"]) == 2
     assert "--tile expects" in capsys.readouterr().err
 

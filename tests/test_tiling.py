@@ -1,4 +1,5 @@
-"""Tiled fusion (memory bounded by the tile), Zarr results, lazy inputs, and many pairs on dask."""
+"""Tiled fusion (memory bounded by the tile), OME-Zarr and BigTIFF results, lazy inputs, and many pairs
+on dask."""
 
 import numpy as np
 import pytest
@@ -88,6 +89,90 @@ def test_zarr_result_round_trips_and_a_stopped_run_leaves_nothing(pair, tmp_path
     assert open_cube_lazy(out).data.shape == (31, 128, 128)
 
 
+def _check_ngff_05(store):
+    """The OME-NGFF 0.5 rules a multiscale image must follow (zarr.json of a Zarr v3 group)."""
+    import json
+
+    group = json.loads((store / "zarr.json").read_text())
+    assert group["zarr_format"] == 3 and group["node_type"] == "group"
+    ome = group["attributes"]["ome"]
+    assert ome["version"] == "0.5" and len(ome["multiscales"]) == 1
+    ms = ome["multiscales"][0]
+    assert [(a["name"], a["type"]) for a in ms["axes"]] == [("c", "channel"), ("y", "space"), ("x", "space")]
+    previous = None
+    for d in ms["datasets"]:
+        array = json.loads((store / d["path"] / "zarr.json").read_text())
+        assert array["node_type"] == "array" and len(array["shape"]) == len(ms["axes"])
+        assert array["dimension_names"] == ["c", "y", "x"]
+        (transform,) = d["coordinateTransformations"]
+        assert transform["type"] == "scale" and len(transform["scale"]) == 3
+        if previous is not None:  # ordered from the largest to the smallest
+            assert transform["scale"][1] > previous[1] and array["shape"][1] < previous[0]
+        previous = (array["shape"][1], transform["scale"][1])
+    return group["attributes"], [d["path"] for d in ms["datasets"]]
+
+
+def test_ome_zarr_result_is_a_multiscale_image(pair, tmp_path, monkeypatch):
+    """An OME-Zarr (NGFF 0.5) multiscale image: level 0 equals the in-memory tiled result (chunks
+    that straddle rows of tiles are written, read back and completed), the lower levels are 2x2
+    means, our wavelengths and settings are kept, and napari opens it as a multiscale layer."""
+    import zarr
+
+    from napari_hsisr._reader import napari_get_reader
+    from napari_hsisr.core import io, tiled_output
+    from napari_hsisr.core.io import read_cube
+
+    monkeypatch.setattr(io, "PYRAMID_MIN", 64)  # 128 -> 64 -> 32, as 4096 -> ... -> 512 in use
+    monkeypatch.setattr(tiled_output, "CHUNK", 48)  # chunks that no tile edge falls on
+    memory = np.asarray(fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32).cube)
+    out = tmp_path / "result.zarr"
+    res = fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32, out=str(out))
+    attrs, paths = _check_ngff_05(out)
+    assert paths == ["0", "1", "2"] and attrs["wavelengths"][0] == 400 and attrs["settings"]["tiling"]["tiles"] == 16
+    levels = [np.asarray(zarr.open_array(str(out / p), mode="r")) for p in paths]
+    assert [a.shape for a in levels] == [(31, 128, 128), (31, 64, 64), (31, 32, 32)]
+    assert zarr.open_array(str(out / "0"), mode="r").chunks == (31, 48, 48)
+    np.testing.assert_array_equal(levels[0], memory)
+    np.testing.assert_array_equal(np.asarray(res.cube), memory)
+    for big, small in zip(levels, levels[1:]):
+        np.testing.assert_allclose(small, big.reshape(31, small.shape[1], 2, small.shape[2], 2).mean(axis=(2, 4)),
+                                   rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(read_cube(out).data, memory)  # readers take level 0
+    layers, kwargs, kind = napari_get_reader(str(out))(str(out))[0]
+    assert kwargs["multiscale"] and kind == "image" and [lv.shape for lv in layers] == [a.shape for a in levels]
+    assert all(type(lv).__module__.startswith("dask") for lv in layers)
+    assert kwargs["metadata"]["wavelengths"][:2] == [400.0, 410.0]
+
+
+def test_tiled_bigtiff_result_streams_and_a_stopped_run_leaves_nothing(pair, tmp_path, monkeypatch):
+    """out='x.tif': a tiled OME BigTIFF written tile by tile, equal to the in-memory tiled result,
+    read back with its wavelengths and settings; a stopped run leaves nothing at the path."""
+    import tifffile
+
+    from napari_hsisr.core import tiled_output
+    from napari_hsisr.core.io import read_cube
+
+    monkeypatch.setattr(tiled_output, "CHUNK", 48)  # TIFF tiles are multiples of 16
+    memory = np.asarray(fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32).cube)
+    out = tmp_path / "result.tif"
+    res = fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32, out=str(out))
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_bigtiff and tif.is_ome and tif.pages[0].is_tiled and tif.pages[0].tilelength == 48
+    back = read_cube(out)
+    np.testing.assert_array_equal(back.data, memory)
+    np.testing.assert_array_equal(np.asarray(res.cube), memory)
+    np.testing.assert_allclose(back.wavelengths, pair.degradation.wavelengths)
+    assert back.metadata["settings"]["tiling"]["tiles"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.tif"]  # no temporaries left
+    gen = fuse_tiled_iter(pair.hr, pair.lr, pair.degradation, tile=32, out=str(out))  # would replace it
+    for p in gen:
+        if p.message.startswith("tile 3/"):
+            break
+    gen.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.tif"]
+    np.testing.assert_array_equal(read_cube(out).data, memory)  # the old result is untouched
+
+
 def test_lazy_inputs_give_the_same_result(pair, tmp_path):
     """A tiled TIFF image and a TIFF cube opened lazily (read tile by tile) fuse like arrays."""
     import tifffile
@@ -110,8 +195,8 @@ def test_tiles_refuse_what_they_cannot_do(pair):
         fuse_tiled(pair.hr, pair.lr, pair.degradation, method="msfn-zeroshot", tile=32)
     with pytest.raises(InputError, match="at least 4 LR pixels"):
         fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=16)
-    with pytest.raises(InputError, match="Zarr store"):
-        fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32, out="result.tif")
+    with pytest.raises(InputError, match="Zarr store or a TIFF"):
+        fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=32, out="result.h5")
     with pytest.raises(InputError, match="grid='hr'"):
         hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, grid="lr")
 

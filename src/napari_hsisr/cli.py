@@ -294,8 +294,9 @@ def cmd_fuse(args) -> int:
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None)
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
+    streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
     gen = _fuse_gen(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile,
-                    args.out if zarr_out else None, _parse_options(args.opt))  # the reader applied --lr-nodata
+                    args.out if streamed else None, _parse_options(args.opt))  # the reader applied --lr-nodata
     result = _run_with_progress(gen, args.method)
     result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
     if match.action != "exact":
@@ -318,11 +319,27 @@ def cmd_fuse(args) -> int:
     if tiling:
         print(f"tiled: {tiling['tiles']} tiles of about {tiling['tile']} HR pixels (halo {tiling['halo']})",
               file=sys.stderr)
-    if not zarr_out:  # a Zarr result was written tile by tile
+    if not streamed:  # a Zarr or tiled-TIFF result was written tile by tile
         write_tiff(args.out, np.asarray(result.cube), settings=result.settings, format=args.format, dtype=args.dtype,
                    wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths)
     print(f"wrote {args.out} {tuple(result.cube.shape)} in {result.settings['seconds']:.2f} s")
     return 0
+
+
+def _streamed_tiff(args, tile, hr_shape, bands: int) -> bool:
+    """Whether a tiled run writes its TIFF tile by tile (a tiled OME BigTIFF, float32) rather than
+    holding the whole result: when tiles run (``auto``: when the whole frame does not fit) and
+    float32 is asked (uint16 is written from the whole cube)."""
+    from .core.memory import fits
+
+    if tile is None or args.dtype != "float32":
+        return False
+    if tile == "auto" and fits(args.method, tuple(hr_shape[:2]), bands):  # the HR image is (Y, X, k)
+        return False
+    if args.format != "ome":
+        print("note: a tiled result is written tile by tile as a tiled OME BigTIFF (wavelengths and settings "
+              "kept); --format imagej does not apply", file=sys.stderr)
+    return True
 
 
 def cmd_batch(args) -> int:
@@ -538,8 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; .zarr: written "
-                                                "tile by tile, for results larger than memory)")
+    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; with --tile a tiled "
+                                                "OME BigTIFF written tile by tile; .zarr: an OME-Zarr multiscale "
+                                                "image written tile by tile, for results larger than memory)")
     q.add_argument("--tile", help="fuse in tiles of about this many HR pixels a side, or 'auto' (whole when it "
                                   "fits in memory); the inputs are then read tile by tile where the format allows")
     q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option, repeatable; see "

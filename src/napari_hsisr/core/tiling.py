@@ -11,25 +11,24 @@ the spectral subspace, band weights, rank and noise level (from the whole LR cub
 ``scale^2`` times smaller than the result), the prior's choice and the HR image's gain and offset
 (from a central crop), and for ``blind`` the estimated degradation (from that crop); the tiles
 then run the blind method's solver with it as a known degradation. Memory follows the tile size,
-not the scene, when the inputs are lazy arrays (``np.memmap``, zarr, ``read_cube(..., lazy=True)``)
-and the result goes to a Zarr store (``out="result.zarr"``), written tile by tile and renamed into
-place at the end: a stopped or failed run leaves nothing at ``out``.
+not the scene, when the inputs are lazy arrays (``np.memmap``, zarr, :func:`~.io.open_cube_lazy`)
+and the result goes to disk (``out="result.zarr"``: an OME-Zarr multiscale image; ``out="result.tif"``:
+a tiled OME BigTIFF), written tile by tile (:mod:`.tiled_output`) and renamed into place at the
+end: a stopped or failed run leaves nothing at ``out``.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionResult, Progress, get_method
+from .tiled_output import make_output
 
 FIT_TILES = 16  # tiles whose fit (residuals against both observations) is computed, spread evenly
 SCENE_CROP = 512  # HR pixels a side of the central crop that gains, prior choice and blind use
@@ -203,83 +202,11 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
     return used, tile_method, tile_options, scene, notes, extras
 
 
-class _Output:
-    """Where the blended tiles go: a float32 array in memory, or a Zarr store written under a
-    temporary name and renamed to ``path`` by :meth:`commit` (never a half-written result).
-
-    For Zarr, tiles (which come row by row) are blended in a buffer of one row of tiles at full
-    width; rows that no later tile touches are written once, so nothing is read back from disk
-    and memory holds one row of tiles, not the scene."""
-
-    def __init__(self, shape, path=None, chunk: int = 512):
-        self.path = None if path is None else Path(path)
-        self.temp = None
-        if self.path is None:
-            self.array = np.zeros(shape, np.float32)
-            return
-        import zarr
-
-        if self.path.suffix != ".zarr":
-            raise InputError(f"Tiled results are written to a Zarr store: give out=<name>.zarr, got {self.path}.")
-        if not self.path.parent.is_dir():
-            raise InputError(f"Folder {self.path.parent} does not exist; create it or choose another out path.")
-        self.temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        if self.temp.exists():
-            shutil.rmtree(self.temp)
-        C, Y, X = shape
-        self.array = zarr.create_array(str(self.temp), shape=shape, dtype="float32",
-                                       chunks=(min(C, 32), chunk, chunk), fill_value=0.0, overwrite=True)
-        self.buffer = np.zeros((C, 0, X), np.float32)
-        self.buffer_start = 0
-
-    def add(self, region: tuple[slice, slice], values: np.ndarray) -> None:
-        rows, cols = region
-        if self.temp is None:
-            self.array[(slice(None), rows, cols)] += values
-            return
-        if rows.stop > self.buffer_start + self.buffer.shape[1]:  # a new row of tiles: flush what is final
-            self._flush(until=rows.start)
-            grow = rows.stop - (self.buffer_start + self.buffer.shape[1])
-            self.buffer = np.concatenate([self.buffer, np.zeros(self.buffer.shape[:1] + (grow,) + self.buffer.shape[2:],
-                                                                np.float32)], axis=1)
-        r0 = rows.start - self.buffer_start
-        self.buffer[:, r0:r0 + (rows.stop - rows.start), cols] += values
-
-    def _flush(self, until: int) -> None:
-        n = max(0, until - self.buffer_start)
-        if n:
-            self.array[:, self.buffer_start:self.buffer_start + n] = self.buffer[:, :n]
-            self.buffer = self.buffer[:, n:].copy()
-            self.buffer_start += n
-
-    def commit(self, attrs: dict):
-        if self.temp is None:
-            return self.array
-        import zarr
-
-        self._flush(until=self.buffer_start + self.buffer.shape[1])
-        self.array.attrs.update(attrs)
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
-            os.replace(self.path, old)
-            os.replace(self.temp, self.path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.temp, self.path)
-        self.temp = None
-        return zarr.open_array(str(self.path), mode="r")
-
-    def discard(self) -> None:
-        if self.temp is not None:
-            shutil.rmtree(self.temp, ignore_errors=True)
-            self.temp = None
-
-
 def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,
                     halo: int | None = None, seed: int = 0, device: str = "auto", out=None,
                     lr_nodata: float | None = None, lr_valid=None, **options):
     """Generator form of :func:`fuse_tiled`: yields Progress (per tile), returns a FusionResult
-    whose ``cube`` is a numpy array, or the Zarr array at ``out``."""
+    whose ``cube`` is a numpy array, or the array at ``out`` read lazily (Zarr level 0, TIFF)."""
     from .api import _versions, fuse_iter
 
     info = get_method(method)
@@ -303,7 +230,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     start = time.perf_counter()
     used, tile_method, tile_opts, scene, notes, extras = yield from scene_context(
         hr_image, lr_cube, degradation, method, opts, seed, device, lr_nodata, lr_valid)
-    output = _Output((C, Y, X), out)
+    output = make_output((C, Y, X), out, [t.keep for t in tiles])
     per_tile = 100
     total = per_tile * len(tiles)
     fits, warnings = [], {}
@@ -328,7 +255,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
             finally:
                 gen.close()
             inner = tuple(slice(k.start - w.start, k.stop - w.start) for k, w in zip(t.keep, t.window))
-            output.add(t.keep, res.cube[(slice(None),) + inner] * blend_weights(t, (Y, X), blend))
+            output.add(t.index, t.keep, res.cube[(slice(None),) + inner] * blend_weights(t, (Y, X), blend))
             if t.index in checked:
                 fits.append((res.settings.get("fit", {}), (rows.stop - rows.start) * (cols.stop - cols.start)))
             for w in res.settings.get("warnings", []):
@@ -383,7 +310,8 @@ def fuse_tiled(hr_image, lr_cube, degradation: Degradation, method: str = "fast"
                lr_nodata: float | None = None, lr_valid=None, **options) -> FusionResult:
     """:func:`~.api.fuse` tile by tile (see the module docstring). ``tile``: HR pixels a side
     (rounded to the scale); ``halo``: HR pixels of context (default from the PSF and the method);
-    ``out``: a ``.zarr`` path to write the result to instead of memory."""
+    ``out``: a ``.zarr`` (OME-Zarr, with lower-resolution levels) or ``.tif`` (tiled OME BigTIFF)
+    path to write the result to instead of memory."""
     from .api import run_to_end
 
     return run_to_end(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, halo, seed, device, out,

@@ -1,0 +1,181 @@
+"""Where a tiled fusion's blended tiles go: memory, an OME-Zarr store or a tiled BigTIFF.
+
+On disk, tiles are summed into the chunks of a Zarr array that they touch and every chunk is
+written whole (a partial chunk update makes Zarr hold, decode and re-encode whole chunks). A chunk
+is written as soon as no later tile touches it; one that the next tile does not touch but a later
+one does (the band under a row of tiles) is written with its partial sum and read back when its
+next tile comes. Memory therefore holds the chunks around one or two tiles, not a row of tiles
+at the scene's width. Results go to a temporary name that is renamed to ``out`` at the end: a
+stopped or failed run leaves nothing there.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+CHUNK = 256  # HR pixels a side of a chunk (Zarr) or a tile (TIFF)
+
+
+def make_output(shape: tuple[int, int, int], out, keeps: list[tuple[slice, slice]]):
+    """The sink for a (C, Y, X) result whose tiles cover ``keeps`` (in the order they come)."""
+    if out is None:
+        return MemoryOutput(shape)
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise InputError(f"Folder {path.parent} does not exist; create it or choose another out path.")
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        return ZarrOutput(shape, path, keeps)
+    if suffix in (".tif", ".tiff"):
+        return TiffOutput(shape, path, keeps)
+    raise InputError(f"Tiled results are written to a Zarr store or a TIFF: give out=<name>.zarr or "
+                     f"<name>.tif, got {path}.")
+
+
+class MemoryOutput:
+    def __init__(self, shape):
+        self.array = np.zeros(shape, np.float32)
+
+    def add(self, index: int, region: tuple[slice, slice], values: np.ndarray) -> None:
+        self.array[(slice(None),) + region] += values
+
+    def commit(self, attrs: dict):
+        return self.array
+
+    def discard(self) -> None:
+        pass
+
+
+class ChunkSums:
+    """Tiles summed into whole chunks of a Zarr ``array`` (see the module docstring)."""
+
+    def __init__(self, array, keeps: list[tuple[slice, slice]]):
+        self.array = array
+        self.shape = array.shape
+        self.grid = tuple(array.chunks[1:])
+        self.touch: dict[tuple[int, int], list[int]] = {}  # chunk -> tiles touching it, in order
+        for i, (rows, cols) in enumerate(keeps):
+            for key in self._keys(rows, cols):
+                self.touch.setdefault(key, []).append(i)
+        self.open: dict[tuple[int, int], np.ndarray] = {}
+        self.spilled: set[tuple[int, int]] = set()
+
+    def _keys(self, rows: slice, cols: slice):
+        ch, cw = self.grid
+        return [(a, b) for a in range(rows.start // ch, (rows.stop - 1) // ch + 1)
+                for b in range(cols.start // cw, (cols.stop - 1) // cw + 1)]
+
+    def _box(self, key) -> tuple[slice, slice]:
+        (ch, cw), (_, Y, X) = self.grid, self.shape
+        return (slice(key[0] * ch, min(Y, (key[0] + 1) * ch)), slice(key[1] * cw, min(X, (key[1] + 1) * cw)))
+
+    def add(self, index: int, region: tuple[slice, slice], values: np.ndarray) -> None:
+        rows, cols = region
+        for key in self._keys(rows, cols):
+            br, bc = self._box(key)
+            acc = self.open.get(key)
+            if acc is None:
+                acc = (np.array(self.array[:, br, bc], np.float32) if key in self.spilled
+                       else np.zeros((self.shape[0], br.stop - br.start, bc.stop - bc.start), np.float32))
+                self.open[key] = acc
+            r0, r1 = max(rows.start, br.start), min(rows.stop, br.stop)
+            c0, c1 = max(cols.start, bc.start), min(cols.stop, bc.stop)
+            acc[:, r0 - br.start:r1 - br.start, c0 - bc.start:c1 - bc.start] += \
+                values[:, r0 - rows.start:r1 - rows.start, c0 - cols.start:c1 - cols.start]
+        for key in list(self.open):  # final chunks, and those the next tile leaves alone, go to disk
+            touch = self.touch[key]
+            later = touch[bisect.bisect_right(touch, index):]
+            if not later or later[0] > index + 1:
+                self.array[(slice(None),) + self._box(key)] = self.open.pop(key)
+                if later:
+                    self.spilled.add(key)
+
+    def finish(self) -> None:
+        if self.open:  # every tile has come, so nothing can be open (a bug, not the user's error)
+            raise RuntimeError(f"{len(self.open)} chunks were never completed")
+
+
+def _temp_name(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")
+
+
+def _rename_into_place(temp: Path, path: Path) -> None:
+    """Replace ``path`` (a store or a file) with ``temp``; the old one is removed only after."""
+    if path.is_dir():
+        old = _temp_name(path, "old")
+        os.replace(path, old)
+        os.replace(temp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temp, path)
+
+
+class ZarrOutput:
+    """An OME-Zarr (NGFF 0.5) multiscale image: level 0 summed from the tiles, then the 2x2-mean
+    levels built from it chunk by chunk (:func:`.io.build_pyramid`)."""
+
+    def __init__(self, shape, path: Path, keeps):
+        from .io import create_ome_zarr
+
+        self.path = path
+        self.temp = _temp_name(path, "tmp.zarr")
+        self.group, level0 = create_ome_zarr(self.temp, shape, CHUNK)
+        self.sums = ChunkSums(level0, keeps)
+
+    def add(self, index, region, values) -> None:
+        self.sums.add(index, region, values)
+
+    def commit(self, attrs: dict):
+        import zarr
+
+        from .io import finish_ome_zarr
+
+        self.sums.finish()
+        finish_ome_zarr(self.group, attrs)
+        _rename_into_place(self.temp, self.path)
+        self.temp = None
+        return zarr.open_array(str(self.path / "0"), mode="r")
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+            self.temp = None
+
+
+class TiffOutput:
+    """A tiled OME BigTIFF. TIFF stores band after band, tiles come place after place: they are
+    summed into a temporary uncompressed Zarr array chunked band by band, which is then streamed
+    into the TIFF one tile at a time (:func:`.io.write_tiff_tiles`)."""
+
+    def __init__(self, shape, path: Path, keeps):
+        import zarr
+
+        self.path = path
+        self.temp = _temp_name(path, "sums.zarr")
+        array = zarr.create_array(str(self.temp), shape=shape, dtype="float32", chunks=(1, CHUNK, CHUNK),
+                                  fill_value=0.0, compressors=None, overwrite=True)
+        self.sums = ChunkSums(array, keeps)
+
+    def add(self, index, region, values) -> None:
+        self.sums.add(index, region, values)
+
+    def commit(self, attrs: dict):
+        from .io import open_cube_lazy, write_tiff_tiles
+
+        self.sums.finish()
+        write_tiff_tiles(self.path, self.sums.array, CHUNK, attrs.get("wavelengths"), attrs.get("settings"))
+        self.discard()
+        return open_cube_lazy(self.path).data
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+            self.temp = None
