@@ -104,6 +104,14 @@ class ChunkSums:
 
 
 def _temp_name(path: Path, tag: str) -> Path:
+    """A hidden name beside ``path`` carrying this process's id; the leftovers of a killed run (its
+    process gone) are removed first, so they do not pile up."""
+    from .io import _alive, glob_escape
+
+    for old in path.parent.glob(f".{glob_escape(path.name)}.*-*.{tag}"):
+        pid = old.name[len(path.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")
 
 
