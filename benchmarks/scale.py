@@ -8,9 +8,9 @@
 mirrored to the size (its HR image and LR cube mirrored the same way: the symmetric Gaussian
 centred on the 8x8 block commutes with the mirroring). The inputs are written to .npy files and
 memory-mapped, every run is its own process (peak RSS = that process's ``VmHWM``, Python and
-torch included), and tiled runs write their result to a Zarr store. At 512 and 1024 the whole
-frame runs too, and at 1024 the tiled and whole results are compared (PSNR against the mirrored
-reference).
+torch included), and tiled runs write their result to an OME-Zarr store (``--out .tif``: a tiled
+BigTIFF). At 512 and 1024 the whole frame runs too, and at 1024 the tiled and whole results are
+compared (PSNR against the mirrored reference).
 
 ``bands200``: ``fast`` on 2048 x 2048 x 198 bands (AVIRIS Jasper Ridge, 100 x 100, mirrored), x8,
 an RGB made with the sRGB colour-matching response (wavelengths taken as evenly spaced over
@@ -107,21 +107,25 @@ def _subprocess(*args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def sizes(methods, sizes_, tile):
+def sizes(methods, sizes_, tile, suffix=".zarr", whole=True):
     rows = []
     for size in sizes_:
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             folder = Path(tmp)
             make_pair(folder, size)
             for method in methods:
-                runs = [("tiled", tile)] + ([("whole", 0)] if size <= 1024 else [])
+                runs = [("tiled" if suffix == ".zarr" else f"tiled, {suffix}", tile)]
+                runs += [("whole", 0)] if size <= 1024 and whole else []
                 for label, t in runs:
-                    out = str(folder / f"{method}.zarr") if t else ""
+                    out = str(folder / f"{method}{suffix}") if t else ""
                     r = _subprocess(folder, method, t, out)
                     r.update(method=method, size=size, mode=label)
                     rows.append(r)
                     print(json.dumps(r), file=sys.stderr, flush=True)
-                    shutil.rmtree(out, ignore_errors=True)
+                    if out and Path(out).is_dir():
+                        shutil.rmtree(out, ignore_errors=True)
+                    elif out:
+                        Path(out).unlink(missing_ok=True)
     print("\n| method | HR size | mode | seconds | s / megapixel | peak RSS MB | PSNR |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -218,6 +222,9 @@ def main():
     q.add_argument("--methods", default="fast,msfn")
     q.add_argument("--sizes", default="512,1024,2048,4096")
     q.add_argument("--tile", type=int, default=512)
+    q.add_argument("--out", default=".zarr", choices=[".zarr", ".tif"], help="tiled runs write an OME-Zarr or a "
+                                                                             "tiled BigTIFF")
+    q.add_argument("--no-whole", action="store_true", help="skip the whole-frame runs at 512 and 1024")
     q = sub.add_parser("bands200")
     q.add_argument("--size", type=int, default=2048)
     q.add_argument("--tile", type=int, default=512)
@@ -232,7 +239,7 @@ def main():
     if a.cmd == "_one":
         print(json.dumps(run_one(a.folder, a.method, a.tile, a.out)))
     elif a.cmd == "sizes":
-        sizes(a.methods.split(","), [int(v) for v in a.sizes.split(",")], a.tile)
+        sizes(a.methods.split(","), [int(v) for v in a.sizes.split(",")], a.tile, a.out, not a.no_whole)
     elif a.cmd == "bands200":
         bands200(a.size, a.tile)
     else:
