@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def _supported(path: Any) -> bool:
     p = Path(path)
     if p.suffix.lower() == ".zarr" and p.is_dir():
-        return (p / "zarr.json").exists() or (p / ".zarray").exists()  # an array written by a tiled run
+        return any((p / name).exists() for name in ("zarr.json", ".zarray", ".zgroup"))  # Zarr v3 or v2
     if p.is_dir():
         return find_cave_bands(p) is not None
     if not p.is_file():
