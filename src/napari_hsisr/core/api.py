@@ -167,8 +167,9 @@ def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed
 
     ``progress``, if given, is called with each :class:`Progress`. ``tile``: fuse in tiles of
     about that many HR pixels a side (:mod:`.tiling`), or ``"auto"``: whole when it fits in
-    memory, else in tiles of a size that does; ``out``: a ``.zarr`` path for a tiled result
-    written to disk instead of memory. The inputs may then be lazy arrays (memory-mapped, zarr).
+    memory, else in tiles of a size that does; ``out``: a ``.zarr`` (OME-Zarr multiscale image) or
+    ``.tif`` (tiled OME BigTIFF) path for a tiled result written to disk tile by tile instead of
+    memory. The inputs may then be lazy arrays (memory-mapped, zarr).
     """
     gen = _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, tile, out,
                     options)
