@@ -83,9 +83,10 @@ def check_request(req: FusionRequest):
         raise InputError("Choose an HR image layer and an LR hyperspectral layer.")
     if req.hr_layer.name == req.lr_layer.name:  # napari hands out a new wrapper per lookup: compare names
         raise InputError("The HR and LR layers must be different layers.")
-    if not _layers.is_cube(req.lr_layer):
-        raise InputError(f"LR layer {req.lr_layer.name!r} has shape {req.lr_layer.data.shape}; "
-                         "it must be a (bands, y, x) cube with several bands.")
+    if not _layers.is_input_cube(req.lr_layer):
+        what = "a multiscale (on-disk) layer" if req.lr_layer.multiscale else f"shape {req.lr_layer.data.shape}"
+        raise InputError(f"LR layer {req.lr_layer.name!r} has {what}; "
+                         "it must be a (bands, y, x) cube with several bands, in memory.")
     deg = build_degradation(req)
     deg.check_shapes(_layers.hr_spatial_shape(req.hr_layer), req.lr_layer.data.shape)
     return deg
@@ -147,7 +148,7 @@ def add_result_layer(viewer, req: FusionRequest, result, deg):
                                             "translate_after": [float(v) for v in req.lr_layer.translate]}
     if req.replace and base in viewer.layers:
         layer = viewer.layers[base]
-        if _layers.is_cube(layer):
+        if _layers.is_input_cube(layer):  # a multiscale layer of that name cannot take an array
             layer.data = result.cube
             layer.scale, layer.translate = kw["scale"], kw["translate"]
             layer.metadata = kw["metadata"]
@@ -197,7 +198,7 @@ def show_preview(viewer, req: FusionRequest, preview):
     f = np.array([Y / data.shape[1], X / data.shape[2]])  # HR pixels per preview pixel
     scale, translate = (1.0, *(hs * f)), (0.0, *(ht + hs * (f - 1) / 2))
     name = preview_name(req)
-    if name in viewer.layers and _layers.is_cube(viewer.layers[name]) \
+    if name in viewer.layers and _layers.is_input_cube(viewer.layers[name]) \
             and viewer.layers[name].metadata.get("hsisr_preview"):
         layer = viewer.layers[name]
         same = layer.data.shape == data.shape
@@ -226,7 +227,7 @@ def save_layer(layer, path, format: str = "imagej", dtype: str = "float32"):
     if not _layers.is_cube(layer):
         raise InputError(f"Layer {layer.name!r} is not a (bands, Y, X) cube; choose a result layer.")
     meta = layer.metadata or {}
-    return write_tiff(path, np.asarray(layer.data), wavelengths=_layers.layer_wavelengths(layer),
+    return write_tiff(path, _layers.read_whole(layer, "a TIFF"), wavelengths=_layers.layer_wavelengths(layer),
                       settings=meta.get("settings"), format=format, dtype=dtype,
                       units=meta.get("wavelength_units", "nm"))
 

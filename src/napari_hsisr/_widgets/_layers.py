@@ -12,9 +12,60 @@ def _is_image(layer) -> bool:
 
 
 def is_cube(layer) -> bool:
-    """An image layer laid out ``(C, Y, X)`` (not RGB, not multiscale, at least 2 bands)."""
+    """An image layer laid out ``(C, Y, X)`` (not RGB, at least 2 bands), in memory or multiscale
+    (a large result opened from an OME-Zarr: read it through :func:`cube_data`)."""
     return (_is_image(layer) and layer.ndim == 3 and not layer.rgb
-            and not layer.multiscale and layer.data.shape[0] >= 2)
+            and layer.data.shape[0] >= 2)  # MultiScaleData.shape is level 0's
+
+
+def is_input_cube(layer) -> bool:
+    """A cube a fusion can take as its LR input: in memory. A fusion reads its LR cube whole, and a
+    multiscale layer is a large result kept on disk (not an LR cube)."""
+    return is_cube(layer) and not layer.multiscale
+
+
+def cube_data(layer):
+    """The full-resolution ``(C, Y, X)`` array, unread: level 0 of a multiscale layer (a lazy dask
+    array), else ``layer.data``. Never ``np.asarray(layer.data)`` on a multiscale layer: napari's
+    MultiScaleData turns into its *coarsest* level, silently."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+#: Most values a dock reads whole from a multiscale layer (512 MB as float32). The metrics and
+#: renderings work on float64 copies of whole cubes (a few per cube), so this keeps their peak at a
+#: few GB; multiscale results are the large ones (>= 1024 pixels a side), in-memory layers are
+#: already loaded and are never refused.
+WHOLE_READ_MAX = 2 ** 27
+
+
+def whole_data(layer, purpose: str):
+    """:func:`cube_data`, still unread (a worker thread reads it), refused (InputError) for a
+    multiscale layer over :data:`WHOLE_READ_MAX`: ``purpose`` says what for."""
+    data = cube_data(layer)
+    if layer.multiscale and int(np.prod(data.shape)) > WHOLE_READ_MAX:
+        from ..core.errors import InputError
+
+        C, Y, X = data.shape
+        raise InputError(f"{layer.name!r} is {C} x {Y} x {X} ({int(np.prod(data.shape)) * 4 / 2**30:.1f} GB as "
+                         f"float32), too large to read whole for {purpose} (limit "
+                         f"{WHOLE_READ_MAX * 4 / 2**30:.1f} GB); crop it first (e.g. "
+                         f"hsisr.open_cube_lazy(path).data[:, y0:y1, x0:x1]) and add the crop as a layer.")
+    return data
+
+
+def read_whole(layer, purpose: str) -> np.ndarray:
+    """:func:`whole_data` read into memory."""
+    return np.asarray(whole_data(layer, purpose))
+
+
+def fitting_level(layer, max_values: int | None = None) -> int:
+    """The finest level of a multiscale layer with at most ``max_values`` values (default
+    :data:`WHOLE_READ_MAX`), else the coarsest; 0 for an in-memory layer."""
+    if not layer.multiscale:
+        return 0
+    limit = WHOLE_READ_MAX if max_values is None else max_values
+    sizes = [int(np.prod(lv.shape)) for lv in layer.data]
+    return next((i for i, n in enumerate(sizes) if n <= limit), len(sizes) - 1)
 
 
 def is_result(layer) -> bool:

@@ -46,24 +46,38 @@ from ._truecolour import parse_wavelength_triplet
 
 
 def truecolour_layer(viewer, layer, srf="CIE 1931"):
-    """Add (or update) ``<name>_truecolour``: an RGB layer on the cube's Y, X grid."""
+    """Add (or update) ``<name>_truecolour``: an RGB layer on the cube's Y, X grid (a multiscale
+    cube's finest level that fits in memory, see :func:`_colour_level`)."""
     from ._truecolour import true_colour
 
-    rgb = true_colour(np.asarray(layer.data), _layers.layer_wavelengths(layer), srf)
-    return _colour_layer(viewer, layer, rgb, f"{layer.name}_truecolour", {"source": layer.name, "srf": str(srf)})
+    cube, level = _colour_level(layer)
+    rgb = true_colour(cube, _layers.layer_wavelengths(layer), srf)
+    meta = {"source": layer.name, "srf": str(srf), "level": level}
+    return _colour_layer(viewer, layer, rgb, f"{layer.name}_truecolour", meta)
 
 
 def falsecolour_layer(viewer, layer, rgb_nm):
     """Add (or update) ``<name>_falsecolour``: the bands nearest to three wavelengths as R, G, B."""
     from ._truecolour import false_colour
 
-    rgb, used = false_colour(np.asarray(layer.data), _layers.layer_wavelengths(layer), rgb_nm)
-    meta = {"source": layer.name, "wavelengths_rgb": used}
+    cube, level = _colour_level(layer)
+    rgb, used = false_colour(cube, _layers.layer_wavelengths(layer), rgb_nm)
+    meta = {"source": layer.name, "wavelengths_rgb": used, "level": level}
     return _colour_layer(viewer, layer, rgb, f"{layer.name}_falsecolour", meta)
+
+
+def _colour_level(layer) -> tuple[np.ndarray, int]:
+    """The cube to render and its pyramid level: level 0 of an in-memory layer; for a multiscale
+    one the finest level under ``_layers.WHOLE_READ_MAX`` (an overview of a result too large to
+    render whole; its 2x2-mean levels are what napari shows when zoomed out anyway)."""
+    level = _layers.fitting_level(layer)
+    return np.asarray(layer.data[level] if layer.multiscale else layer.data), level
 
 
 def _colour_layer(viewer, layer, rgb, name, meta):
     hs, ht = _layers.spatial_scale_translate(layer)
+    f = np.asarray(_layers.cube_data(layer).shape[-2:], float) / rgb.shape[:2]  # level-0 pixels per pixel
+    hs, ht = hs * f, ht + hs * (f - 1) / 2  # a 2x2-mean pixel's centre is its block's (as previews)
     if name in viewer.layers and getattr(viewer.layers[name], "rgb", False):
         out = viewer.layers[name]
         out.data, out.scale, out.translate, out.metadata = rgb, hs, ht, meta
@@ -168,7 +182,8 @@ class FusionWidget(QWidget):
         hr_prev, lr_prev = self.hr_combo.currentText(), self.lr_combo.currentText()
         layers = list(self.viewer.layers)
         hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
-        lr_names = [lay.name for lay in layers if _layers.is_cube(lay)]
+        lr_names = [lay.name for lay in layers if _layers.is_input_cube(lay)]
+        cube_names = [lay.name for lay in layers if _layers.is_cube(lay)]  # results: multiscale ones too
         for combo, names, prev, prefer in (
             (self.hr_combo, hr_names, hr_prev, lambda n: self.viewer.layers[n].rgb),
             (self.lr_combo, lr_names, lr_prev, lambda n: _layers.layer_wavelengths(self.viewer.layers[n]) is not None
@@ -187,12 +202,12 @@ class FusionWidget(QWidget):
         prev = self.result_combo.currentText()
         before = {self.result_combo.itemText(i) for i in range(self.result_combo.count())}
         self.result_combo.clear()
-        self.result_combo.addItems(lr_names)
-        results = [n for n in lr_names if _layers.is_result(self.viewer.layers[n])]
+        self.result_combo.addItems(cube_names)
+        results = [n for n in cube_names if _layers.is_result(self.viewer.layers[n])]
         new_results = [n for n in results if n not in before]
         if new_results:  # a result just appeared: it is the one to save / render
             self.result_combo.setCurrentText(new_results[-1])
-        elif prev in lr_names:
+        elif prev in cube_names:
             self.result_combo.setCurrentText(prev)
         elif results:
             self.result_combo.setCurrentText(results[-1])

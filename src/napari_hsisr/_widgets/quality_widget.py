@@ -4,6 +4,10 @@ With a reference: PSNR / SAM / ERGAS / SSIM / RMSE (and a SAM map layer). Withou
 data): the no-reference consistency figures of ``core.metrics.consistency``, i.e. how well the
 result, degraded again with the Degradation recorded in its settings, explains the HR and LR
 inputs chosen here.
+
+A multiscale result or reference (a large OME-Zarr result) is read whole from its level 0, and
+refused over ``_layers.WHOLE_READ_MAX`` with a message: SSIM (windows) and ERGAS/SAM (global
+means) would need their own chunked versions, and a result under the limit fits in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def result_scale(layer) -> int | None:
 
 
 def _reference_and_bands(result, reference, scale):
+    result, reference = np.asarray(result), np.asarray(reference)  # a multiscale level 0: read once, here
     return {**compute_reference_metrics(result, reference, scale), **per_band(result, reference)}
 
 
@@ -161,12 +166,13 @@ class QualityWidget(ScrollingDock):
         that just appeared (a name with 'reference') the reference."""
         layers = list(self.viewer.layers)
         names = [lay.name for lay in layers if _layers.is_cube(lay)]
+        lr_names = [lay.name for lay in layers if _layers.is_input_cube(lay)]
         hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
         is_result = lambda n: _layers.is_result(self.viewer.layers[n])
         combos = ((self.result_combo, names, is_result),
                   (self.reference_combo, [NO_REFERENCE, *names], lambda n: "reference" in n),
                   (self.hr_combo, hr_names, lambda n: self.viewer.layers[n].rgb),
-                  (self.lr_combo, names, lambda n: not is_result(n) and "reference" not in n
+                  (self.lr_combo, lr_names, lambda n: not is_result(n) and "reference" not in n
                    and _layers.layer_wavelengths(self.viewer.layers[n]) is not None))
         known = getattr(self, "_known_names", set())
         for combo, items, prefer in combos:
@@ -264,16 +270,16 @@ class QualityWidget(ScrollingDock):
                 settings = (res.metadata or {}).get("settings") or {}
                 degradation_from_settings(settings)  # fail here, not in the thread
                 rows = CONSISTENCY
-                fn, args = compute_consistency, (np.asarray(res.data), _layers.hr_array(hr), np.asarray(lr.data),
-                                                settings)
+                fn, args = compute_consistency, (_layers.whole_data(res, "the consistency"), _layers.hr_array(hr),
+                                                 np.asarray(lr.data), settings)
             else:
                 res, ref = self._pair()
                 if res.data.shape != ref.data.shape:
                     raise InputError(f"Result {res.name!r} is {res.data.shape} but reference {ref.name!r} is "
                                      f"{ref.data.shape}; choose a reference of the same shape.")
                 rows = METRICS
-                fn, args = _reference_and_bands, (np.asarray(res.data), np.asarray(ref.data),
-                                                  self.scale_spin.value())
+                fn, args = _reference_and_bands, (_layers.whole_data(res, "the metrics"),
+                                                  _layers.whole_data(ref, "the metrics"), self.scale_spin.value())
                 self._band_wavelengths = _layers.layer_wavelengths(ref)
         except (InputError, ValueError) as exc:
             self._failed(exc)
@@ -346,7 +352,7 @@ class QualityWidget(ScrollingDock):
 
         try:
             res, ref = self._pair()
-            m = sam_map(np.asarray(res.data), np.asarray(ref.data))
+            m = sam_map(_layers.read_whole(res, "a SAM map"), _layers.read_whole(ref, "a SAM map"))
         except (InputError, ValueError) as exc:
             show_error(str(exc))
             return None

@@ -40,20 +40,24 @@ def cube_wavelengths(layer) -> np.ndarray:
 
 
 def spectrum_at(layer, world_point, size: int = 1) -> np.ndarray | None:
-    """``data[:, y, x]`` (or the mean over a ``size x size`` window) at a world point; None outside."""
+    """``data[:, y, x]`` (or the mean over a ``size x size`` window) at a world point; None outside.
+
+    A multiscale layer is read on level 0 (napari's world_to_data is level 0's), only the window:
+    the chunks under it."""
     point = np.asarray(world_point, float)
     if point.size < layer.ndim:
         point = np.concatenate([np.zeros(layer.ndim - point.size), point])
     data_pt = np.asarray(layer.world_to_data(point[-layer.ndim:]), float)
-    Y, X = layer.data.shape[-2:]
+    data = _layers.cube_data(layer)
+    Y, X = data.shape[-2:]
     y, x = (int(np.floor(c + 0.5)) for c in data_pt[-2:])  # pixel centres sit at integers
     if not (0 <= y < Y and 0 <= x < X):
         return None
     if size <= 1:
-        return np.asarray(layer.data[:, y, x], dtype=np.float64)
+        return np.asarray(data[:, y, x], dtype=np.float64)
     h = size // 2
     y0, y1, x0, x1 = max(y - h, 0), min(y - h + size, Y), max(x - h, 0), min(x - h + size, X)
-    return np.asarray(layer.data[:, y0:y1, x0:x1], dtype=np.float64).mean(axis=(1, 2))
+    return np.asarray(data[:, y0:y1, x0:x1], dtype=np.float64).mean(axis=(1, 2))
 
 
 def spectra_at(layers, world_point, size: int = 1) -> dict:
@@ -101,23 +105,28 @@ def write_csv(path, wavelengths, names, table) -> Path:
 # ---------------------------------------------------------------------- widget
 def region_spectra(layers, shapes_layer) -> list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray]]:
     """``(shape index, layer name, wavelengths, mean, std)`` of every cube layer inside every shape
-    of a Shapes layer (pixels whose centre lies in the shape, on each cube's own grid)."""
+    of a Shapes layer (pixels whose centre lies in the shape, on each cube's own grid). Only the
+    shape's bounding box is read (a multiscale layer's level 0 stays on disk outside it)."""
     out = []
     for i in range(len(shapes_layer.data)):
         for layer in layers:
             if not _layers.is_cube(layer):
                 continue
-            Y, X = layer.data.shape[-2:]
-            mask = _shape_mask(shapes_layer, i, layer, (Y, X))
-            if mask is None or not mask.any():
+            data = _layers.cube_data(layer)
+            box = _shape_mask(shapes_layer, i, layer, data.shape[-2:])
+            if box is None:
                 continue
-            values = np.asarray(layer.data)[:, mask].astype(np.float64)
+            (y0, x0), mask = box
+            block = data[:, y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]]
+            values = np.asarray(block)[:, mask].astype(np.float64)
             out.append((i, layer.name, cube_wavelengths(layer), values.mean(1), values.std(1)))
     return out
 
 
-def _shape_mask(shapes_layer, index: int, layer, shape_yx) -> np.ndarray | None:
-    """Boolean (Y, X) mask of shape ``index`` on ``layer``'s pixel grid."""
+def _shape_mask(shapes_layer, index: int, layer, shape_yx) -> tuple[tuple[int, int], np.ndarray] | None:
+    """``((y0, x0), mask)``: the boolean mask of shape ``index`` on ``layer``'s pixel grid, cut to
+    the shape's bounding box within the image (a full-frame mask of a large layer would be GBs);
+    None when no pixel centre lies inside."""
     from skimage.draw import polygon2mask
 
     verts_world = [shapes_layer.data_to_world(v) for v in np.asarray(shapes_layer.data[index])]
@@ -127,7 +136,13 @@ def _shape_mask(shapes_layer, index: int, layer, shape_yx) -> np.ndarray | None:
         pts.append(np.asarray(layer.world_to_data(full), float)[-2:])
     if len(pts) < 3:
         return None
-    return polygon2mask(shape_yx, np.asarray(pts))
+    pts = np.asarray(pts)
+    lo = np.maximum(np.ceil(pts.min(axis=0)), 0).astype(int)  # pixel centres sit at integers
+    hi = np.minimum(np.floor(pts.max(axis=0)) + 1, shape_yx).astype(int)
+    if np.any(hi <= lo):
+        return None
+    mask = polygon2mask(tuple(hi - lo), pts - lo)
+    return ((int(lo[0]), int(lo[1])), mask) if mask.any() else None
 
 
 def probe_errors(layers, reference, world_point, size: int = 1) -> dict:
