@@ -57,7 +57,7 @@ API_ROWS = [
     ("scale huge", lambda p: Degradation(scale=100000), "beyond 1024"),
     ("device tpu", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, device="tpu"), "device 'tpu'"),
     ("unknown method", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="magic"), "Unknown method 'magic'"),
-    ("mu 0", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, mu=0), "'mu' of method 'fast' must be >= 1e-08"),
+    ("mu -1", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, mu=-1), "'mu' of method 'fast' must be >= 0"),
     ("rank -5", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, rank=-5), "'rank' of method 'fast' must be >= 0"),
     ("iterations -1", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, iterations=-1), "'iterations'"),
     ("steps -5", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="unsupervised", steps=-5), "'steps'"),

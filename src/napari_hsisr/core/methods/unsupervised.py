@@ -46,7 +46,7 @@ import time
 import numpy as np
 
 from ..errors import InputError
-from .base import FusionInputs, MethodInfo, Option, Progress, register
+from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, small_preview
 
 YIELD_EVERY_S = 0.4
 
@@ -116,6 +116,12 @@ class _Problem:
         ones_lr = np.ones(inputs.lr.shape[-2:]) if inputs.lr_valid is None else inputs.lr_valid
         self.hr_mask, self.lr_mask = t(ones_hr)[None], t(ones_lr)[None]
         self.base = t(base)  # p, Y, X
+        var_a, sigma_hr = noise_variances(st, inputs.hr)
+        # data terms weighted by the inverse noise variance of each LR coefficient and HR channel,
+        # normalised to mean 1 so that ``lam`` keeps its meaning; var_a also scales the discrepancy
+        self.lr_weight = t(var_a.mean() / var_a)[:, None, None]
+        self.hr_weight = t(np.mean(sigma_hr ** 2) / sigma_hr ** 2)[:, None, None]
+        self.var_a = t(var_a)[:, None, None]
         self.inp = torch.cat([self.hr, t(base / scale[:, None, None])], 0)  # k + p, Y, X
         self.out_scale = t(scale * out_gain)[:, None, None]
 
@@ -132,8 +138,29 @@ class _Problem:
         return out.reshape(B, p, *out.shape[-2:])
 
 
+def noise_variances(st, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Noise variance of each LR coefficient (HySime's band noise variances seen through the
+    subspace: its off-diagonal terms are regression artefacts, negatively correlated between
+    neighbouring bands, which made smooth coefficients look 10-20x quieter than they are on the
+    sample pair at SNR 30 dB) and noise standard deviation of each HR channel (median absolute Haar diagonal
+    detail / 0.6745, Donoho's estimator; texture makes it an upper bound)."""
+    if st.noise_cov is None:
+        var_a = np.ones(st.E.shape[1])
+    else:
+        var_a = (st.E ** 2).T @ np.clip(np.diag(st.noise_cov), 0.0, None)
+    var_a = np.maximum(var_a, 1e-12 * max(float(var_a.max()), 1e-30))
+    h = np.asarray(hr, dtype=np.float64)[:, : hr.shape[-2] // 2 * 2, : hr.shape[-1] // 2 * 2]
+    d = (h[:, 0::2, 0::2] - h[:, 0::2, 1::2] - h[:, 1::2, 0::2] + h[:, 1::2, 1::2]) / 2
+    sigma_hr = np.median(np.abs(d.reshape(len(d), -1)), axis=1) / 0.6745
+    sigma_hr = np.maximum(sigma_hr, max(float(sigma_hr.max()), 1e-6) * 1e-3)
+    return var_a, sigma_hr
+
+
+DISCREPANCY = 1.0  # stop when the LR residual's mean square per coefficient reaches its noise variance
+
+
 def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, patience, total, out_gain,
-         done):
+         done, stats):
     """Fit the correction network on patches; yields Progress, returns full-frame coefficients."""
     import torch
 
@@ -168,47 +195,62 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
         lr_hat = prob.spatial_valid(a)
         hr_hat = torch.einsum("kp,bpyx->bkyx", prob.RE, a[:, :, pb:pb + n * s, pb:pb + n * s])
         lr_m, hr_m = windows(prob.lr_mask, iys, ixs, 0, n, 1), windows(prob.hr_mask, iys, ixs, 0, n * s, s)
-        lr_err = torch.mean(lr_m * (lr_hat - windows(prob.xa, iys, ixs, 0, n, 1)) ** 2)
-        return lr_err + lam * torch.mean(hr_m * (hr_hat - windows(prob.hr, iys, ixs, 0, n * s, s)) ** 2)
+        lr_sq = lr_m * (lr_hat - windows(prob.xa, iys, ixs, 0, n, 1)) ** 2
+        hr_sq = hr_m * (hr_hat - windows(prob.hr, iys, ixs, 0, n * s, s)) ** 2
+        chi2 = torch.mean(lr_sq / prob.var_a[None]).detach()  # 1 at the LR noise level
+        return torch.mean(prob.lr_weight[None] * lr_sq) + lam * torch.mean(prob.hr_weight[None] * hr_sq), chi2
 
-    t_last = time.perf_counter()
-    best, ema, since, loss0, step = float("inf"), None, 0, None, 0
+    def full_frame():
+        with torch.no_grad():
+            def pad(t):
+                return torch.nn.functional.pad(t[None], (R, R, R, R), mode="reflect")
+
+            with torch.autocast(prob.device.type, dtype=amp_dtype, enabled=cuda):
+                a = prob.coeffs(net, pad(prob.inp), pad(prob.base))[0, :, R:R + Y, R:R + X]
+        return a.float().cpu().numpy().astype(np.float64)
+
+    t_last = t_preview = time.perf_counter()
+    best, ema, since, loss0, step, chi_ema, reason = float("inf"), None, 0, None, 0, None, "steps"
     for step in range(1, steps + 1):
         iys = torch.randint(ylo, yhi + 1, (batch,), generator=gen).tolist()
         ixs = torch.randint(xlo, xhi + 1, (batch,), generator=gen).tolist()
         opt.zero_grad(set_to_none=True)
-        loss = loss_on(iys, ixs)
+        loss, chi2 = loss_on(iys, ixs)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
         val = float(loss.detach())
         loss0 = val if loss0 is None else loss0
         ema = val if ema is None else 0.9 * ema + 0.1 * val
+        chi_ema = float(chi2) if chi_ema is None else 0.9 * chi_ema + 0.1 * float(chi2)
         if ema < best * (1 - 1e-3):
             best, since = ema, 0
         else:
             since += 1
         now = time.perf_counter()
-        stop_early = patience > 0 and since >= patience
-        if step == 1 or now - t_last >= YIELD_EVERY_S or step == steps or stop_early:
+        if patience > 0 and since >= patience:
+            reason = "loss stalled"
+        elif step >= 10 and chi_ema <= DISCREPANCY:  # further fitting would fit the LR noise
+            reason = "LR residual at the noise level"
+        stop_early = reason != "steps"
+        preview = None
+        if now - t_preview >= PREVIEW_EVERY_S:  # the fit converging, for a viewer
+            preview, t_preview = small_preview(st.cube(st.system.extend(full_frame()))), time.perf_counter()
+        if step == 1 or now - t_last >= YIELD_EVERY_S or step == steps or stop_early or preview is not None:
             t_last = now
-            yield Progress(done + step, total, loss=ema, message=f"fit {step}/{steps} (first loss {loss0:.3g})")
+            yield Progress(done + step, total, loss=ema, preview=preview,
+                           message=f"fit {step}/{steps} (first loss {loss0:.3g}, LR residual {chi_ema:.2f} x noise)")
         if stop_early:
             break
+    stats["cnn_steps"], stats["cnn_stop"], stats["lr_residual_over_noise"] = step, reason, round(chi_ema or 0.0, 3)
     yield Progress(done + steps + 1, total, loss=ema, message=f"full-frame inference after {step} steps")
     net.eval()
-    with torch.no_grad():
-        def pad(t):
-            return torch.nn.functional.pad(t[None], (R, R, R, R), mode="reflect")
-
-        with torch.autocast(prob.device.type, dtype=amp_dtype, enabled=cuda):
-            a = prob.coeffs(net, pad(prob.inp), pad(prob.base))[0, :, R:R + Y, R:R + X]
-    return a.float().cpu().numpy().astype(np.float64)
+    return full_frame()
 
 
 def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: int = 200, patch: int = 0,
         batch: int = 2, lr_rate: float = 3e-3, lam: float = 1.0, rank: int = 0, eps: float = 0.0,
-        width: int = 32, depth: int = 4, patience: int = 60, mode: str = "prior", mu: float = 1e-3,
+        width: int = 32, depth: int = 4, patience: int = 60, mode: str = "prior", mu: float = 0.0,
         out_gain: float = 0.05, prior: str = "auto", band_weights: bool = True):
     prior_kind = prior
     import torch
@@ -238,7 +280,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
     st = F.setup(inputs, rank, eps, lam, mu, band_weights)
     info: dict = {}
     prior = F.build_prior(st, inputs, prior_kind, 0, st.eps, info)
-    st = F.conservative(st, info, mu)
+    st = F.conservative(st, info)
     if info.get("prior_guided_weight", 1.0) < 0.5 and (refits or steps):
         # the HR image explains the cube's detail poorly (see fast.prior_weight): refits and the
         # network both fit the HR image's colour at full resolution and distort the spectra
@@ -255,7 +297,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
         yield Progress(2 * refits, total, message="CNN prior: setting up")
         try:
             fitted = yield from _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, patience,
-                                     total, out_gain, 2 * refits)
+                                     total, out_gain, 2 * refits, info)
         except torch.cuda.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -297,7 +339,8 @@ INFO = register(MethodInfo(
         Option("mode", "prior", "'prior': the network refines the last prior and a closed-form solve enforces "
                "both observations; 'residual': the network corrects the last solution directly",
                choices=("prior", "residual")),
-        Option("mu", 1e-3, "weight of the network prior in the closed-form solve", minimum=1e-8),
+        Option("mu", 0.0, "weight of the priors in the closed-form solves (0: from the LR-HS noise, 1e-3 on "
+               "clean data, about 0.1 at SNR 30 dB)", minimum=0.0),
         Option("out_gain", 0.05, "initial scale of the network's correction", minimum=0.0),
         Option("prior", "auto", "first prior: 'guided', 'cs' (component substitution) or 'auto' (chosen from "
                "the pair, see fast)", choices=("auto", "guided", "cs")),
