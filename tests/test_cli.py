@@ -161,12 +161,17 @@ def test_fuse_in_tiles_to_zarr_and_batch(tmp_path, capsys):
     whole, tiled = read_cube(tmp_path / "whole.tif"), read_cube(tmp_path / "tiled.zarr")
     np.testing.assert_allclose(tiled.wavelengths, whole.wavelengths)
     assert np.abs(tiled.data - whole.data).mean() < 2e-3
+    # the input files are recorded with a result written tile by tile, as with a whole one
+    for cube in (whole, tiled):
+        settings = cube.metadata["settings"]
+        assert settings["hr_file"] == str(tmp_path / "hr.tif") and settings["lr_file"] == str(tmp_path / "lr.tif")
     # a tiled TIFF is written tile by tile (a tiled OME BigTIFF): the same values and wavelengths
     assert main([*fuse, "--out", str(tmp_path / "tiled.tif"), "--tile", "32"]) == 0
     assert "tiled OME BigTIFF" in capsys.readouterr().err
     tiff = read_cube(tmp_path / "tiled.tif")
     np.testing.assert_array_equal(tiff.data, tiled.data)
     np.testing.assert_allclose(tiff.wavelengths, whole.wavelengths)
+    assert tiff.metadata["settings"]["lr_file"] == str(tmp_path / "lr.tif")
     assert main([*fuse, "--out", str(tmp_path / "bad.zarr"), "--tile", "abc"]) == 2
     assert "--tile expects" in capsys.readouterr().err
 

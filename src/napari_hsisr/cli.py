@@ -295,17 +295,11 @@ def cmd_fuse(args) -> int:
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None)
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
+    provenance = _provenance(args, lr, hr_file, match)  # stored with a streamed result too
     gen = _fuse_gen(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile,
-                    args.out if streamed else None, _parse_options(args.opt))  # the reader applied --lr-nodata
+                    args.out if streamed else None, _parse_options(args.opt), provenance)  # --lr-nodata: applied
     result = _run_with_progress(gen, args.method)
-    result.settings.update(hr_file=str(args.hr), lr_file=str(args.lr))
-    if match.action != "exact":
-        result.settings["grid_match"] = match.message
-    for key in ("geo", "dropped_bands", "value_scale"):
-        if key in lr.metadata:
-            result.settings.setdefault("lr_file_metadata", {})[key] = lr.metadata[key]
-    if "geo" in hr_file.metadata:
-        result.settings["hr_geo"] = hr_file.metadata["geo"]
+    result.settings.update(provenance)
     for warning in result.settings.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     fit = result.settings.get("fit", {})
@@ -324,6 +318,19 @@ def cmd_fuse(args) -> int:
                    wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths)
     print(f"wrote {args.out} {tuple(result.cube.shape)} in {result.settings['seconds']:.2f} s")
     return 0
+
+
+def _provenance(args, lr, hr_file, match) -> dict:
+    """The input files and what their readers found, for the result's settings."""
+    out: dict = {"hr_file": str(args.hr), "lr_file": str(args.lr)}
+    if match.action != "exact":
+        out["grid_match"] = match.message
+    for key in ("geo", "dropped_bands", "value_scale"):
+        if key in lr.metadata:
+            out.setdefault("lr_file_metadata", {})[key] = lr.metadata[key]
+    if "geo" in hr_file.metadata:
+        out["hr_geo"] = hr_file.metadata["geo"]
+    return out
 
 
 def _streamed_tiff(args, tile, hr_shape, bands: int) -> bool:

@@ -187,7 +187,11 @@ def run_to_end(gen, progress=None):
             progress(p)
 
 
-def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, tile, out, options):
+def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, tile, out, options,
+              provenance: dict | None = None):
+    """``provenance``: what the caller knows about the inputs (files, their metadata), recorded in
+    a tiled result's stored settings (written before the run returns; a whole-frame caller adds it
+    to ``result.settings`` itself)."""
     from .memory import fits, suggest_tile
 
     if tile == "auto" and isinstance(degradation, Degradation) and np.ndim(lr_cube) == 3:
@@ -206,7 +210,7 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
     except (TypeError, ValueError):
         raise InputError(f"tile must be a number of HR pixels or 'auto', got {tile!r}.") from None
     return fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
-                           lr_valid, **options)
+                           lr_valid, provenance=provenance, **options)
 
 
 def evaluate(estimate, reference, scale: int | None = None, full: bool = True) -> dict:

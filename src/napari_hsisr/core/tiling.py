@@ -204,9 +204,10 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
 
 def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,
                     halo: int | None = None, seed: int = 0, device: str = "auto", out=None,
-                    lr_nodata: float | None = None, lr_valid=None, **options):
+                    lr_nodata: float | None = None, lr_valid=None, *, provenance: dict | None = None, **options):
     """Generator form of :func:`fuse_tiled`: yields Progress (per tile), returns a FusionResult
-    whose ``cube`` is a numpy array, or the array at ``out`` read lazily (Zarr level 0, TIFF)."""
+    whose ``cube`` is a numpy array, or the array at ``out`` read lazily (Zarr level 0, TIFF).
+    ``provenance`` (input files and their metadata) joins the settings stored with the result."""
     from .api import _versions, fuse_iter
 
     info = get_method(method)
@@ -274,6 +275,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
         if warnings:
             settings["warnings"] = [w if n == len(tiles) else f"{w} ({n} of {len(tiles)} tiles)"
                                     for w, n in warnings.items()]
+        settings.update(provenance or {})
         cube = output.commit({"wavelengths": _wavelengths(degradation, C), "settings": _jsonable(settings)})
     except BaseException:
         output.discard()  # stopped (GeneratorExit), failed or interrupted: nothing at `out`
