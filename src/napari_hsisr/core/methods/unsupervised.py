@@ -14,17 +14,24 @@ leading left singular vectors, rank estimated from the noise as in :mod:`.fast`)
 3. CNN prior (``steps``, default 200): a small fully-convolutional network ``F_theta``
    (``depth`` 3x3 convs, ``width`` channels, last layer zero at start) corrects base
    coefficients ``b`` given the HR image ``y``, ``a_theta = b + F_theta([y, b])``, and
-   ``theta`` is fitted with Adam to the consistency loss (LR term taken in the subspace, which
-   differs from ``||x - D E a||^2`` by a constant)
+   ``theta`` is fitted with Adam to the consistency loss, each data term weighted by its
+   estimated noise (:func:`noise_variances`: per LR coefficient and per HR channel, normalised
+   to mean 1; LR term taken in the subspace, which differs from ``||x - D E a||^2`` by a constant)
 
-       ||E^T x - D a_theta||^2 / n_x + lam ||y - R E a_theta||^2 / n_y
+       ||W_x (E^T x - D a_theta)||^2 / n_x + lam ||W_y (y - R E a_theta)||^2 / n_y
 
-   In ``prior`` mode (default) ``b`` is the last prior and ``a_theta`` replaces it in a final
-   solve; in ``residual`` mode ``b`` is the last solution and ``a_theta`` is the answer.
-   Measured: +0.01 dB on top of stage 2 (x8, 4 scenes). The consistency loss cannot see the
-   null space that stage 2 works on, and the solve already matches both observations to the
-   subspace floor, so the network has almost nothing left to fit; it is kept because it is the
-   place where a stronger generator would plug in, and ``steps=0`` skips it.
+   The fit stops when the LR residual's mean square per coefficient reaches the estimated noise
+   variance (the discrepancy principle: fitting further fits the noise), when the loss stalls
+   (``patience``) or after ``steps``. In ``prior`` mode (default) ``b`` is the last prior and
+   ``a_theta`` replaces it in a final solve; in ``residual`` mode ``b`` is the last solution and
+   ``a_theta`` is the answer. Measured on the 12 CAVE scenes (docs/benchmarks.md): the network
+   adds nothing measurable on top of stage 2 (within 0.002 dB per scene at x8 and x8n). After the
+   refits the LR residual is already below the estimated noise (0.02-0.5 of it on CAVE, clean or
+   noisy; on clean cubes HySime's estimate is model error), so the rule ends the fit after its
+   first 10 steps; run longer, it gained 0.01 dB at x8 (4 scenes). The consistency loss cannot
+   see the null space that stage 2 works on, and the solve already matches both observations, so
+   the network has almost nothing left to fit; it is the place where a stronger generator plugs
+   in, and ``steps=0`` skips it.
 
 Patches are ``patch`` HR pixels square (a multiple of ``s``) at offsets that are multiples of
 ``s``; the network runs on the patch enlarged by the PSF support (``deg.pad``) and its receptive
