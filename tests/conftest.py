@@ -17,3 +17,19 @@ def cave_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def evaluate_quality(qtbot):
+    """Start a Quality dock's metrics worker and wait for its result (the GUI is not blocked
+    meanwhile); ``{}`` when it refused."""
+    def run(widget):
+        got = []
+        widget.evaluated.connect(got.append)
+        worker = widget.evaluate()
+        if worker is not None:
+            qtbot.waitUntil(lambda: bool(got) and not widget.running, timeout=20000)
+        widget.evaluated.disconnect(got.append)
+        return got[-1] if got else {}
+
+    return run

@@ -129,17 +129,9 @@ def test_multiscale_cube_is_offered_where_a_result_is_not_as_a_fusion_input(ms_v
     assert "mem" in items(fusion.lr_combo)
 
 
-def _evaluate(qtbot, widget):
-    got = []
-    widget.evaluated.connect(got.append)
-    worker = widget.evaluate()
-    if worker is not None:
-        qtbot.waitUntil(lambda: bool(got) and not widget.running, timeout=20000)
-    widget.evaluated.disconnect(got.append)
-    return got[-1] if got else {}
 
-
-def test_quality_reads_level_0_and_refuses_a_result_too_large(ms_viewer, qtbot, errors, monkeypatch, cube):
+def test_quality_reads_level_0_and_refuses_a_result_too_large(ms_viewer, qtbot, errors, monkeypatch, cube,
+                                                               evaluate_quality):
     from napari_hsisr._widgets import _layers
     from napari_hsisr._widgets.quality_widget import QualityWidget
 
@@ -149,20 +141,20 @@ def test_quality_reads_level_0_and_refuses_a_result_too_large(ms_viewer, qtbot, 
     qtbot.addWidget(widget)
     widget.result_combo.setCurrentText("big")
     widget.reference_combo.setCurrentText("noisy_reference")
-    m = _evaluate(qtbot, widget)
+    m = evaluate_quality(widget)
     widget.result_combo.setCurrentText("mem")
-    expected = _evaluate(qtbot, widget)
+    expected = evaluate_quality(widget)
     assert errors == [] and 30 < m["psnr"] < 50 and m == pytest.approx(expected)
     widget.result_combo.setCurrentText("big")
     sam = widget.add_sam_map()
     assert sam.data.shape == (64, 64)  # level 0's grid, not the coarsest level's
     # a multiscale result over the limit: a clear refusal, nothing read; in-memory layers are never refused
     monkeypatch.setattr(_layers, "WHOLE_READ_MAX", 5 * 64 * 64 - 1)
-    assert _evaluate(qtbot, widget) == {} and "too large to read whole for the metrics" in errors[-1]
+    assert evaluate_quality(widget) == {} and "too large to read whole for the metrics" in errors[-1]
     assert widget.add_sam_map() is None and "crop it first" in errors[-1]
     n = len(errors)
     widget.result_combo.setCurrentText("mem")
-    assert _evaluate(qtbot, widget) and len(errors) == n
+    assert evaluate_quality(widget) and len(errors) == n
 
 
 def test_true_colour_and_save_of_a_multiscale_result(ms_viewer, monkeypatch, tmp_path, cube):

@@ -308,18 +308,8 @@ def test_hover_plots_cursor_spectrum(sample_viewer, qtbot):
     assert widget.ax.get_xlabel() == "wavelength (nm)"
 
 
-def _evaluate(qtbot, widget):
-    """Start the metrics worker and wait for its result (the GUI is not blocked meanwhile)."""
-    got = []
-    widget.evaluated.connect(got.append)
-    worker = widget.evaluate()
-    if worker is not None:
-        qtbot.waitUntil(lambda: bool(got) and not widget.running, timeout=20000)
-    widget.evaluated.disconnect(got.append)
-    return got[-1] if got else {}
 
-
-def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors):
+def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors, evaluate_quality):
     from napari_hsisr._widgets._fusion_worker import FusionRequest, build_degradation
     from napari_hsisr._widgets.quality_widget import (
         CONSISTENCY,
@@ -340,24 +330,24 @@ def test_quality_widget_and_sam_map(sample_viewer, qtbot, errors):
     assert widget.result_combo.currentText() == "sample_lr_hs_fast"
     assert widget.reference_combo.currentText() == "sample_reference"
     assert (widget.hr_combo.currentText(), widget.lr_combo.currentText()) == ("sample_rgb", "sample_lr_hs")
-    m = _evaluate(qtbot, widget)
+    m = evaluate_quality(widget)
     assert 35 < m["psnr"] < 45 and m["sam"] > 0 and "ergas" in m and 0 < m["ssim"] <= 1
     assert widget.table.item(0, 1).text() and widget.evaluate_button.isEnabled()
     layer = widget.add_sam_map()
     assert layer.name == "sample_lr_hs_fast_sam" and layer.data.shape == (256, 256)
     # no reference: consistency of the result, degraded again with its recorded Degradation, with its inputs
     widget.reference_combo.setCurrentText(NO_REFERENCE)
-    c = _evaluate(qtbot, widget)
+    c = evaluate_quality(widget)
     assert set(c) == {k for k, _ in CONSISTENCY} and c["lr_psnr"] > 30 and c["hr_psnr"] > 30
     assert widget.table.rowCount() == len(CONSISTENCY) and widget.table.item(0, 1).text()
     assert errors == []
     widget.reference_combo.setCurrentText("sample_lr_hs")  # wrong size: a notification
-    assert _evaluate(qtbot, widget) == {} and errors
+    assert evaluate_quality(widget) == {} and errors
     widget.reference_combo.setCurrentText("sample_lr_hs_fast")  # the result itself: refused, no PSNR inf
-    assert _evaluate(qtbot, widget) == {} and "same layer" in errors[-1]
+    assert evaluate_quality(widget) == {} and "same layer" in errors[-1]
 
 
-def test_quality_opened_first_follows_data_and_new_results(make_napari_viewer, qtbot, errors):
+def test_quality_opened_first_follows_data_and_new_results(make_napari_viewer, qtbot, errors, evaluate_quality):
     """Opened on an empty viewer, the Quality dock picks the reference when it arrives and the
     result of a fusion when it is added (not the LR input), and the first Evaluate works."""
     from napari_hsisr._widgets.fusion_widget import FusionWidget
@@ -373,7 +363,7 @@ def test_quality_opened_first_follows_data_and_new_results(make_napari_viewer, q
     assert fusion.run()
     qtbot.waitUntil(lambda: "sample_lr_hs_fast" in viewer.layers, timeout=30000)
     assert quality.result_combo.currentText() == "sample_lr_hs_fast"
-    m = _evaluate(qtbot, quality)
+    m = evaluate_quality(quality)
     assert m["psnr"] > 35 and errors == []
 
 

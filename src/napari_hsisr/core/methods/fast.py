@@ -35,7 +35,7 @@ import numpy as np
 from ..degradation import Degradation
 from ..solvers.fourier import SubspaceSystem
 from ..solvers.guided import default_radius, prior_from_lr, refit_prior
-from ..solvers.subspace import band_weights, noise_covariance, noise_to_signal, signal_rank, subspace
+from ..solvers.subspace import band_weights, default_eps, noise_covariance, noise_to_signal, signal_rank, subspace
 from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, small_preview
 
 
@@ -49,7 +49,7 @@ class Setup:
     rank: int
     eps: float
     mu: float  # the prior's weight in the solve (resolved from the noise when given as 0)
-    noise_cov: np.ndarray | None = None  # (C, C) HySime noise covariance of the band-weighted LR cube
+    noise_cov: np.ndarray  # (C, C) HySime noise covariance of the band-weighted LR cube
     mu_requested: float = 0.0  # the caller's mu (0: none)
 
     def cube(self, a_ext: np.ndarray) -> np.ndarray:
@@ -76,7 +76,7 @@ def setup(inputs: FusionInputs, rank: int = 0, eps: float = 0.0, lam: float = 1.
     xa = np.tensordot(E.T, lr, axes=1)  # p, y, x
     RE = (deg.srf / w[:, None]).T @ E  # the HR image sees z = (w z) / w
     system = SubspaceSystem(deg, inputs.hr.astype(np.float64), xa, RE, lam, mu, inputs.hr_valid, inputs.lr_valid)
-    return Setup(E, w, system, rank, eps, mu, scene.get("noise_cov"), float(mu_requested))
+    return Setup(E, w, system, rank, eps, mu, scene["noise_cov"], mu_requested)
 
 
 MU_FLOOR = 1e-3  # the prior's weight on clean data
@@ -107,7 +107,7 @@ def scene_subspace(lr: np.ndarray, valid: np.ndarray | None, rank: int = 0, eps:
         noise_cov = noise_cov * np.outer(w, w)
     rank = int(rank) or signal_rank(lr, noise_cov=noise_cov, valid=valid)
     nsr = noise_to_signal(lr, noise_cov, valid)
-    eps = float(eps) or max(1e-4, nsr)
+    eps = float(eps) or default_eps(nsr)
     return {"weights": w, "rank": rank, "eps": eps, "nsr": nsr, "noise_cov": noise_cov, "E": subspace(lr, rank, valid)}
 
 

@@ -151,10 +151,7 @@ def noise_variances(st, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     neighbouring bands, which made smooth coefficients look 10-20x quieter than they are on the
     sample pair at SNR 30 dB) and noise standard deviation of each HR channel (median absolute Haar diagonal
     detail / 0.6745, Donoho's estimator; texture makes it an upper bound)."""
-    if st.noise_cov is None:
-        var_a = np.ones(st.E.shape[1])
-    else:
-        var_a = (st.E ** 2).T @ np.clip(np.diag(st.noise_cov), 0.0, None)
+    var_a = (st.E ** 2).T @ np.clip(np.diag(st.noise_cov), 0.0, None)
     var_a = np.maximum(var_a, 1e-12 * max(float(var_a.max()), 1e-30))
     h = np.asarray(hr, dtype=np.float64)[:, : hr.shape[-2] // 2 * 2, : hr.shape[-1] // 2 * 2]
     d = (h[:, 0::2, 0::2] - h[:, 0::2, 1::2] - h[:, 1::2, 0::2] + h[:, 1::2, 1::2]) / 2
