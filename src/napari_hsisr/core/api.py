@@ -102,6 +102,9 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     used = extras.get("degradation_object", inputs.degradation)
     if (scene or {}).get("skip_fit"):  # a tiled run checks the fit on a sample of its tiles
         fit, fit_warnings, trust = {}, [], None
+    elif (scene or {}).get("keep"):  # a tile: judged on the part that is kept, not its halo
+        keep = scene["keep"]
+        fit, fit_warnings, trust = _fit_report(cube[(slice(None),) + keep], inputs.crop(keep), used, method, info)
     else:
         fit, fit_warnings, trust = _fit_report(cube, inputs, used, method, info)
     frame = {"frame": grid}

@@ -63,6 +63,20 @@ class FusionInputs:
     hr_display: np.ndarray | None = None  # (k, Y, X) the HR image as given (display-encoded), for blind
     scene: dict | None = None  # quantities computed once for a whole scene that is fused in tiles
 
+    def crop(self, region: tuple[slice, slice]) -> FusionInputs:
+        """These inputs on an HR ``region`` (row and column slices on LR pixel edges)."""
+        from dataclasses import replace
+
+        s = self.degradation.scale
+        lr_region = tuple(slice(r.start // s, r.stop // s) for r in region)
+        hr_idx, lr_idx = (slice(None),) + tuple(region), (slice(None),) + lr_region
+
+        def part(a, index):
+            return None if a is None else a[index]
+
+        return replace(self, hr=self.hr[hr_idx], lr=self.lr[lr_idx], hr_valid=part(self.hr_valid, tuple(region)),
+                       lr_valid=part(self.lr_valid, lr_region), hr_display=part(self.hr_display, hr_idx))
+
 
 @dataclass
 class FusionResult:

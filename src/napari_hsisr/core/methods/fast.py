@@ -111,16 +111,20 @@ def scene_subspace(lr: np.ndarray, valid: np.ndarray | None, rank: int = 0, eps:
     return {"weights": w, "rank": rank, "eps": eps, "nsr": nsr, "noise_cov": noise_cov, "E": subspace(lr, rank, valid)}
 
 
-def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3) -> np.ndarray:
+def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3, scene: dict | None = None) -> np.ndarray:
     """Step 2 on the extended domain: the guided prior ``a0`` (p, Ye, Xe); ``radius`` 0 picks
-    :func:`~..solvers.guided.default_radius`."""
+    :func:`~..solvers.guided.default_radius`. A tile of a larger scene is regularised relative to
+    the scene's guide variance (``scene["guide_variance"]``, see :mod:`..tiling`), not its own."""
     sys = st.system
+    radius = int(radius) or default_radius(sys.s)
     hr_lr = sys.lr(sys.hr)  # D y
     weights = None
     if sys.masked:  # LR pixels observed, weighted by how much of their footprint the HR image sees validly
         seen = sys.lr(sys.hr_mask[None].astype(np.float64))[0]
         weights = sys.lr_mask * np.clip((seen - 0.5) / 0.5, 0.0, 1.0)
-    return prior_from_lr(sys.hr, hr_lr, sys.xa, sys.s, int(radius) or default_radius(sys.s), eps, weights)
+    known = (scene or {}).get("guide_variance")
+    variance = known["value"] if known and known["radius"] == radius else None
+    return prior_from_lr(sys.hr, hr_lr, sys.xa, sys.s, radius, eps, weights, variance)
 
 
 def lr_displacement(deg: Degradation) -> tuple[float, float]:
@@ -179,7 +183,7 @@ def build_prior(st: Setup, inputs: FusionInputs, prior: str, radius: int, eps: f
         w, ratio = prior_weight(st, radius, eps)
         info["prior_error_ratio"] = round(ratio, 4)
     info["prior_guided_weight"] = round(w, 3)
-    out = guided_prior(st, radius, eps) if w > 0 else 0.0
+    out = guided_prior(st, radius, eps, inputs.scene) if w > 0 else 0.0
     if w < 1:
         out = w * out + (1 - w) * cs_prior(st, inputs)
     return out
@@ -301,14 +305,17 @@ def project_consistent(deg: Degradation, hr: np.ndarray, lr: np.ndarray, prior_c
     inside the LR cube's ``rank``-dimensional subspace; the prior's part outside that subspace
     (which the LR-HS cube barely constrains) is kept as is.
 
-    ``hr`` (k, Y, X), ``lr`` (C, y, x), ``prior_cube`` (C, Y, X); returns (C, Y, X) float64.
+    ``hr`` (k, Y, X), ``lr`` (C, y, x), ``prior_cube`` (C, Y, X); returns (C, Y, X) float32.
     ``E``: the subspace to use (a tiled run's, from the whole LR cube) instead of ``lr``'s own.
     """
     lr = lr.astype(np.float64)
-    prior_cube = prior_cube.astype(np.float64)
     E = subspace(lr, rank, lr_valid) if E is None else E
     xa = np.tensordot(E.T, lr, axes=1)
-    a0 = np.tensordot(E.T, prior_cube, axes=1)
+    # the cube-sized products in float32 (the network's precision): the cube is C / p times the
+    # coefficients, and float64 copies of it were most of this step's time and memory
+    prior_cube = np.asarray(prior_cube, dtype=np.float32)
+    E32 = E.astype(np.float32)
+    a0 = np.tensordot(E32.T, prior_cube, axes=1).astype(np.float64)
     system = SubspaceSystem(deg, hr.astype(np.float64), xa, deg.srf.T @ E, lam, mu, hr_valid, lr_valid)
-    a = system(a0)
-    return np.tensordot(E, a, axes=1) + (prior_cube - np.tensordot(E, a0, axes=1))
+    change = (system(a0) - a0).astype(np.float32)
+    return prior_cube + np.tensordot(E32, change, axes=1)  # the solve moves the prior inside the subspace only

@@ -117,11 +117,22 @@ def _infer(model, inputs: FusionInputs, base):
 
 
 def _finish(inputs, cube, consistency: bool, mu: float):
+    """The consistency step; on a tile, only where the tile is kept (plus fast's halo): the
+    network needed the wider window, the solve does not."""
     from .fast import project_consistent
 
     if consistency:
-        cube = project_consistent(inputs.degradation, inputs.hr, inputs.lr, cube, mu=mu,
-                                  E=(inputs.scene or {}).get("consistency_E"))
+        scene = inputs.scene or {}
+        region = scene.get("solve_region")
+        part = inputs if region is None else inputs.crop(region)
+        index = (slice(None),) + (tuple(region) if region is not None else ())
+        solved = project_consistent(part.degradation, part.hr, part.lr, cube[index], mu=mu,
+                                    E=scene.get("consistency_E"))
+        if region is None:
+            cube = solved
+        else:
+            cube = cube.copy()  # outside the region: the network's own cube, which no tile keeps
+            cube[index] = solved
     return np.clip(cube, 0, None).astype(np.float32)
 
 

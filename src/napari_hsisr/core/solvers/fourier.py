@@ -51,10 +51,14 @@ def sylvester_solve(Qhat: np.ndarray, H: np.ndarray, s: int, M: np.ndarray) -> n
     evals, V = np.linalg.eigh(M)
     What = np.tensordot(V.T, Qhat, axes=1)
     g = fold(np.abs(H) ** 2, s)  # spectrum of D D^T on the LR grid
+    Y, X = H.shape
+    Hb = H.reshape(s, Y // s, s, X // s)  # the s x s aliases as axes: fold is a mean over 0 and 2,
+    Hc = np.conj(Hb)                      # tile a broadcast (no copies of the spectrum)
     for i, c in enumerate(evals):
-        u = fold(np.conj(H) * What[i], s)
-        v = u / (c + g)
-        What[i] = (What[i] - H * tile(v, s)) / c
+        Wi = What[i].reshape(s, Y // s, s, X // s)  # a view: updated in place
+        v = (Hc * Wi).mean(axis=(0, 2)) / (c + g)
+        Wi -= Hb * v[None, :, None, :]
+        Wi /= c
     return np.real(fft.ifft2(np.tensordot(V, What, axes=1), workers=fft_workers()))
 
 
