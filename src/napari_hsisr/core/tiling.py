@@ -8,10 +8,10 @@ that sum to one (a partition of unity), so there is no seam.
 
 What is global is computed once for the scene (:func:`scene_context`) and shared by every tile:
 the spectral subspace, band weights, rank and noise level (from the whole LR cube, which is
-``scale^2`` times smaller than the result), the guided prior's regularisation scale (the local
-variance of the HR image seen on the LR grid, streamed over the scene), the prior's choice and
-the HR image's gain and offset (from a central crop), and for ``blind`` the estimated degradation (from that crop); the tiles
-then run the blind method's solver with it as a known degradation. Memory follows the tile size,
+``scale^2`` times smaller than the result), the guided prior's and the refits' regularisation
+scales (the local variance of the HR image seen on the LR grid and of the HR image itself,
+streamed over the scene), the prior's choice and the HR image's gain and offset (from a central
+crop), and for ``blind`` the estimated degradation (from that crop); the tiles then run the blind method's solver with it as a known degradation. Memory follows the tile size,
 not the scene, when the inputs are lazy arrays (``np.memmap``, zarr, :func:`~.io.open_cube_lazy`)
 and the result goes to disk (``out="result.zarr"``: an OME-Zarr multiscale image; ``out="result.tif"``:
 a tiled OME BigTIFF), written tile by tile (:mod:`.tiled_output`) and renamed into place at the
@@ -209,16 +209,22 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
 
             radius = 0 if tile_method == "msfn" else int(tile_options.get("radius", 0))
             radius = radius or default_radius(s)
-            value = yield from scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata, lr_valid,
-                                                    tiles, radius)
-            scene["guide_variance"] = {"radius": radius, "value": value}
+            refits = tile_options.get("refits", 0) if tile_method == "unsupervised" else \
+                tile_options.get("iterations", 1) - 1
+            refit_radius = int(tile_options.get("refit_radius", 4)) if refits and tile_method != "msfn" else None
+            lr_value, hr_value = yield from scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata,
+                                                                 lr_valid, tiles, radius, refit_radius)
+            scene["guide_variance"] = {"radius": radius, "value": lr_value}
+            if refit_radius:
+                scene["refit_variance"] = {"radius": refit_radius, "value": hr_value}
     return used, tile_method, tile_options, scene, notes, extras
 
 
 def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, device: str, lr_nodata, lr_valid,
-                         tiles: list[Tile], radius: int):
+                         tiles: list[Tile], radius: int, refit_radius: int | None = None):
     """Generator: the scene's mean local variance of ``D y`` (the HR image seen on the LR grid),
-    which the guided prior's ``eps`` is relative to (:func:`~.solvers.guided.guided_map`). Each
+    which the guided prior's ``eps`` is relative to (:func:`~.solvers.guided.guided_map`), and,
+    given ``refit_radius``, that of the HR image itself in the refits' windows (else None). Each
     tile's own would regularise it differently from the whole frame (x8, balloons mirrored to
     1024: a 512-pixel tile's is 27 % lower, and its prior 0.04 dB higher, than in the whole
     frame). Streamed tile by tile, each core with enough context for the PSF and the windows;
@@ -228,8 +234,8 @@ def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, devic
 
     s = deg.scale
     Y, X, _ = _hr_layout(hr)
-    margin = (math.ceil(deg.kernel.shape[0] / s) + radius + 1) * s
-    total, count = 0.0, 0
+    margin = (math.ceil(deg.kernel.shape[0] / s) + radius + 1 + math.ceil((refit_radius or 0) / s)) * s
+    total, count, hr_total = 0.0, 0, 0.0
     for t in tiles:
         yield Progress(t.index, len(tiles), message=f"scene guide variance {t.index + 1}/{len(tiles)}")
         rows, cols = (slice(max(0, c.start - margin), min(n, c.stop + margin)) for c, n in zip(t.core, (Y, X)))
@@ -241,7 +247,12 @@ def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, devic
         core = var[(t.core[0].start - rows.start) // s:(t.core[0].stop - rows.start) // s,
                    (t.core[1].start - cols.start) // s:(t.core[1].stop - cols.start) // s]
         total, count = total + float(core.sum()), count + core.size
-    return total / count
+        if refit_radius:
+            hr_var = local_variance(inputs.hr.astype(np.float64), refit_radius)
+            hr_total += float(hr_var[t.core[0].start - rows.start:t.core[0].stop - rows.start,
+                                     t.core[1].start - cols.start:t.core[1].stop - cols.start].sum())
+    n_hr = count * s * s
+    return total / count, (hr_total / n_hr if refit_radius else None)
 
 
 def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,

@@ -122,8 +122,7 @@ def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3, scene: dict | No
     if sys.masked:  # LR pixels observed, weighted by how much of their footprint the HR image sees validly
         seen = sys.lr(sys.hr_mask[None].astype(np.float64))[0]
         weights = sys.lr_mask * np.clip((seen - 0.5) / 0.5, 0.0, 1.0)
-    known = (scene or {}).get("guide_variance")
-    variance = known["value"] if known and known["radius"] == radius else None
+    variance = scene_variance(scene, "guide_variance", radius)
     return prior_from_lr(sys.hr, hr_lr, sys.xa, sys.s, radius, eps, weights, variance)
 
 
@@ -192,13 +191,23 @@ def build_prior(st: Setup, inputs: FusionInputs, prior: str, radius: int, eps: f
 REFIT_CHUNK = 6  # coefficient channels per refit_prior call (about 0.4 s at 512x512 on 2 cores)
 
 
-def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float, step0: int, total: int):
+def scene_variance(scene: dict | None, key: str, radius: int) -> float | None:
+    """A tiled scene's guide variance for windows of ``radius`` (``"guide_variance"``: the LR-grid
+    prior's, ``"refit_variance"``: the HR-grid refits'), or None (a whole frame uses its own)."""
+    known = (scene or {}).get(key)
+    return known["value"] if known and known["radius"] == int(radius) else None
+
+
+def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float, step0: int, total: int,
+                 scene: dict | None = None):
     """Generator: ``rounds`` times, re-fit the prior from ``a`` (extended domain; the guided filter
     of ``a`` by the HR image) and solve again. Yields Progress from ``step0 + 1`` (channels in
     chunks: they are independent, and chunks keep progress frequent); returns the last solution
-    and prior (``None`` if no round)."""
+    and prior (``None`` if no round). ``scene``: a tiled run's, whose guide variance regularises
+    the refits as in the whole frame."""
     import time
 
+    variance = scene_variance(scene, "refit_variance", radius)
     sys = st.system
     weights = sys.hr_mask if sys.masked else None
     prior = None
@@ -207,7 +216,7 @@ def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float,
         prior = np.empty_like(a)
         for c in range(0, len(a), REFIT_CHUNK):
             yield Progress(step0 + 2 * i + 1, total, message=f"prior refit {i + 1}/{rounds}")
-            prior[c:c + REFIT_CHUNK] = refit_prior(sys.hr, a[c:c + REFIT_CHUNK], radius, eps, weights)
+            prior[c:c + REFIT_CHUNK] = refit_prior(sys.hr, a[c:c + REFIT_CHUNK], radius, eps, weights, variance)
         a = sys.solve_extended(prior, start=a if sys.masked else None)
         preview = None
         if time.perf_counter() - last_preview >= PREVIEW_EVERY_S:  # the estimate converging, for a viewer
@@ -228,7 +237,7 @@ def run(inputs: FusionInputs, rank: int = 0, lam: float = 1.0, mu: float = 0.0, 
     st = conservative(st, info)
     yield Progress(2, total, message=f"solve 1/{iterations}")
     a, _ = yield from refit_rounds(st, st.system.solve_extended(a0), int(iterations) - 1, int(refit_radius),
-                                   st.eps, 2, total)
+                                   st.eps, 2, total, inputs.scene)
     cube = st.cube(a)
     np.clip(cube, 0, None, out=cube)
     yield Progress(total, total, message="done")

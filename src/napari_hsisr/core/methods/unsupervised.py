@@ -294,7 +294,7 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
         total = 2
     yield Progress(0, total, message=f"warm start (fast solve, rank {st.rank})")
     a, last_prior = yield from F.refit_rounds(st, st.system.solve_extended(prior), refits, int(refit_radius),
-                                              st.eps, 0, total)
+                                              st.eps, 0, total, inputs.scene)
     prior = prior if last_prior is None else last_prior
     base = st.system.crop(prior if mode == "prior" else a)
     if steps > 0:

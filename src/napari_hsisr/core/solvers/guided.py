@@ -104,10 +104,12 @@ def prior_from_lr(hr, hr_lr, target_lr, s, radius, eps, weights=None, variance=N
     return np.einsum("kpyx,kyx->pyx", A_hr, hr) + lr_to_hr(b, s)
 
 
-def refit_prior(hr: np.ndarray, a: np.ndarray, radius: int, eps: float, weights=None) -> np.ndarray:
+def refit_prior(hr: np.ndarray, a: np.ndarray, radius: int, eps: float, weights=None,
+                variance: float | None = None) -> np.ndarray:
     """A new prior from coefficients ``a`` (p, Y, X): their local linear map from the HR image,
-    fitted on the HR grid in ``(2 radius + 1)^2`` windows (the guided filter of ``a`` by ``hr``)."""
-    A, b = guided_map(hr, a, radius, eps, weights)
+    fitted on the HR grid in ``(2 radius + 1)^2`` windows (the guided filter of ``a`` by ``hr``);
+    ``variance``: see :func:`guided_map`."""
+    A, b = guided_map(hr, a, radius, eps, weights, variance)
     return np.einsum("yxkp,kyx->pyx", A, hr) + b
 
 
