@@ -6,16 +6,17 @@ network's receptive field see real data at the tile's edges; only the tile and a
 around it are kept. Neighbouring tiles overlap by that band and are blended with linear ramps
 that sum to one (a partition of unity), so there is no seam.
 
-What is global is computed once for the scene (:func:`scene_context`) and shared by every tile:
-the spectral subspace, band weights, rank and noise level (from the whole LR cube, which is
-``scale^2`` times smaller than the result), the guided prior's and the refits' regularisation
-scales (the local variance of the HR image seen on the LR grid and of the HR image itself,
-streamed over the scene), the prior's choice and the HR image's gain and offset (from a central
-crop), and for ``blind`` the estimated degradation (from that crop); the tiles then run the blind method's solver with it as a known degradation. Memory follows the tile size,
-not the scene, when the inputs are lazy arrays (``np.memmap``, zarr, :func:`~.io.open_cube_lazy`)
-and the result goes to disk (``out="result.zarr"``: an OME-Zarr multiscale image; ``out="result.tif"``:
-a tiled OME BigTIFF), written tile by tile (:mod:`.tiled_output`) and renamed into place at the
-end: a stopped or failed run leaves nothing at ``out``.
+What is global is computed once for the scene (:func:`scene_context`) and shared by every tile: the
+spectral subspace, band weights, rank and noise level (from the whole LR cube, which is ``scale^2``
+times smaller than the result), the guided prior's and the refits' regularisation scales (the local
+variance of the HR image seen on the LR grid and of the HR image itself, streamed over the scene),
+the prior's choice and the HR image's gain and offset (from a central crop), and for ``blind`` the
+estimated degradation (from that crop); the tiles then run the blind method's solver with it as a
+known degradation. Memory follows the tile size, not the scene, when the inputs are lazy arrays
+(``np.memmap``, zarr, :func:`~.io.open_cube_lazy`) and the result goes to disk
+(``out="result.zarr"``: an OME-Zarr multiscale image; ``out="result.tif"``: a tiled OME BigTIFF),
+written tile by tile (:mod:`.tiled_output`) and renamed into place at the end: a stopped or failed
+run leaves nothing at ``out``.
 """
 
 from __future__ import annotations
