@@ -224,7 +224,7 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
 def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, device: str, lr_nodata, lr_valid,
                          tiles: list[Tile], radius: int, refit_radius: int | None = None):
     """Generator: the scene's mean local variance of ``D y`` (the HR image seen on the LR grid),
-    which the guided prior's ``eps`` is relative to (:func:`~.solvers.guided.guided_map`), and,
+    which the guided prior's ``eps`` is relative to (:class:`~.solvers.guided.GuidedFilter`), and,
     given ``refit_radius``, that of the HR image itself in the refits' windows (else None). Each
     tile's own would regularise it differently from the whole frame (x8, balloons mirrored to
     1024: a 512-pixel tile's is 27 % lower, and its prior 0.04 dB higher, than in the whole

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..degradation import Degradation
 from ..solvers.fourier import SubspaceSystem
-from ..solvers.guided import default_radius, prior_from_lr, refit_prior
+from ..solvers.guided import GuidedFilter, default_radius, prior_from_lr
 from ..solvers.subspace import band_weights, default_eps, noise_covariance, noise_to_signal, signal_rank, subspace
 from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, small_preview
 
@@ -188,7 +188,7 @@ def build_prior(st: Setup, inputs: FusionInputs, prior: str, radius: int, eps: f
     return out
 
 
-REFIT_CHUNK = 6  # coefficient channels per refit_prior call (about 0.4 s at 512x512 on 2 cores)
+REFIT_CHUNK = 6  # coefficient channels per refit call (chunks keep progress and stop frequent)
 
 
 def scene_variance(scene: dict | None, key: str, radius: int) -> float | None:
@@ -207,16 +207,17 @@ def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float,
     the refits as in the whole frame."""
     import time
 
-    variance = scene_variance(scene, "refit_variance", radius)
     sys = st.system
     weights = sys.hr_mask if sys.masked else None
+    variance = scene_variance(scene, "refit_variance", radius)
+    refit = GuidedFilter(sys.hr, radius, eps, weights, variance) if rounds else None  # one guide for every round
     prior = None
     last_preview = -float("inf")  # the first estimate at once, then every PREVIEW_EVERY_S
     for i in range(rounds):
         prior = np.empty_like(a)
         for c in range(0, len(a), REFIT_CHUNK):
             yield Progress(step0 + 2 * i + 1, total, message=f"prior refit {i + 1}/{rounds}")
-            prior[c:c + REFIT_CHUNK] = refit_prior(sys.hr, a[c:c + REFIT_CHUNK], radius, eps, weights, variance)
+            prior[c:c + REFIT_CHUNK] = refit(a[c:c + REFIT_CHUNK])
         a = sys.solve_extended(prior, start=a if sys.masked else None)
         preview = None
         if time.perf_counter() - last_preview >= PREVIEW_EVERY_S:  # the estimate converging, for a viewer

@@ -29,49 +29,72 @@ def _local_covariance(guide: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
 
 def local_variance(guide: np.ndarray, radius: int) -> np.ndarray:
     """(H, W): the guide's variance in ``(2 radius + 1)^2`` windows, averaged over channels; its
-    mean is what ``eps`` in :func:`guided_map` is relative to."""
+    mean is what ``eps`` in :class:`GuidedFilter` is relative to."""
     _, cov = _local_covariance(guide, _weighted_box(2 * radius + 1, None)[0])
     return np.mean(np.diagonal(cov, axis1=0, axis2=1), axis=-1)
 
 
+class GuidedFilter:
+    """Per-pixel linear maps ``target ~ A^T guide + b`` in ``(2r+1)^2`` windows, for any number
+    of targets by one ``guide`` (k, H, W): what depends on the guide alone (its local covariance,
+    inverted, and the masked windows' fallbacks) is computed once, so refitting many coefficient
+    channels over many rounds costs only the guide-target products.
+
+    ``weights`` (H, W) in [0, 1] or None. ``eps`` is relative to the guide's mean local variance
+    (:func:`local_variance`), so the regularisation does not depend on the image's brightness;
+    ``variance`` gives that mean (a tiled scene's, so that every tile is regularised as the whole
+    frame would be) instead of this guide's. Windows without any weight take the map of the
+    nearest window that has some.
+    """
+
+    def __init__(self, guide: np.ndarray, radius: int, eps: float, weights: np.ndarray | None = None,
+                 variance: float | None = None):
+        self.guide, self.size = guide, 2 * radius + 1
+        k = len(guide)
+        self.box, self.n = _weighted_box(self.size, weights)
+        self.mg, cov_gg = _local_covariance(guide, self.box)
+        if variance is None:
+            variance = float(np.mean(np.diagonal(cov_gg, axis1=0, axis2=1)))
+        reg = eps * variance + 1e-12
+        self.inv = np.linalg.inv(np.moveaxis(cov_gg, (0, 1), (-2, -1)) + reg * np.eye(k))  # H, W, k, k
+        self.nearest = self.norm = None
+        if self.n is not None:
+            # windows that saw few valid pixels have poorly determined maps: the final averaging
+            # weighs each window by its share of valid pixels, and windows with fewer than twice
+            # the map's parameters borrow the nearest well-determined map
+            empty = self.n * self.size ** 2 < 2 * (k + 1)
+            if empty.any() and not empty.all():
+                _, self.nearest = ndimage.distance_transform_edt(empty, return_indices=True)
+                self.n = np.where(empty, 1e-3, self.n)
+            self.norm = _box(self.n[None], self.size)[0]
+
+    def maps(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``A`` (H, W, k, p) and ``b`` (p, H, W) for ``target`` (p, H, W), both smoothed by the
+        same box (as in the guided filter)."""
+        g, size = self.guide, self.size
+        mt = self.box(target)
+        cov_gt = self.box(g[:, None] * target[None]) - self.mg[:, None] * mt[None]  # k, p, H, W
+        A = np.einsum("hwkl,lphw->hwkp", self.inv, cov_gt, optimize=True)
+        b = mt - np.einsum("hwkp,khw->phw", A, self.mg, optimize=True)
+        if self.n is None:
+            A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)), size), (0, 1), (-2, -1))
+            return A, _box(b, size)
+        if self.nearest is not None:
+            iy, ix = self.nearest
+            A, b = A[iy, ix], b[:, iy, ix]
+        A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)) * self.n, size) / self.norm, (0, 1), (-2, -1))
+        return A, _box(b * self.n, size) / self.norm
+
+    def __call__(self, target: np.ndarray) -> np.ndarray:
+        """The guided filter of ``target`` (p, H, W): its local linear maps applied to the guide."""
+        A, b = self.maps(target)
+        return np.einsum("yxkp,kyx->pyx", A, self.guide, optimize=True) + b
+
+
 def guided_map(guide: np.ndarray, target: np.ndarray, radius: int, eps: float, weights: np.ndarray | None = None,
                variance: float | None = None):
-    """Per-pixel linear map ``target ~ A^T guide + b`` in ``(2r+1)^2`` windows.
-
-    ``guide`` (k, H, W), ``target`` (p, H, W), ``weights`` (H, W) in [0, 1] or None. Returns
-    ``A`` (H, W, k, p) and ``b`` (p, H, W), both smoothed by the same box (as in the guided
-    filter). ``eps`` is relative to the guide's mean local variance (:func:`local_variance`),
-    so the regularisation does not depend on the image's brightness; ``variance`` gives that
-    mean (a tiled scene's, so that every tile is regularised as the whole frame would be)
-    instead of this guide's. Windows without any weight take the map of the nearest window
-    that has some.
-    """
-    size = 2 * radius + 1
-    k = len(guide)
-    box, n = _weighted_box(size, weights)
-    mg, cov_gg = _local_covariance(guide, box)
-    mt = box(target)
-    cov_gt = box(guide[:, None] * target[None]) - mg[:, None] * mt[None]  # k, p, H, W
-    if variance is None:
-        variance = float(np.mean(np.diagonal(cov_gg, axis1=0, axis2=1)))
-    reg = eps * variance + 1e-12
-    lhs = np.moveaxis(cov_gg, (0, 1), (-2, -1)) + reg * np.eye(k)
-    A = np.linalg.solve(lhs, np.moveaxis(cov_gt, (0, 1), (-2, -1)))  # H, W, k, p
-    b = mt - np.einsum("hwkp,khw->phw", A, mg)
-    if n is None:
-        A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)), size), (0, 1), (-2, -1))
-        return A, _box(b, size)
-    # windows that saw few valid pixels have poorly determined maps: the final averaging weighs
-    # each window by its share of valid pixels, and windows with fewer than twice the map's
-    # parameters borrow the nearest well-determined map
-    empty = n * size * size < 2 * (k + 1)
-    if empty.any() and not empty.all():
-        _, (iy, ix) = ndimage.distance_transform_edt(empty, return_indices=True)
-        A, b = A[iy, ix], b[:, iy, ix]
-        n = np.where(empty, 1e-3, n)
-    norm = _box(n[None], size)[0]
-    A = np.moveaxis(_box(np.moveaxis(A, (-2, -1), (0, 1)) * n, size) / norm, (0, 1), (-2, -1))
-    return A, _box(b * n, size) / norm
+    """:meth:`GuidedFilter.maps` for one target."""
+    return GuidedFilter(guide, radius, eps, weights, variance).maps(target)
 
 
 def _linear_weights(n: int, s: int) -> np.ndarray:
@@ -98,19 +121,10 @@ def lr_to_hr(maps: np.ndarray, s: int) -> np.ndarray:
 def prior_from_lr(hr, hr_lr, target_lr, s, radius, eps, weights=None, variance=None):
     """The guided prior: maps fitted on the LR grid between ``hr_lr`` (the HR image seen through
     the spatial operator) and ``target_lr``, interpolated to the HR grid and applied to ``hr``;
-    ``variance``: see :func:`guided_map`."""
+    ``variance``: see :class:`GuidedFilter`."""
     A, b = guided_map(hr_lr, target_lr, radius, eps, weights, variance)  # (y, x, k, p), (p, y, x)
     A_hr = lr_to_hr(np.moveaxis(A, (0, 1), (-2, -1)), s)  # k, p, Y, X
     return np.einsum("kpyx,kyx->pyx", A_hr, hr) + lr_to_hr(b, s)
-
-
-def refit_prior(hr: np.ndarray, a: np.ndarray, radius: int, eps: float, weights=None,
-                variance: float | None = None) -> np.ndarray:
-    """A new prior from coefficients ``a`` (p, Y, X): their local linear map from the HR image,
-    fitted on the HR grid in ``(2 radius + 1)^2`` windows (the guided filter of ``a`` by ``hr``);
-    ``variance``: see :func:`guided_map`."""
-    A, b = guided_map(hr, a, radius, eps, weights, variance)
-    return np.einsum("yxkp,kyx->pyx", A, hr) + b
 
 
 def default_radius(scale: int) -> int:
