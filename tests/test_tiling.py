@@ -69,6 +69,30 @@ def test_tiled_values_equal_the_whole_frame(pair, method, opts):
     assert abs(_psnr(tiled.cube, pair) - _psnr(whole.cube, pair)) < 0.005
 
 
+def test_dark_and_nodata_tiles_do_not_stop_a_scene(pair):
+    """A scene's tiles may be dark (noise around zero) or wholly nodata where the scene as a whole
+    is fine: the run goes on (it refused both before), a nodata tile's result is 0 and counted."""
+    rng = np.random.default_rng(0)
+    dark = pair.reference.copy()
+    dark[:, :, :64] *= 0.05
+    hr, lr = hsisr.simulate(dark, pair.degradation, seed=0)
+    hr = hr + rng.normal(0, 0.003, hr.shape).astype(np.float32)  # negative values in the dark tiles
+    lr = lr + rng.normal(0, 0.003, lr.shape).astype(np.float32)
+    whole = hsisr.fuse(hr, lr, pair.degradation, method="fast")
+    tiled = fuse_tiled(hr, lr, pair.degradation, method="fast", tile=32)
+    assert np.abs(np.asarray(tiled.cube) - whole.cube).max() < 1e-3  # measured 1.9e-4
+
+    hr, lr = pair.hr.copy(), pair.lr.copy()
+    hr[:, :88], lr[:, :, :11] = 0, 0  # a flight line's nodata wedge over whole tiles
+    tiled = fuse_tiled(hr, lr, pair.degradation, method="fast", tile=32)
+    cube = np.asarray(tiled.cube)
+    assert tiled.settings["tiling"]["tiles_without_data"] == 4  # the first column: windows 0..80
+    assert np.isfinite(cube).all() and not cube[:, :, :16].any()  # beyond 16, the neighbours' ramps
+    assert any("no valid HR or LR pixel" in n for n in tiled.settings["estimation_notes"])
+    ref = hsisr.evaluate(cube[:, :, 96:], pair.reference[:, :, 96:])["psnr"]
+    assert ref > 40  # the observed part is fused (measured 44.0 dB)
+
+
 def test_tiled_gsa_adapts_locally_and_is_not_worse(pair):
     """GSA's injection gains are fitted per tile (a local GSA): not equal to the global one, and
     not worse."""

@@ -17,12 +17,14 @@ from .validation import (check_lr, check_result, check_seed, check_values, hr_to
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
                    device: str = "auto", lr_nodata: float | None = None,
-                   lr_valid: np.ndarray | None = None) -> FusionInputs:
+                   lr_valid: np.ndarray | None = None, check_range: bool = True) -> FusionInputs:
     """Validate and convert the pair; copies, never modifies, the caller's arrays.
 
     The HR image is decoded to linear light, saturated/NaN pixels and nodata LR pixels are masked,
     and for methods that use the spectral response the per-channel gain and offset are
-    estimated when the degradation says ``"auto"`` (:func:`..observations.prepare`)."""
+    estimated when the degradation says ``"auto"`` (:func:`..observations.prepare`).
+    ``check_range=False`` skips the refusal of empty or mostly negative data: a tile of a scene
+    may be dark (noise around zero) or nodata where the scene as a whole is fine."""
     from .observations import prepare
 
     info = get_method(method)
@@ -34,8 +36,9 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     hr = hr_to_channels_first(hr)
     lr = check_lr(lr)
     degradation.check_shapes(hr.shape, lr.shape)
-    hr_info.update(check_values(hr, "HR image"))
-    lr_info.update(check_values(lr, "LR-HS cube"))
+    if check_range:
+        hr_info.update(check_values(hr, "HR image"))
+        lr_info.update(check_values(lr, "LR-HS cube"))
     if info.needs_srf:
         if degradation.srf is None:
             raise InputError(f"method {method!r} needs the spectral response: give srf=... to Degradation.")
@@ -92,7 +95,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
         from .memory import check_fits
 
         check_fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0], degradation.scale)
-    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid)
+    inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid,
+                            check_range=scene is None)  # a tile: the scene was checked
     inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()

@@ -34,18 +34,23 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
     use = footprint_valid(deg.kernel, deg.scale, cube.shape[-2:])
     if inputs.lr_valid is not None:
         use &= inputs.lr_valid
-    if use.any():  # (no LR pixel is usable when the kernel is larger than the image)
+    # a relative residual needs a signal: none when no LR pixel is usable (a kernel larger than the
+    # image), or where an observation is all zero (a tile inside a nodata region)
+    if use.any() and np.any(lr[:, use]):
         pred = deg.spatial_operator.circular(cube)  # exact on the pixels used
         # bands weighted as the fusion weighs them: a water-absorption band is noise that no result
         # should reproduce, and must not decide whether the result explains the cube
         w = _band_weights(lr, inputs.lr_valid)[:, None]
         total, _ = _relative(w * (pred - lr)[:, use], w * lr[:, use])
         _, per = _relative((pred - lr)[:, use], lr[:, use])
-        out["lr"] = {"relative": round(total, 5), "per_band": per, "pixels": int(use.sum())}
+        out["lr"] = {"relative": round(total, 5), "per_band": per, "pixels": int(use.sum()),
+                     "rms_observed": float(np.sqrt(np.mean((w * lr[:, use]) ** 2)))}
         if np.any(w < 1):
             out["lr"]["noisy_bands_down_weighted"] = int(np.sum(w < 1))
     if deg.srf is not None and deg.srf.shape[0] == cube.shape[0] and inputs.hr_display is not None \
-            and deg.srf.shape[1] == inputs.hr_display.shape[0]:
+            and deg.srf.shape[1] == inputs.hr_display.shape[0] \
+            and np.any(inputs.hr_display[:, np.ones(cube.shape[-2:], bool) if inputs.hr_valid is None
+                                         else inputs.hr_valid]):
         tone, _ = deg.tone()
         keep = np.ones(cube.shape[-2:], bool) if inputs.hr_valid is None else inputs.hr_valid
         lin = deg.spectral_operator(cube)
@@ -54,6 +59,7 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
         total, per = _relative((display - obs)[:, keep], obs[:, keep])
         lin_total, _ = _relative((lin - tone.decode(obs))[:, keep], tone.decode(obs)[:, keep])
         out["hr"] = {"relative": round(total, 5), "per_channel": per, "linear_relative": round(lin_total, 5),
+                     "pixels": int(keep.sum()), "rms_observed": float(np.sqrt(np.mean(obs[:, keep] ** 2))),
                      "encoding": tone.name}
     return out
 
