@@ -17,14 +17,16 @@ from .validation import (check_lr, check_result, check_seed, check_values, hr_to
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
                    device: str = "auto", lr_nodata: float | None = None,
-                   lr_valid: np.ndarray | None = None, check_range: bool = True) -> FusionInputs:
+                   lr_valid: np.ndarray | None = None, check_range: bool = True,
+                   hr_clip: float | None = None) -> FusionInputs:
     """Validate and convert the pair; copies, never modifies, the caller's arrays.
 
     The HR image is decoded to linear light, saturated/NaN pixels and nodata LR pixels are masked,
     and for methods that use the spectral response the per-channel gain and offset are
     estimated when the degradation says ``"auto"`` (:func:`..observations.prepare`).
     ``check_range=False`` skips the refusal of empty or mostly negative data: a tile of a scene
-    may be dark (noise around zero) or nodata where the scene as a whole is fine."""
+    may be dark (noise around zero) or nodata where the scene as a whole is fine. ``hr_clip``: a
+    float HR image's clipping level (a tile's: the scene's, not its own maximum)."""
     from .observations import prepare
 
     info = get_method(method)
@@ -50,7 +52,7 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
             raise InputError(f"HR image has {hr.shape[0]} channels but the spectral response has {k}; "
                              "choose a response with one column per HR channel.")
     prep = prepare(hr, hr_dtype, lr, degradation, fit_radiometry=info.needs_srf,
-                   lr_valid_given=_given_lr_valid(lr_cube, lr_nodata, lr_valid, lr.shape))
+                   lr_valid_given=_given_lr_valid(lr_cube, lr_nodata, lr_valid, lr.shape), hr_clip=hr_clip)
     return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=check_seed(seed), device=resolve_device(device),
                         value_scaling={"hr": hr_info, "lr": lr_info, **prep.notes}, hr_valid=prep.hr_valid,
                         lr_valid=prep.lr_valid, hr_display=prep.hr_display)
@@ -96,7 +98,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
 
         check_fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0], degradation.scale)
     inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid,
-                            check_range=scene is None)  # a tile: the scene was checked
+                            check_range=scene is None,  # a tile: the scene was checked
+                            hr_clip=(scene or {}).get("hr_clip"))
     inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()

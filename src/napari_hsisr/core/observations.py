@@ -29,20 +29,26 @@ class Prepared:
     notes: dict = field(default_factory=dict)
 
 
-def saturation_mask(hr: np.ndarray, dtype) -> np.ndarray:
+def float_clip_level(top: float, at_top: int, pixels: int) -> float:
+    """A float image's clipping level: its maximum ``top`` when a plateau of pixels shares it
+    (``at_top`` values of ``pixels``: >= 0.1 %, at least 4), else none (inf)."""
+    return top if at_top >= max(4, 1e-3 * pixels) else np.inf
+
+
+def saturation_mask(hr: np.ndarray, dtype, clip: float | None = None) -> np.ndarray:
     """(Y, X) True where an HR pixel is usable: finite and no channel at the clipping level.
 
     Integers clip at their dtype's maximum (1.0 after scaling). For float images a maximum that a
-    plateau of pixels shares (>= 0.1 %, at least 4) is taken as clipping too.
+    plateau of pixels shares is taken as clipping too (:func:`float_clip_level`); ``clip`` gives
+    that level instead (a tile of a larger scene: the scene's).
     """
     finite = np.all(np.isfinite(hr), axis=0)
     vals = np.where(np.isfinite(hr), hr, -np.inf)
-    top = float(vals.max())
     if np.issubdtype(np.dtype(dtype), np.integer):
         clip = 1.0 - 0.5 / float(np.iinfo(dtype).max)
-    else:
-        at_top = np.count_nonzero(vals >= top)
-        clip = top if at_top >= max(4, 1e-3 * hr[0].size) else np.inf
+    elif clip is None:
+        top = float(vals.max())
+        clip = float_clip_level(top, int(np.count_nonzero(vals >= top)), hr[0].size)
     return finite & ~np.any(vals >= clip, axis=0)
 
 
@@ -84,12 +90,13 @@ def radiometry_warnings(gain) -> list[str]:
 
 
 def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
-            lr_valid_given: np.ndarray | None = None) -> Prepared:
+            lr_valid_given: np.ndarray | None = None, hr_clip: float | None = None) -> Prepared:
     """``hr`` (k, Y, X) and ``lr`` (C, y, x) float arrays (integers already scaled to [0, 1]);
     ``lr_valid_given`` (y, x): pixels the caller knows to be valid (e.g. from a nodata value in the
-    file's units, or a reader's mask), combined with NaN and all-zero spectra."""
+    file's units, or a reader's mask), combined with NaN and all-zero spectra; ``hr_clip``: a float
+    HR image's clipping level when the caller knows it (see :func:`saturation_mask`)."""
     notes: dict = {}
-    hr_valid = saturation_mask(hr, hr_dtype)
+    hr_valid = saturation_mask(hr, hr_dtype, hr_clip)
     lr_valid = nodata_mask(lr)
     if lr_valid_given is not None:
         lr_valid &= lr_valid_given

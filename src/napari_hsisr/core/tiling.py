@@ -188,6 +188,8 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
         used = inputs.degradation  # encoding, gains and offsets resolved on the crop
         yield Progress(1, 2, message="scene context")
     scene = {}
+    if tiles is not None and np.issubdtype(np.dtype(getattr(hr, "dtype", np.float32)), np.floating):
+        scene["hr_clip"] = scene_clip_level(hr, tiles)  # else each tile would take its own maximum
     if tile_method in ("fast", "unsupervised", "msfn"):
         from .methods import fast
         from .solvers.subspace import subspace
@@ -231,6 +233,24 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
             if refit_radius:
                 scene["refit_variance"] = {"radius": refit_radius, "value": hr_value}
     return used, tile_method, tile_options, scene, notes, extras
+
+
+def scene_clip_level(hr, tiles: list[Tile]) -> float:
+    """A float HR image's clipping level, as :func:`~.observations.saturation_mask` finds it for
+    the whole frame (a plateau at the scene's maximum), from the tiles' cores read one by one."""
+    from .observations import float_clip_level
+
+    top, at_top, pixels = -np.inf, 0, 0
+    for t in tiles:
+        core = np.asarray(_hr_slice(hr, *t.core), dtype=np.float32)
+        vals = np.where(np.isfinite(core), core, -np.inf)
+        pixels += vals.shape[0] * vals.shape[1]
+        m = float(vals.max())
+        if m > top:
+            top, at_top = m, 0
+        if m == top:
+            at_top += int(np.count_nonzero(vals >= top))
+    return float_clip_level(top, at_top, pixels)
 
 
 def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, device: str, lr_nodata, lr_valid,
