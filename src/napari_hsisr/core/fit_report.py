@@ -47,12 +47,10 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
                      "rms_observed": float(np.sqrt(np.mean((w * lr[:, use]) ** 2)))}
         if np.any(w < 1):
             out["lr"]["noisy_bands_down_weighted"] = int(np.sum(w < 1))
+    keep = np.ones(cube.shape[-2:], bool) if inputs.hr_valid is None else inputs.hr_valid
     if deg.srf is not None and deg.srf.shape[0] == cube.shape[0] and inputs.hr_display is not None \
-            and deg.srf.shape[1] == inputs.hr_display.shape[0] \
-            and np.any(inputs.hr_display[:, np.ones(cube.shape[-2:], bool) if inputs.hr_valid is None
-                                         else inputs.hr_valid]):
+            and deg.srf.shape[1] == inputs.hr_display.shape[0] and np.any(inputs.hr_display[:, keep]):
         tone, _ = deg.tone()
-        keep = np.ones(cube.shape[-2:], bool) if inputs.hr_valid is None else inputs.hr_valid
         lin = deg.spectral_operator(cube)
         display = tone.encode(lin)
         obs = inputs.hr_display.astype(np.float64)

@@ -123,16 +123,19 @@ def _hr_layout(hr) -> tuple[int, int, int]:
     return shape
 
 
-def _has_data(hr_t: np.ndarray, lr_t: np.ndarray, valid_t, lr_nodata) -> bool:
-    """Whether a window has anything to fuse: some finite non-zero HR pixel and some valid LR
-    pixel (a flight line's nodata wedge can cover whole tiles)."""
-    from .observations import nodata_mask
+def _has_data(hr_t, lr_t, valid_t, lr_nodata, hr_clip: float | None) -> bool:
+    """Whether a window has anything to fuse: some usable HR pixel (finite and under the clipping
+    level, the scene's for a float image: :func:`~.observations.saturation_mask`) and some valid LR
+    pixel. A flight line's nodata wedge or an over-exposed region can cover whole tiles."""
+    from .observations import nodata_mask, saturation_mask
+    from .validation import hr_to_channels_first
 
-    hr_ok = np.any(np.isfinite(hr_t) & (hr_t != 0))
+    hr = np.asarray(hr_t)
+    unit = hr / np.iinfo(hr.dtype).max if np.issubdtype(hr.dtype, np.integer) else hr  # as prepare_inputs scales
     lr_ok = nodata_mask(np.asarray(lr_t, dtype=np.float64), lr_nodata)
     if valid_t is not None:
         lr_ok &= np.asarray(valid_t, bool)
-    return bool(hr_ok and lr_ok.any())
+    return bool(lr_ok.any() and saturation_mask(hr_to_channels_first(unit), hr.dtype, hr_clip).any())
 
 
 def _central_crop(Y: int, X: int, s: int, side: int) -> tuple[slice, slice]:
@@ -228,7 +231,8 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
                 tile_options.get("iterations", 1) - 1
             refit_radius = int(tile_options.get("refit_radius", 4)) if refits and tile_method != "msfn" else None
             lr_value, hr_value = yield from scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata,
-                                                                 lr_valid, tiles, radius, refit_radius)
+                                                                 lr_valid, tiles, radius, refit_radius,
+                                                                 scene.get("hr_clip"))
             scene["guide_variance"] = {"radius": radius, "value": lr_value}
             if refit_radius:
                 scene["refit_variance"] = {"radius": refit_radius, "value": hr_value}
@@ -254,7 +258,8 @@ def scene_clip_level(hr, tiles: list[Tile]) -> float:
 
 
 def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, device: str, lr_nodata, lr_valid,
-                         tiles: list[Tile], radius: int, refit_radius: int | None = None):
+                         tiles: list[Tile], radius: int, refit_radius: int | None = None,
+                         hr_clip: float | None = None):
     """Generator: the scene's mean local variance of ``D y`` (the HR image seen on the LR grid),
     which the guided prior's ``eps`` is relative to (:class:`~.solvers.guided.GuidedFilter`), and,
     given ``refit_radius``, that of the HR image itself in the refits' windows (else None). Each
@@ -275,9 +280,10 @@ def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, devic
         valid = None if lr_valid is None else np.asarray(lr_valid)[rows.start // s:rows.stop // s,
                                                                    cols.start // s:cols.stop // s]
         hr_w, lr_w = _hr_slice(hr, rows, cols), _lr_slice(lr, rows, cols, s)
-        if not _has_data(hr_w, lr_w, valid, lr_nodata):
+        if not _has_data(hr_w, lr_w, valid, lr_nodata, hr_clip):
             continue
-        inputs = prepare_inputs(hr_w, lr_w, deg, method, seed, device, lr_nodata, valid, check_range=False)
+        inputs = prepare_inputs(hr_w, lr_w, deg, method, seed, device, lr_nodata, valid, check_range=False,
+                                hr_clip=hr_clip)
         var = local_variance(deg.spatial(inputs.hr.astype(np.float64)), radius)
         core = var[(t.core[0].start - rows.start) // s:(t.core[0].stop - rows.start) // s,
                    (t.core[1].start - cols.start) // s:(t.core[1].stop - cols.start) // s]
@@ -338,7 +344,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
             # msfn's consistency step (fast's solve) needs only fast's halo around what is kept
             scene["solve_region"] = tuple(slice(max(0, k.start - solve_halo), min(w.stop - w.start, k.stop + solve_halo))
                                           for k, w in zip(inner, t.window))
-            if not _has_data(hr_t, lr_t, valid_t, lr_nodata):  # nothing observed here: the result is 0
+            if not _has_data(hr_t, lr_t, valid_t, lr_nodata, scene.get("hr_clip")):  # nothing to fuse: 0
                 output.add(t.index, t.keep, np.zeros((C,) + tuple(k.stop - k.start for k in t.keep), np.float32))
                 empty.append(t.index)
                 continue
@@ -356,7 +362,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
                 gen.close()
             output.add(t.index, t.keep, res.cube[(slice(None),) + inner] * blend_weights(t, (Y, X), blend))
             if t.index in checked:
-                fits.append((res.settings.get("fit", {}), (rows.stop - rows.start) * (cols.stop - cols.start)))
+                fits.append(res.settings.get("fit", {}))
             for w in res.settings.get("warnings", []):
                 warnings[w] = warnings.get(w, 0) + 1
             del res, hr_t, lr_t  # before the next tile is read: memory holds one tile at a time
@@ -395,7 +401,7 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def _combine_fits(fits: list[tuple[dict, int]]) -> dict:
+def _combine_fits(fits: list[dict]) -> dict:
     """The tiles' relative residuals combined into the scene's: the residual energy of all tiles
     over their observations' energy (what the whole frame's figure is), from each tile's relative
     residual, observed RMS and pixel count. An area-weighted mean of the relative figures would
@@ -403,16 +409,11 @@ def _combine_fits(fits: list[tuple[dict, int]]) -> dict:
     frame's 10.6 % for the same cube)."""
     out = {}
     for side in ("lr", "hr"):
-        parts = [(f[side], n) for f, n in fits if f.get(side) and "relative" in f[side]]
-        if not parts:
-            continue
-        if all("rms_observed" in p and "pixels" in p for p, _ in parts):
-            energy = [p["rms_observed"] ** 2 * p["pixels"] for p, _ in parts]
-        else:  # fits without the energies: by area
-            energy = [float(n) for _, n in parts]
-        total = sum(energy) or 1.0
-        relative = math.sqrt(sum(p["relative"] ** 2 * e for (p, _), e in zip(parts, energy)) / total)
-        out[side] = {"relative": round(relative, 5), "worst_tile": round(max(p["relative"] for p, _ in parts), 5)}
+        parts = [f[side] for f in fits if f.get(side)]
+        if parts:
+            energy = [p["rms_observed"] ** 2 * p["pixels"] for p in parts]
+            relative = math.sqrt(sum(p["relative"] ** 2 * e for p, e in zip(parts, energy)) / (sum(energy) or 1.0))
+            out[side] = {"relative": round(relative, 5), "worst_tile": round(max(p["relative"] for p in parts), 5)}
     return out
 
 

@@ -124,15 +124,14 @@ def _finish(inputs, cube, consistency: bool, mu: float):
     if consistency:
         scene = inputs.scene or {}
         region = scene.get("solve_region")
-        part = inputs if region is None else inputs.crop(region)
-        index = (slice(None),) + (tuple(region) if region is not None else ())
-        solved = project_consistent(part.degradation, part.hr, part.lr, cube[index], mu=mu,
-                                    E=scene.get("consistency_E"))
         if region is None:
-            cube = solved
+            cube = project_consistent(inputs.degradation, inputs.hr, inputs.lr, cube, mu=mu,
+                                      E=scene.get("consistency_E"))
         else:
+            part, index = inputs.crop(region), (slice(None), *region)
             cube = cube.copy()  # outside the region: the network's own cube, which no tile keeps
-            cube[index] = solved
+            cube[index] = project_consistent(part.degradation, part.hr, part.lr, cube[index], mu=mu,
+                                             E=scene["consistency_E"])
     return np.clip(cube, 0, None).astype(np.float32)
 
 
