@@ -43,11 +43,23 @@ def test_tiff_numpy_settings_and_single_band(tmp_path, rng):
     assert to_jsonable({"x": (np.float64(1.0),)}) == {"x": [1.0]}
 
 
-def test_uint16_clips(tmp_path):
+def test_uint16_scales_instead_of_clipping(tmp_path):
+    """uint16 maps the values onto 0..65535 and records how: reading back gives the values written
+    (to half a step), however far they go below 0 or above 1; 0..1 keeps its 1/65535 step."""
+    import tifffile
+
     cube = np.array([[[-0.2, 0.5], [1.0, 1.7]]], dtype=np.float32)
     cf = read_cube(write_tiff(tmp_path / "c.tif", cube, dtype="uint16"))
-    np.testing.assert_allclose(cf.data[0], [[0, 32768 / 65535], [1, 1]], atol=1e-7)
+    step = 1.9 / 65535
+    np.testing.assert_allclose(cf.data[0], cube[0], atol=step / 2 + 1e-7)
+    assert cf.metadata["value_scale"] == pytest.approx(step) and cf.metadata["value_offset"] == pytest.approx(-0.2)
     assert cf.wavelengths is None
+    physical = np.linspace(0, 5000, 7 * 9 * 3, dtype=np.float32).reshape(3, 7, 9)  # radiance, not 0..1
+    back = read_cube(write_tiff(tmp_path / "p.tif", physical, dtype="uint16")).data
+    assert np.unique(back).size == physical.size and np.abs(back - physical).max() <= 5000 / 65535
+    unit = np.array([[[0.0, 0.5, 1.0]]], np.float32)
+    write_tiff(tmp_path / "u.tif", unit, dtype="uint16")
+    assert np.ravel(tifffile.imread(tmp_path / "u.tif")).tolist() == [0, 32768, 65535]
 
 
 def test_input_not_modified_and_nan_refused(tmp_path, rng):

@@ -174,7 +174,7 @@ def cmd_demo(args) -> int:
     from .core.io import check_output, write_tiff
     from .core.sample import sample_pair
 
-    check_output(args.out)
+    check_output(args.out, fused=True)
     pair = sample_pair()
     print(f"sample: HR RGB {pair.hr.shape}, LR-HS {pair.lr.shape}, reference {pair.reference.shape}, "
           f"scale {pair.degradation.scale}")
@@ -287,7 +287,8 @@ def cmd_fuse(args) -> int:
     from .core.io import TIFF_SUFFIXES, check_output, write_tiff
 
     zarr_out = str(args.out).lower().endswith(".zarr")
-    check_output(args.out, inputs=(args.hr, args.lr), suffixes=TIFF_SUFFIXES + ((".zarr",) if args.tile else ()))
+    check_output(args.out, inputs=(args.hr, args.lr), suffixes=TIFF_SUFFIXES + ((".zarr",) if args.tile else ()),
+                 fused=True)
     if zarr_out and not args.tile:
         args.tile = "auto"  # a Zarr result is written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
@@ -315,7 +316,8 @@ def cmd_fuse(args) -> int:
               file=sys.stderr)
     if not streamed:  # a Zarr or tiled-TIFF result was written tile by tile
         write_tiff(args.out, np.asarray(result.cube), settings=result.settings, format=args.format, dtype=args.dtype,
-                   wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths)
+                   wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths,
+                   inputs=(args.hr, args.lr))
     print(f"wrote {args.out} {tuple(result.cube.shape)} in {result.settings['seconds']:.2f} s")
     return 0
 
@@ -534,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
         q.add_argument("--format", default="imagej", choices=["imagej", "ome"], help="TIFF flavour of the output")
         q.add_argument("--dtype", default="float32", choices=["float32", "uint16"],
-                       help="output values: float32, or uint16 (0..1 stored as 0..65535)")
+                       help="output values: float32, or uint16 (mapped onto 0..65535 without clipping; the "
+                            "scale is stored and undone when read)")
 
     q = sub.add_parser("demo", help="fuse the bundled sample, print quality and time, write a TIFF")
     q.add_argument("--out", default="demo.tif", help="the fused cube to write")
@@ -625,8 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files are removed
+def _terminate(signum, frame):  # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files are removed
     raise KeyboardInterrupt
+
+
+_UNWIND = ("SIGTERM", "SIGHUP")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -635,12 +641,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
+    sigs = [getattr(signal, n) for n in _UNWIND if hasattr(signal, n)] if on_main else []
+    previous = {sig: signal.signal(sig, _terminate) for sig in sigs}
     try:
         return _dispatch(args)
     finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _dispatch(args) -> int:

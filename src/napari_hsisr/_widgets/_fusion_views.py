@@ -33,7 +33,7 @@ ESTIMATED = "estimated (last blind run)"
 DEFAULT_SRF = NIKON_D700_CAVE
 ENCODINGS = ("auto", "srgb", "linear", "gamma:2.2", "gamma:1.8")
 FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
-DTYPES = (("float32", "float32"), ("uint16 (0..1 -> 0..65535)", "uint16"))
+DTYPES = (("float32", "float32"), ("uint16 (scaled onto 0..65535)", "uint16"))
 TRUECOLOUR_SOURCES = ("CIE 1931", "selected SRF")
 FALSE_COLOUR = "false colour (nm)"
 DEFAULT_FALSE_COLOUR = "860, 650, 550"
@@ -249,7 +249,7 @@ class ResultView(QGroupBox):
             for label, value in items:
                 combo.addItem(label, value)
         self.format_combo.setToolTip("ImageJ hyperstack or OME-TIFF; both keep wavelengths and settings")
-        self.dtype_combo.setToolTip("float32, or uint16 (0..1 stored as 0..65535; reading back undoes it)")
+        self.dtype_combo.setToolTip("float32, or uint16 (values mapped onto 0..65535 without clipping; the scale is stored and reading back undoes it)")
         self.save_button = QPushButton("Save result...")
         self.save_button.setToolTip("TIFF with wavelengths and the full settings (reads back with File > Open)")
         save_row = QHBoxLayout()

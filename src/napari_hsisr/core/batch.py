@@ -6,9 +6,14 @@ A manifest (CSV or YAML) lists pairs: ``name, hr, lr`` and optionally ``method``
 :func:`fuse_many` submits one task per pair to a ``LocalCluster`` (one single-threaded worker
 process per core) or to an existing scheduler; each task reads its pair, fuses it (in tiles when
 ``tile`` is set) and writes ``<out>/<name>.tif`` atomically with its settings. A pair that fails
-is reported and the others go on; a pair whose output exists and records the same request (inputs
-with their sizes and times, and every setting) is skipped, so a campaign can be re-run after an
-interruption.
+is reported and the others go on; a pair whose output exists, reads back whole and records the same
+request (inputs with their sizes and times, every setting, the seed) is skipped, so a campaign can
+be re-run after an interruption; a damaged output is redone.
+
+Outputs follow :mod:`.outputs`, checked for every pair before any work starts: a name is a plain
+file name (no folder, no ``..``; an empty one is ``<LR file's stem>_fused``), no two pairs write one
+output, no output is any pair's input, and an existing output is replaced only when it is a fusion
+result of ours.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .outputs import claim, confine_name, remove_stale, same_file
 
 COLUMNS = ("name", "hr", "lr", "method", "scale", "psf", "psf_sigma", "srf", "wavelengths", "hr_encoding",
            "tile", "options")
@@ -70,11 +76,12 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
         for need in ("hr", "lr"):
             if need not in row:
                 raise InputError(f"{path}: pair {i} has no '{need}' path.")
-        row["name"] = str(row.get("name") or Path(str(row["lr"])).stem)
-        if row["name"] in seen:
+        # an empty name is not the LR file's own stem: with --out in the LR's folder that is the input
+        row["name"] = confine_name(row.get("name") or f"{Path(str(row['lr'])).stem}_fused", f"{path}: pair {i}'s name")
+        if row["name"].casefold() in seen:  # one file on case-insensitive file systems
             raise InputError(f"{path}: two pairs are named {row['name']!r}; names must be unique (they name "
                              "the outputs).")
-        seen.add(row["name"])
+        seen.add(row["name"].casefold())
         for key in ("hr", "lr"):
             p = Path(str(row[key]))
             row[key] = str(p if p.is_absolute() else (path.parent / p))
@@ -84,8 +91,33 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     return out
 
 
-def request_key(row: dict) -> str:
-    """What makes an output up to date: the row and its input files' sizes and times."""
+def output_path(row: dict, out_dir) -> Path:
+    return Path(out_dir) / f"{confine_name(row.get('name'), 'pair name')}.tif"
+
+
+def check_outputs(rows: list[dict], out_dir) -> list[Path]:
+    """Every pair's output checked before any work starts (:mod:`.outputs`): unique, inside
+    ``out_dir``, none of them any pair's input, none replacing what is not a fusion result of ours."""
+    outs = [output_path(row, out_dir) for row in rows]
+    seen: dict[str, str] = {}
+    for row, out in zip(rows, outs):
+        key = str(out.resolve()).casefold()
+        if key in seen:
+            raise InputError(f"pairs {seen[key]!r} and {row['name']!r} both write {out}; give them different names.")
+        seen[key] = row["name"]
+    inputs = [(r["name"], r[k]) for r in rows for k in ("hr", "lr")]
+    for row, out in zip(rows, outs):
+        for name, other in inputs:
+            if same_file(out, other):
+                raise InputError(f"pair {row['name']!r} would write {out}, which is pair {name!r}'s input; give it "
+                                 "another name or --out folder (nothing was written).")
+        claim(out, fused=True, flag=f"pair {row['name']!r}: output")
+    return outs
+
+
+def request_key(row: dict, seed: int = 0, device: str = "cpu") -> str:
+    """What makes an output up to date: the row, the seed and device, and its input files' sizes
+    and times."""
     stamp = {}
     for key in ("hr", "lr"):
         try:
@@ -93,21 +125,26 @@ def request_key(row: dict) -> str:
             stamp[key] = [st.st_size, int(st.st_mtime)]
         except OSError:
             stamp[key] = None
-    text = json.dumps({"row": row, "files": stamp}, sort_keys=True, default=str)
+    text = json.dumps({"row": row, "files": stamp, "seed": int(seed), "device": str(device)}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _recorded_key(path: Path) -> str | None:
-    import tifffile
+def up_to_date(path: Path, key: str) -> bool:
+    """Whether a kept output is complete (every page read back: a truncated or damaged file is not),
+    finite, of the size it records and made by the request ``key``."""
+    import numpy as np
+
+    from .io import read_cube
 
     try:
-        with tifffile.TiffFile(str(path)) as tif:
-            from .io import _tiff_json
-
-            info = _tiff_json(tif) or {}
-        return (info.get("settings") or {}).get("batch", {}).get("request")
-    except Exception:  # noqa: BLE001 - unreadable: not up to date
-        return None
+        cube = read_cube(path)
+    except Exception:  # noqa: BLE001 - unreadable: redone
+        return False
+    settings = cube.metadata.get("settings") or {}
+    shape = settings.get("hr_shape") or []
+    return ((settings.get("batch") or {}).get("request") == key and cube.data.ndim == 3
+            and list(cube.data.shape[1:]) == list(shape[:2]) and bool(np.isfinite(cube.data).all()))
 
 
 def _options(text) -> dict:
@@ -155,10 +192,10 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
     Never raises: a failure is the outcome's status and one-line message."""
     start = time.perf_counter()
     name = row.get("name", "?")
-    out = Path(out_dir) / f"{name}.tif"
-    key = request_key(row)
+    key = request_key(row, seed, device)
     try:
-        if out.exists() and _recorded_key(out) == key:
+        out = output_path(row, out_dir)
+        if out.exists() and up_to_date(out, key):
             return PairOutcome(name, "skipped", 0.0, str(out), message="up to date")
         import numpy as np
         import torch
@@ -183,7 +220,7 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
                         _options(row.get("options")))
         result = run_to_end(gen)
         result.settings.update(hr_file=row["hr"], lr_file=row["lr"], batch={"request": key, "row": row})
-        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings)
+        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]))
         fit = result.settings.get("fit", {})
         return PairOutcome(name, "done", round(time.perf_counter() - start, 2), str(out),
                            fit.get("lr", {}).get("relative"), fit.get("hr", {}).get("relative"),
@@ -207,6 +244,7 @@ def fuse_many(pairs, out_dir: str | os.PathLike, client=None, scheduler: str | N
     out = Path(out_dir)
     if not out.is_dir():
         raise InputError(f"{out}: the output folder does not exist; create it first (mkdir -p {out}).")
+    outs = check_outputs(rows, out)  # before any cluster starts
     cluster = own = None
     if client is None:
         if scheduler:
@@ -234,6 +272,8 @@ def fuse_many(pairs, out_dir: str | os.PathLike, client=None, scheduler: str | N
             own.close()
         if cluster is not None:
             cluster.close()
+        for path in outs:  # what workers stopped mid-write left (their processes are gone now)
+            remove_stale(path)
 
 
 def summary_table(outcomes: list[PairOutcome]) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .outputs import claim, discard, is_fusion_settings, remove_stale, replace_store, storage_errors, temp_name
 
 HSISR_TAG = 65000
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -324,10 +325,12 @@ def _read_tiff(path: Path) -> CubeFile:
         meta["settings"] = info.get("settings")
         meta["wavelength_units"] = info.get("wavelength_units", "nm")
         wl = _wl_array(info.get("wavelengths"), arr.shape[0])
-        scale = info.get("value_scale")
-        if scale is not None:
-            arr = (arr.astype(np.float32) * np.float32(scale)).astype(np.float32)
+        scale, offset = info.get("value_scale"), info.get("value_offset")
+        if scale is not None:  # integers stored by write_tiff(dtype="uint16"): back to the values written
+            arr = (arr.astype(np.float64) * float(scale) + float(offset or 0.0)).astype(np.float32)
             meta["value_scale"] = float(scale)
+            if offset is not None:
+                meta["value_offset"] = float(offset)
     if wl is None:
         wl = ome_wl if ome_wl is not None else _parse_labels(labels)
         wl = _wl_array(wl, arr.shape[0])
@@ -852,11 +855,14 @@ def _table_names(path: Path, body, header: list[str]) -> list[str] | None:
 # --------------------------------------------------------------------------- writing
 def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
                settings: dict | None = None, format: str = "imagej",
-               dtype: str = "float32", units: str = "nm") -> Path:
+               dtype: str = "float32", units: str = "nm", inputs=()) -> Path:
     """Atomically write a (C, Y, X) cube as ImageJ hyperstack or OME-TIFF.
 
-    ``dtype='uint16'`` stores round(clip(v, 0, 1) * 65535) and records value_scale=1/65535,
-    which :func:`read_cube` undoes. Wavelengths/settings round-trip via JSON (see module doc).
+    ``dtype='uint16'`` never clips: the values are mapped linearly onto 0..65535 (cubes within
+    0..1 as round(v * 65535), others from min(0, lowest) to max(1, highest)) and the mapping is
+    recorded (``value_scale``, ``value_offset``), which :func:`read_cube` undoes. Wavelengths/
+    settings round-trip via JSON (see module doc). An existing ``path`` is replaced only when it is
+    a result of ours, and never when it is one of ``inputs`` (:func:`.outputs.claim`).
     """
     path = Path(path)
     if format not in ("imagej", "ome"):
@@ -871,22 +877,33 @@ def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
     if wl is not None and wl.size != arr.shape[0]:
         raise InputError(f"{path}: {wl.size} wavelengths for a cube of shape {arr.shape}; expected "
                          f"{arr.shape[0]} (one per band). Pass matching wavelengths or None.")
-    scale = None
+    dest = claim(path, inputs, fused=is_fusion_settings(settings))
+    scale = offset = None
     if dtype == "uint16":
-        out = np.rint(np.clip(arr, 0.0, 1.0) * 65535.0).astype(np.uint16)
-        scale = 1.0 / 65535.0
+        out, scale, offset = _to_uint16(arr)
     else:
         out = arr.astype(np.float32)  # always a copy-or-new array; never modifies `cube`
-    info, labels = _tiff_info(wl, settings, units, scale, arr.shape[0])
-    _atomic_imwrite(path, out, format, labels, info)
+    info, labels = _tiff_info(wl, settings, units, scale, arr.shape[0], offset)
+    _atomic_imwrite(dest, out, format, labels, info)
     return path
 
 
-def _tiff_info(wl, settings, units: str, scale, C: int) -> tuple[str, list[str]]:
+def _to_uint16(arr: np.ndarray) -> tuple[np.ndarray, float, float | None]:
+    """``arr`` mapped linearly onto 0..65535 without clipping: ``value = stored * scale + offset``.
+    0..1 keeps its usual 1/65535 step; wider ranges get a coarser step (offset only when negative)."""
+    lo, hi = min(0.0, float(arr.min())), max(1.0, float(arr.max()))
+    scale = (hi - lo) / 65535.0
+    stored = np.rint((arr.astype(np.float64) - lo) / scale)
+    return np.clip(stored, 0, 65535).astype(np.uint16), scale, (lo if lo < 0 else None)  # clip: rounding only
+
+
+def _tiff_info(wl, settings, units: str, scale, C: int, offset=None) -> tuple[str, list[str]]:
     """The JSON our readers take wavelengths and settings from, and channel labels ("550 nm")."""
-    info = json.dumps({"wavelengths": None if wl is None else [float(v) for v in wl],
-                       "wavelength_units": units, "settings": to_jsonable(settings),
-                       "value_scale": scale})
+    record = {"wavelengths": None if wl is None else [float(v) for v in wl],
+              "wavelength_units": units, "settings": to_jsonable(settings), "value_scale": scale}
+    if offset is not None:
+        record["value_offset"] = float(offset)
+    info = json.dumps(record)
     labels = [f"{w:g} {units}" for w in wl] if wl is not None else [f"band {i + 1}" for i in range(C)]
     return info, labels
 
@@ -902,6 +919,7 @@ def write_tiff_tiles(path: str | os.PathLike, cube, tile: int, wavelengths=None,
     C, Y, X = np.shape(cube)
     wl = None if wavelengths is None else np.asarray(wavelengths, float).ravel()
     info, labels = _tiff_info(wl, settings, units, None, C)
+    dest = claim(path, fused=is_fusion_settings(settings))
 
     def tiles():
         for c in range(C):
@@ -909,7 +927,7 @@ def write_tiff_tiles(path: str | os.PathLike, cube, tile: int, wavelengths=None,
                 for x in range(0, X, tile):
                     yield np.ascontiguousarray(cube[c, r:r + tile, x:x + tile], dtype=np.float32)
 
-    with atomic_path(path, suffix=".tmp.tif") as tmp:
+    with atomic_path(dest, suffix=".tmp.tif") as tmp:
         tifffile.imwrite(tmp, tiles(), shape=(C, Y, X), dtype="float32", tile=(tile, tile), bigtiff=True,
                          ome=True, photometric="minisblack", metadata={"axes": "CYX", "Channel": {"Name": labels}},
                          extratags=[(HSISR_TAG, "s", 0, info, True)])
@@ -917,32 +935,25 @@ def write_tiff_tiles(path: str | os.PathLike, cube, tile: int, wavelengths=None,
 
 
 def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out",
-                 suffixes: tuple = TIFF_SUFFIXES) -> Path:
-    """Check, before any computation, that ``path`` can be written and replaces no input.
+                 suffixes: tuple = TIFF_SUFFIXES, fused: bool = False) -> Path:
+    """Check, before any computation, that ``path`` can be written and replaces nothing of the user's.
 
-    Refuses: a folder, a suffix other than ``suffixes``, a missing parent folder (it is not
-    created silently), a folder where nothing can be created (read-only, /proc), and a path that
-    is one of ``inputs`` (the same file however it is spelled: resolved path or same inode)."""
+    Refuses: a folder (other than a ``.zarr`` store), a suffix other than ``suffixes``, a missing
+    parent folder (it is not created silently), a folder where nothing can be created (read-only,
+    /proc), and whatever :func:`.outputs.claim` refuses: one of ``inputs`` (the same file however
+    it is spelled), an existing file or store that is not a result of ours (when ``fused``, not a
+    fusion result)."""
     path = Path(path)
     if path.is_dir() and path.suffix.lower() != ".zarr":
         raise InputError(f"{flag} {path} is a folder; give a file name such as {path / 'result.tif'}.")
     if path.suffix.lower() not in suffixes:
         raise InputError(f"{flag} {path}: results are written as TIFF; give a name ending in "
                          f"{' or '.join(suffixes)} (.ome.tif for OME-TIFF).")
-    parent = path.parent if str(path.parent) else Path(".")
+    dest = claim(path, inputs, fused=fused, flag=flag)
+    parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{flag} {path}: the folder {parent} does not exist; create it first (mkdir -p {parent}).")
-    for other in inputs:
-        if other is None:
-            continue
-        other = Path(other)
-        same = path.resolve() == other.resolve()
-        if not same and path.exists() and other.exists():
-            same = os.path.samefile(path, other)
-        if same:
-            raise InputError(f"{flag} {path} is an input ({other}); writing there would destroy it. Choose "
-                             "another name.")
-    probe = parent / f".{path.name}.{secrets.token_hex(4)}.probe"
+    probe = parent / f".{dest.name}.{secrets.token_hex(4)}.probe"
     try:
         os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         probe.unlink()
@@ -954,62 +965,34 @@ def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out",
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a fresh temporary path beside ``path``; when the block succeeds it replaces ``path``,
-    when it fails (or is interrupted, SIGTERM included in the CLI) it is removed, so ``path`` is
-    never left half-written.
+    when it fails (or is interrupted: SIGINT, and SIGTERM/SIGHUP in the CLI) it is removed, so
+    ``path`` is never left half-written. A full disk is one line (:func:`.outputs.storage_errors`).
 
     The temporary name carries the writer's process id: leftovers of a killed writer (SIGKILL,
     power loss) are removed when the next write to the same path starts. The file is created
     with ``os.open(..., 0o666)``, so it gets the permissions a plain ``open`` would (the umask
-    applies), not ``mkstemp``'s 0600. The folder must exist: it is not created silently.
+    applies), not ``mkstemp``'s 0600. The folder must exist: it is not created silently. This is
+    the mechanism only: result files are first checked with :func:`.outputs.claim`.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"{path}: the folder {path.parent} does not exist; create it first.")
-    remove_stale_temporaries(path, suffix)
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
+    remove_stale(path)
+    tmp = None
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with storage_errors(path):
+            while True:
+                tmp = temp_name(path, suffix.lstrip("."))
+                try:
+                    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                    break
+                except FileExistsError:
+                    continue
+            yield tmp
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise
-
-
-def remove_stale_temporaries(path: Path, suffix: str) -> list[Path]:
-    """Remove ``.<name>.<pid>-<hex><suffix>`` files beside ``path`` whose writer is gone."""
-    removed = []
-    prefix = f".{path.name}."
-    for cand in path.parent.glob(f".{glob_escape(path.name)}.*{suffix}"):
-        pid_text = cand.name[len(prefix):].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
-            continue
-        cand.unlink(missing_ok=True)
-        removed.append(cand)
-    return removed
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, settings: dict | None = None) -> Path:
@@ -1029,7 +1012,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, settings: dict | Non
     photometric = "rgb" if img.ndim == 3 and img.shape[-1] == 3 else "minisblack"
     extra = {"planarconfig": "contig"} if img.ndim == 3 else {}
     description = json.dumps({"settings": to_jsonable(settings)}) if settings else None
-    with atomic_path(path, suffix=".tmp.tif") as tmp:
+    dest = claim(path)
+    with atomic_path(dest, suffix=".tmp.tif") as tmp:
         tifffile.imwrite(tmp, img, photometric=photometric, description=description, metadata=None, **extra)
     return path
 
@@ -1153,29 +1137,31 @@ def read_cube_metadata(path: Path) -> CubeFile:
 
 
 def write_zarr(cube, path: str | os.PathLike, wavelengths=None, settings: dict | None = None,
-               chunk: int = 256) -> Path:
+               chunk: int = 256, inputs=()) -> Path:
     """Write a cube (C, Y, X; numpy, dask or zarr) as an OME-Zarr multiscale image
     (:func:`create_ome_zarr`) with its wavelengths and settings, under a temporary name renamed
-    into place (never a half-written store). The cube is read ``chunk`` rows at a time."""
-    import shutil
-
+    into place (never a half-written store). The cube is read ``chunk`` rows at a time. An existing
+    store is replaced only when it is a result of ours, never when it is one of ``inputs``
+    (:func:`.outputs.claim`): a folder holding anything else is left alone."""
     path = Path(path)
     if path.suffix.lower() != ".zarr":
         raise InputError(f"{path}: a Zarr store's name ends in .zarr.")
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp.zarr")
+    dest = claim(path, inputs, fused=is_fusion_settings(settings))
+    if not dest.parent.is_dir():
+        raise InputError(f"{path}: the folder {dest.parent} does not exist; create it first.")
+    temp = temp_name(dest, "tmp.zarr")
     try:
-        shape = tuple(np.shape(cube))
-        group, level0 = create_ome_zarr(temp, shape, chunk)
-        for r in range(0, shape[1], chunk):
-            level0[:, r:r + chunk] = np.asarray(cube[:, r:r + chunk], dtype=np.float32)
-        finish_ome_zarr(group, {"wavelengths": None if wavelengths is None else [float(v) for v in np.ravel(wavelengths)],
-                                "settings": settings or {}})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
+        with storage_errors(path):
+            shape = tuple(np.shape(cube))
+            group, level0 = create_ome_zarr(temp, shape, chunk)
+            for r in range(0, shape[1], chunk):
+                level0[:, r:r + chunk] = np.asarray(cube[:, r:r + chunk], dtype=np.float32)
+            finish_ome_zarr(group, {"wavelengths": None if wavelengths is None else
+                                    [float(v) for v in np.ravel(wavelengths)], "settings": settings or {}})
+            replace_store(temp, dest)
+    except BaseException:
+        discard(temp)
+        raise
     return path
 
 

@@ -6,38 +6,46 @@ is written as soon as no later tile touches it; one that the next tile does not 
 one does (the band under a row of tiles) is written with its partial sum and read back when its
 next tile comes. Memory therefore holds the chunks around one or two tiles, not a row of tiles
 at the scene's width. Results go to a temporary name that is renamed to ``out`` at the end: a
-stopped or failed run leaves nothing there.
+stopped or failed run leaves nothing there, and no temporary (:mod:`.outputs`: the same policy as
+every writer: ``out`` replaces no input and nothing that is not a result of ours).
 """
 
 from __future__ import annotations
 
 import bisect
-import os
-import secrets
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .outputs import claim, discard, replace_store, storage_errors, temp_name
 
 CHUNK = 256  # HR pixels a side of a chunk (Zarr) or a tile (TIFF)
 
 
-def make_output(shape: tuple[int, int, int], out, keeps: list[tuple[slice, slice]]):
-    """The sink for a (C, Y, X) result whose tiles cover ``keeps`` (in the order they come)."""
+def check_out(out, inputs=()) -> Path | None:
+    """``out`` checked before any work (suffix, folder, :func:`.outputs.claim`); where to write."""
     if out is None:
-        return MemoryOutput(shape)
+        return None
     path = Path(out)
-    if not path.parent.is_dir():
-        raise InputError(f"Folder {path.parent} does not exist; create it or choose another out path.")
-    suffix = path.suffix.lower()
-    if suffix == ".zarr":
-        return ZarrOutput(shape, path, keeps)
-    if suffix in (".tif", ".tiff"):
+    if path.suffix.lower() not in (".zarr", ".tif", ".tiff"):
+        raise InputError(f"Tiled results are written to a Zarr store or a TIFF: give out=<name>.zarr or "
+                         f"<name>.tif, got {path}.")
+    dest = claim(path, inputs, fused=True, flag="out")
+    if not dest.parent.is_dir():
+        raise InputError(f"Folder {dest.parent} does not exist; create it or choose another out path.")
+    return dest
+
+
+def make_output(shape: tuple[int, int, int], out, keeps: list[tuple[slice, slice]], inputs=()):
+    """The sink for a (C, Y, X) result whose tiles cover ``keeps`` (in the order they come)."""
+    path = check_out(out, inputs)
+    if path is None:
+        return MemoryOutput(shape)
+    with storage_errors(out):
+        if path.suffix.lower() == ".zarr":
+            return ZarrOutput(shape, path, keeps)
         return TiffOutput(shape, path, keeps)
-    raise InputError(f"Tiled results are written to a Zarr store or a TIFF: give out=<name>.zarr or "
-                     f"<name>.tif, got {path}.")
 
 
 class MemoryOutput:
@@ -103,29 +111,6 @@ class ChunkSums:
             raise RuntimeError(f"{len(self.open)} chunks were never completed")
 
 
-def _temp_name(path: Path, tag: str) -> Path:
-    """A hidden name beside ``path`` carrying this process's id; the leftovers of a killed run (its
-    process gone) are removed first, so they do not pile up."""
-    from .io import _alive, glob_escape
-
-    for old in path.parent.glob(f".{glob_escape(path.name)}.*-*.{tag}"):
-        pid = old.name[len(path.name) + 2:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{tag}")
-
-
-def _rename_into_place(temp: Path, path: Path) -> None:
-    """Replace ``path`` (a store or a file) with ``temp``; the old one is removed only after."""
-    if path.is_dir():
-        old = _temp_name(path, "old")
-        os.replace(path, old)
-        os.replace(temp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(temp, path)
-
-
 class ZarrOutput:
     """An OME-Zarr (NGFF 0.5) multiscale image: level 0 summed from the tiles, then the 2x2-mean
     levels built from it chunk by chunk (:func:`.io.build_pyramid`)."""
@@ -134,12 +119,17 @@ class ZarrOutput:
         from .io import create_ome_zarr
 
         self.path = path
-        self.temp = _temp_name(path, "tmp.zarr")
-        self.group, level0 = create_ome_zarr(self.temp, shape, CHUNK)
+        self.temp = temp_name(path, "tmp.zarr")
+        try:
+            self.group, level0 = create_ome_zarr(self.temp, shape, CHUNK)
+        except BaseException:
+            discard(self.temp)
+            raise
         self.sums = ChunkSums(level0, keeps)
 
     def add(self, index, region, values) -> None:
-        self.sums.add(index, region, values)
+        with storage_errors(self.path):
+            self.sums.add(index, region, values)
 
     def commit(self, attrs: dict):
         import zarr
@@ -147,14 +137,16 @@ class ZarrOutput:
         from .io import finish_ome_zarr
 
         self.sums.finish()
-        finish_ome_zarr(self.group, attrs)
-        _rename_into_place(self.temp, self.path)
+        with storage_errors(self.path):
+            finish_ome_zarr(self.group, attrs)
+        claim(self.path, fused=True)  # still ours to replace (another program may have written there meanwhile)
+        replace_store(self.temp, self.path)
         self.temp = None
         return zarr.open_array(str(self.path / "0"), mode="r")
 
     def discard(self) -> None:
         if self.temp is not None:
-            shutil.rmtree(self.temp, ignore_errors=True)
+            discard(self.temp)
             self.temp = None
 
 
@@ -167,13 +159,18 @@ class TiffOutput:
         import zarr
 
         self.path = path
-        self.temp = _temp_name(path, "sums.zarr")
-        array = zarr.create_array(str(self.temp), shape=shape, dtype="float32", chunks=(1, CHUNK, CHUNK),
-                                  fill_value=0.0, compressors=None, overwrite=True)
+        self.temp = temp_name(path, "sums.zarr")
+        try:
+            array = zarr.create_array(str(self.temp), shape=shape, dtype="float32", chunks=(1, CHUNK, CHUNK),
+                                      fill_value=0.0, compressors=None, overwrite=True)
+        except BaseException:
+            discard(self.temp)
+            raise
         self.sums = ChunkSums(array, keeps)
 
     def add(self, index, region, values) -> None:
-        self.sums.add(index, region, values)
+        with storage_errors(self.path):
+            self.sums.add(index, region, values)
 
     def commit(self, attrs: dict):
         from .io import open_cube_lazy, write_tiff_tiles
@@ -185,5 +182,5 @@ class TiffOutput:
 
     def discard(self) -> None:
         if self.temp is not None:
-            shutil.rmtree(self.temp, ignore_errors=True)
+            discard(self.temp)
             self.temp = None

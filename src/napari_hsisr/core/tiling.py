@@ -304,9 +304,14 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     whose ``cube`` is a numpy array, or the array at ``out`` read lazily (Zarr level 0, TIFF).
     ``provenance`` (input files and their metadata) joins the settings stored with the result."""
     from .api import _versions, fuse_iter
+    from .outputs import array_files
+    from .tiled_output import check_out
 
     info = get_method(method)
     opts = info.parse_options(options)
+    inputs = array_files(hr_image) + array_files(lr_cube) + [p for k in ("hr_file", "lr_file")
+                                                             if (p := (provenance or {}).get(k))]
+    check_out(out, inputs)  # before any work: out replaces no input and nothing that is not a result of ours
     if method == "msfn-zeroshot":
         raise InputError("msfn-zeroshot learns from the whole pair and cannot run in tiles; use 'msfn' (shipped "
                          "weights), 'fast' or 'unsupervised' for large scenes, or crop the pair.")
@@ -326,7 +331,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     start = time.perf_counter()
     used, tile_method, tile_opts, scene, notes, extras = yield from scene_context(
         hr_image, lr_cube, degradation, method, opts, seed, device, lr_nodata, lr_valid, tiles=tiles)
-    output = make_output((C, Y, X), out, [t.keep for t in tiles])
+    output = make_output((C, Y, X), out, [t.keep for t in tiles], inputs)
     solve_halo = default_halo("fast", used)
     per_tile = 100
     total = per_tile * len(tiles)
