@@ -17,6 +17,7 @@ import numpy as np
 
 from .core.errors import InputError
 from .core.srf import NIKON_D700_CAVE
+from .core.validation import check_layout
 
 
 def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = True) -> None:
@@ -203,7 +204,7 @@ def cmd_simulate(args) -> int:
         raise InputError("--out-hr and --out-lr are the same file; give two names.")
     ref = read_cube(args.reference, variable=args.variable)
     deg = _degradation(args, ref.wavelengths, len(ref.data))
-    cube = ref.data if ref.data.dtype.kind == "f" else ref.data / np.iinfo(ref.data.dtype).max
+    cube = _unit_scaled(ref.data, f"{args.reference}")
     hr, lr = simulate(cube, deg, noise_snr_db=args.snr, hr_snr_db=args.hr_snr, seed=args.seed)
     settings = {"simulated_from": str(args.reference), "degradation": deg.settings(), "snr_db": args.snr,
                 "hr_snr_db": args.hr_snr, "seed": args.seed}
@@ -246,6 +247,7 @@ def _lazy_pair(args):
         hr = open_image_lazy(args.hr)
     except InputError:
         return None
+    check_layout(np.shape(hr), np.shape(lr.data), "--hr", "--lr")  # swapped? bands-last?
     match = match_ratio(tuple(np.shape(hr))[:2], tuple(np.shape(lr.data))[-2:])
     if match.action != "exact" or (args.scale is not None and args.scale != match.scale):
         return None
@@ -267,6 +269,7 @@ def _read_pair(args):
                    wavelengths=args.band_table, drop_bands=_drop_bands(args.drop_bands))
     hr_file = read_image_file(args.hr)
     hr = hr_file.data
+    check_layout(hr.shape, lr.data.shape, "--hr", "--lr")  # swapped? bands-last?
     match = match_ratio(hr.shape[:2], lr.data.shape[-2:])
     if args.scale is not None and args.scale != match.scale:
         raise InputError(f"--scale {args.scale} but the HR image ({hr.shape[0]}x{hr.shape[1]}) is "
@@ -395,14 +398,22 @@ def cmd_evaluate(args) -> int:
     from .core.io import read_cube
 
     est, ref = read_cube(args.result).data, read_cube(args.reference, variable=args.variable).data
-    if ref.dtype.kind != "f":
-        ref = ref / np.iinfo(ref.dtype).max
+    ref = _unit_scaled(ref, f"{args.reference}")
     metrics = evaluate(est, ref, scale=args.scale)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         _print_metrics({"result": metrics})
     return 0
+
+
+def _unit_scaled(data, name: str):
+    """A cube read from a file: integers divided by their dtype's maximum, floats as they are;
+    booleans, complex or text data refused in one line (as the API refuses them)."""
+    from .core.validation import as_array
+
+    data = as_array(data, name)
+    return data / np.iinfo(data.dtype).max if np.issubdtype(data.dtype, np.integer) else data
 
 
 def _collect_cubes(paths: list[str]) -> list[tuple[str, np.ndarray, object]]:
@@ -437,7 +448,7 @@ def _collect_cubes(paths: list[str]) -> list[tuple[str, np.ndarray, object]]:
             for line in skipped:
                 print(f"skipped {line}", file=sys.stderr)
         for name, cf in found:
-            data = cf.data if cf.data.dtype.kind == "f" else cf.data / np.iinfo(cf.data.dtype).max
+            data = _unit_scaled(cf.data, name)
             out.append((name, np.asarray(data, dtype=np.float32), cf.wavelengths))
     return out
 
@@ -448,6 +459,9 @@ def cmd_train(args) -> int:
     from .core.training import TrainSettings, export_weights, train_iter
     from .core.validation import resolve_device
 
+    for flag, target in (("--out", args.out), ("--checkpoint", args.checkpoint)):
+        if target and Path(target).is_dir():
+            raise InputError(f"{flag} {target} is a folder; give a file name such as {Path(target) / 'weights.pt'}.")
     cubes = _collect_cubes(args.data)
     val_names = set(args.val or [])
     if args.scenes:

@@ -11,8 +11,9 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionInputs, FusionResult, Progress, get_method
-from .validation import (check_lr, check_result, check_seed, check_values, hr_to_channels_first, resolve_device,
-                         to_unit_float)
+from .parallel import blas_pinned
+from .validation import (check_layout, check_lr, check_result, check_seed, check_values, hr_to_channels_first,
+                         resolve_device, to_unit_float)
 
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
@@ -35,6 +36,7 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     hr_dtype = np.asarray(hr_image).dtype
     hr, hr_info = to_unit_float(hr_image, "HR image", allow_nan=True)
     lr, lr_info = to_unit_float(lr_cube, "LR-HS cube", allow_nan=True)
+    check_layout(hr.shape, lr.shape)  # swapped or bands-last: say so
     hr = hr_to_channels_first(hr)
     lr = check_lr(lr)
     degradation.check_shapes(hr.shape, lr.shape)
@@ -74,6 +76,7 @@ def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
     return out
 
 
+@blas_pinned  # one BLAS thread in every step: the same bits at any thread count (core/parallel.py)
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
               device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
               lr_valid: np.ndarray | None = None, scene: dict | None = None,

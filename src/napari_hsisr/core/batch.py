@@ -54,16 +54,32 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a manifest is a CSV or YAML "
+                         "text file.") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(path.read_text()) or []
+        try:
+            data = yaml.safe_load(text) or []
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise InputError(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', None) or exc}); a manifest "
+                             "is a list of pairs such as '- {name: a, hr: a.tif, lr: a_lr.tif}'.") from None
         rows = data.get("pairs", []) if isinstance(data, dict) else data
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise InputError(f"{path}: a YAML manifest is a list of pairs (name, hr, lr, ...).")
     elif path.suffix.lower() == ".csv":
-        with open(path, newline="") as fh:
-            rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(fh)]
+        import io
+
+        try:
+            rows = [{k.strip(): (v or "").strip() if isinstance(v, str) else v for k, v in r.items() if k}
+                    for r in csv.DictReader(io.StringIO(text, newline=""))]
+        except csv.Error as exc:
+            raise InputError(f"{path}: not a readable CSV ({exc}); a manifest has a header row name,hr,lr,...") from None
     else:
         raise InputError(f"{path}: a manifest is a .csv or .yaml file.")
     out, seen = [], set()

@@ -45,7 +45,7 @@ from .physics import (  # noqa: F401 - re-exported: spatial_op and check_pair_sh
     shifted_kernel,
     spatial_op,
 )
-from .psf import box_psf, gaussian_psf, load_psf, normalize_psf
+from .psf import _whole, box_psf, gaussian_psf, load_psf, normalize_psf
 
 
 def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = None,
@@ -61,11 +61,11 @@ def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = No
     name = str(spec).strip().lower()
     if name == "gaussian":
         sigma = scale / 4.0 if sigma is None else float(sigma)
-        size = scale if size is None else int(size)
+        size = scale if size is None else _whole(size, "psf_size")
         desc = f"gaussian(sigma={sigma:g}" + (f", sigma2={sigma2:g}, angle={angle_deg:g}" if sigma2 else "")
         return gaussian_psf(size, sigma, sigma2, angle_deg), desc + f", size={size})"
     if name in {"box", "average", "mean"}:
-        size = scale if size is None else int(size)
+        size = scale if size is None else _whole(size, "psf_size")
         return box_psf(size), f"box(size={size})"
     return load_psf(spec), f"file:{spec}"
 
@@ -136,7 +136,7 @@ class Degradation:
                 raise InputError(f"{name} must be a finite number, got {value!r}.")
         if self.boundary not in BOUNDARIES:
             raise InputError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}.")
-        self.shift = _check_shift(self.shift)
+        self.shift = _check_shift(self.shift, self.scale)
         kernel, self.psf_name = make_psf(self.psf, self.scale, self.psf_sigma, self.psf_size,
                                          self.psf_sigma2, self.psf_angle)
         if kernel.shape[0] < self.scale:
@@ -144,7 +144,11 @@ class Degradation:
                              f"scale x scale ({self.scale}x{self.scale}); use a larger kernel.")
         self.psf = kernel
         if self.wavelengths is not None:
-            self.wavelengths = np.asarray(self.wavelengths, dtype=np.float64).ravel().copy()
+            try:
+                self.wavelengths = np.asarray(self.wavelengths, dtype=np.float64).ravel().copy()
+            except (TypeError, ValueError):
+                raise InputError(f"wavelengths must be numbers (band centres in nm), got {self.wavelengths!r:.80}."
+                                 ) from None
             if self.n_bands is not None and self.n_bands != self.wavelengths.size:
                 raise InputError(f"{self.wavelengths.size} wavelengths given for {self.n_bands} bands.")
             self.n_bands = self.wavelengths.size
@@ -294,13 +298,20 @@ class Degradation:
                              "(a preset name such as 'Nikon D700', a file, or a (bands, k) matrix).")
 
 
-def _check_shift(shift) -> tuple[float, float]:
+MAX_SHIFT_LR_PIXELS = 16  # a misregistration beyond this is not a sub-pixel offset: register or crop first
+
+
+def _check_shift(shift, scale: int) -> tuple[float, float]:
     try:
         dy, dx = (float(v) for v in np.broadcast_to(np.asarray(shift, dtype=float), (2,)))
     except (TypeError, ValueError):
         raise InputError(f"shift must be (dy, dx) in HR pixels, got {shift!r}.") from None
     if not (math.isfinite(dy) and math.isfinite(dx)):
         raise InputError(f"shift must be finite, got {shift!r}.")
+    if max(abs(dy), abs(dx)) > MAX_SHIFT_LR_PIXELS * scale:
+        raise InputError(f"shift ({dy:g}, {dx:g}) HR pixels is more than {MAX_SHIFT_LR_PIXELS} LR pixels "
+                         f"({MAX_SHIFT_LR_PIXELS * scale} HR pixels at scale {scale}); the shift is the small offset "
+                         "left after registration: crop both images to the same area first.")
     return dy, dx
 
 

@@ -668,6 +668,8 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
     """Read an HR image as :class:`ImageFile`: data (Y, X, k) native dtype plus metadata
     (``format``, ``source``; TIFF: ``geo`` and ``nodata`` when present, see :func:`geo_transform`)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give the HR image file itself (PNG, BMP, TIFF, JPEG or .npy).")
     if not path.is_file():
         raise InputError(f"{path}: file not found. Check the path and try again.")
     meta: dict[str, Any] = {"format": path.suffix.lower().lstrip("."), "source": str(path)}
@@ -687,6 +689,8 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
                 logger.removeHandler(errors)
             if errors.messages:
                 raise ValueError("; ".join(errors.messages[:3]))
+        elif path.suffix.lower() == ".npy":  # as open_image_lazy reads it: (Y, X) or (Y, X, k)
+            img = np.load(path, allow_pickle=False)
         else:
             import imageio.v3 as iio
             img = np.asarray(iio.imread(path))
@@ -1086,6 +1090,8 @@ def open_image_lazy(path: str | os.PathLike):
     """An HR image (Y, X, k) read on demand (TIFF or ``.npy``); other formats are read whole."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give the HR image file itself (PNG, BMP, TIFF, JPEG or .npy).")
     if not path.exists():
         raise InputError(f"{path}: file not found. Check the path and try again.")
     try:

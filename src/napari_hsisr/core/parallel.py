@@ -46,3 +46,58 @@ def limited(threads: int):
         _fft_workers = before_fft
         if blas is not None:
             blas.restore_original_limits()
+
+
+# ---------------------------------------------------------------------- determinism
+# A BLAS reduction split over n threads adds its partial sums in another order than over one
+# thread: a result differed in its last bit (1 ulp, on 5 % of the values) between a dask worker
+# (one BLAS thread) and the same pair fused in a process with two. The engine therefore runs
+# every fusion step with ONE BLAS thread, whatever the process or its environment
+# (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) say: the same inputs, options and seed give the same
+# bits at any thread count. The matrices BLAS sees are small (bands x bands, rank x pixels); the
+# heavy parts (FFTs, guided filters, convolutions) keep their own workers, so one thread costs
+# little (a 512x512 x8 'fast' fusion: 4.8 s with one thread, 7.6 s with two on a shared 2-core
+# machine). Torch's intra-op threads are not pinned: the torch methods are reproducible per
+# machine and thread count (docs/methods.md, Determinism).
+_controller = None
+
+
+def _blas_controller():
+    global _controller
+    if _controller is None:
+        import numpy  # noqa: F401 - their BLAS libraries must be loaded for the controller to see them
+        import scipy.linalg  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
+@contextmanager
+def one_blas_thread():
+    """Inside the block numpy's and scipy's BLAS/LAPACK run on one thread (restored after)."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def blas_pinned(genfunc):
+    """Decorate a generator function so that each of its steps (up to each ``yield`` and to its
+    return) runs under :func:`one_blas_thread`; the caller's code between the steps keeps its own
+    thread count. Closing the wrapper closes the generator."""
+    import functools
+
+    @functools.wraps(genfunc)
+    def wrapper(*args, **kwargs):
+        gen = genfunc(*args, **kwargs)
+        try:
+            while True:
+                with one_blas_thread():
+                    try:
+                        item = next(gen)
+                    except StopIteration as stop:
+                        return stop.value
+                yield item
+        finally:
+            gen.close()
+
+    return wrapper

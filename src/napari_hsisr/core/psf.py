@@ -22,7 +22,7 @@ def gaussian_psf(size: int, sigma: float, sigma2: float | None = None, angle_deg
     ``angle_deg`` (counter-clockwise from the x axis); ``sigma2`` along the minor axis
     (defaults to ``sigma``: isotropic). Normalised to sum 1.
     """
-    size = int(size)
+    size = _whole(size, "PSF size")
     if size < 1:
         raise InputError(f"PSF size must be >= 1, got {size}.")
     for value in (sigma, sigma2, angle_deg):
@@ -45,9 +45,20 @@ def gaussian_psf(size: int, sigma: float, sigma2: float | None = None, angle_deg
     return k / k.sum()
 
 
+def _whole(value, name: str) -> int:
+    """``value`` as an int, or an ``InputError`` (text, NaN, 2.5)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a whole number of HR pixels, got {value!r}.") from None
+    if not (np.isfinite(number) and number.is_integer()):
+        raise InputError(f"{name} must be a whole number of HR pixels, got {value!r}.")
+    return int(number)
+
+
 def box_psf(size: int) -> np.ndarray:
     """Uniform average over a ``size x size`` window (``size == scale``: plain block average)."""
-    size = int(size)
+    size = _whole(size, "PSF size")
     if not 1 <= size <= 4096:
         raise InputError(f"PSF size must be between 1 and 4096, got {size}.")
     return np.full((size, size), 1.0 / size**2)
@@ -56,6 +67,8 @@ def box_psf(size: int) -> np.ndarray:
 def load_psf(path: str | Path) -> np.ndarray:
     """Read a square kernel from ``.npy``, ``.csv``/``.txt`` (comma or whitespace) or ``.tif``."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"PSF file {path} is a folder; give the kernel file (.npy, .csv, .txt or .tif) itself.")
     if not path.is_file():
         raise InputError(f"PSF file not found: {path}")
     suffix = path.suffix.lower()
@@ -80,7 +93,10 @@ def load_psf(path: str | Path) -> np.ndarray:
 
 def normalize_psf(kernel, source: str = "PSF") -> np.ndarray:
     """Validate a user kernel and normalise it to sum 1 (returns a new float64 array)."""
-    k = np.array(kernel, dtype=np.float64, copy=True)
+    raw = np.asarray(kernel) if not isinstance(kernel, np.ndarray) else kernel
+    if raw.dtype == bool or np.iscomplexobj(raw) or not np.issubdtype(raw.dtype, np.number):
+        raise InputError(f"{source}: kernel has data type {raw.dtype}; give real numbers (weights >= 0).")
+    k = np.array(raw, dtype=np.float64, copy=True)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise InputError(f"{source}: expected a square 2-D kernel (K, K), got shape {k.shape}.")
     if not np.all(np.isfinite(k)):

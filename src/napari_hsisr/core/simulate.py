@@ -7,6 +7,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .physics import ToneCurve
+from .validation import check_finite_cube, check_seed, check_snr
 
 
 def add_noise(signal: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
@@ -29,16 +30,21 @@ def simulate(reference_cube, degradation: Degradation, noise_snr_db: float | Non
     ``hr_encoding`` other than ``"auto"``) for the HR image.
 
     ``noise_snr_db`` sets the LR-HS SNR and ``hr_snr_db`` the HR image's (default: same as
-    ``noise_snr_db``); None means noise-free. Outputs are float32 (quantise them yourself to
+    ``noise_snr_db``); None means noise-free. A cube holding NaN/Inf, a non-finite SNR or one
+    outside -20..200 dB is refused (``InputError``), never turned into NaN outputs. Outputs are float32 (quantise them yourself to
     mimic an 8-bit camera); the input is not modified.
     """
-    cube = np.asarray(reference_cube)
-    if cube.ndim != 3:
-        raise InputError(f"reference cube must be (C, Y, X), got shape {cube.shape}.")
+    if not isinstance(degradation, Degradation):
+        raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths), got "
+                         f"{type(degradation).__name__}.")
+    # a NaN anywhere (in the cube or an SNR) would spread through the blur into NaN outputs: refuse it here
+    noise_snr_db = check_snr(noise_snr_db, "noise_snr_db (the LR-HS SNR)")
+    hr_snr_db = check_snr(hr_snr_db, "hr_snr_db (the HR image's SNR)")
+    seed = None if seed is None else check_seed(seed)
+    cube = check_finite_cube(reference_cube, "reference cube")
     if degradation.srf is not None and degradation.srf.shape[0] != cube.shape[0]:
         raise InputError(f"reference cube has {cube.shape[0]} bands but the spectral response has "
                          f"{degradation.srf.shape[0]} rows; give matching wavelengths.")
-    cube = cube.astype(np.float64)
     rng = np.random.default_rng(seed)
     hr_snr_db = noise_snr_db if hr_snr_db is None else hr_snr_db
     lr = add_noise(degradation.spatial(cube), noise_snr_db, rng)

@@ -26,6 +26,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .io import atomic_path
+from .validation import check_finite_cube, check_snr
 
 LEVEL_WEIGHT_DECAY = 0.5  # coarser levels weigh 1/2, 1/4, ... of the finest
 
@@ -62,6 +63,25 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def _load_tensors(path: Path, what: str, fix: str) -> dict:
+    """A torch file of tensors, read with ``weights_only=True`` (a crafted pickle cannot run code);
+    a file that is not one (truncated, another format, a crafted pickle, a folder) is an
+    ``InputError`` naming it and ``fix``, never a multi-line unpickling error."""
+    import torch
+
+    if Path(path).is_dir():
+        raise InputError(f"{what} {path} is a folder; give the file itself.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, struct.error, OSError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{what} {path} cannot be read as torch tensors ({type(exc).__name__}: {first[:160]}); "
+                         f"the file is damaged, not from this program, or unsafe to load; {fix}.") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{what} {path} holds a {type(state).__name__}, not a dict of tensors; {fix}.")
+    return state
 
 
 def sha256(path) -> str:
@@ -158,6 +178,13 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
     if min(st.epochs, st.steps_per_epoch, st.batch) < 1:
         raise InputError(f"epochs, steps per epoch and batch must be at least 1 (got {st.epochs}, "
                          f"{st.steps_per_epoch}, {st.batch}).")
+    if not 4 <= st.width <= 256:
+        raise InputError(f"width (channels at full resolution) must be between 4 and 256, got {st.width}.")
+    if not (math.isfinite(st.lr_rate) and 0 < st.lr_rate <= 1):
+        raise InputError(f"learning rate must be a number in (0, 1] (e.g. 1e-3), got {st.lr_rate}.")
+    check_snr(st.noise_snr_db, "noise SNR")
+    train_cubes = [check_finite_cube(c, f"training cube {i}", float64=False) for i, c in enumerate(train_cubes)]
+    val_cubes = [check_finite_cube(c, f"validation cube {i}", float64=False) for i, c in enumerate(val_cubes)]
     C = train_cubes[0].shape[0]
     for i, cube in enumerate(list(train_cubes) + list(val_cubes)):
         if cube.ndim != 3 or cube.shape[0] != C:
@@ -195,20 +222,29 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
                                                           if k not in ("epochs", "device")}}, sort_keys=True)
     if checkpoint is not None and resume and Path(checkpoint).exists():
         # RNG states must stay CPU tensors; the optimiser moves its state to the parameters' device
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        fix = "start without --resume (or give another --checkpoint)"
+        state = _load_tensors(Path(checkpoint), "checkpoint", fix)
+        missing = {"model", "optimizer", "scheduler", "generator", "torch_rng", "history", "epoch",
+                   "model_config"} - set(state)
+        if missing:
+            raise InputError(f"checkpoint {checkpoint} is not a training checkpoint of this program (no "
+                             f"{', '.join(sorted(missing))}); {fix}.")
         if state["model_config"] != model.config():
             raise InputError(f"checkpoint {checkpoint} is for {state['model_config']}, not {model.config()}; "
                              "start without --resume or change the output path.")
         if state.get("run") != run_id:
             raise InputError(f"checkpoint {checkpoint} was made with another degradation or other training "
                              "settings; resume with the same ones, or start without --resume.")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history = json.loads(state["history"])
-        start_epoch = int(state["epoch"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history = json.loads(state["history"])
+            start_epoch = int(state["epoch"])
+        except (TypeError, KeyError, ValueError, RuntimeError, AttributeError) as exc:
+            raise InputError(f"checkpoint {checkpoint} is damaged ({type(exc).__name__}: {exc}); {fix}.") from None
     P = st.patch
     model.train()
     for epoch in range(start_epoch, st.epochs):
@@ -274,6 +310,8 @@ def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | N
 
     path = Path(path)
     meta_path = path.with_name(path.name + ".json")
+    if path.is_dir():
+        raise InputError(f"weights {path} is a folder; give the weights file (.pt) itself.")
     if not path.exists() or not meta_path.exists():
         raise InputError(f"weights {path} or their record {meta_path.name} not found.")
     try:
@@ -289,10 +327,10 @@ def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | N
         raise InputError(f"weights file {path} does not match its checksum (sha256 {got[:12]}..., expected "
                          f"{str(want)[:12]}...); the file is damaged or was modified. Re-install the package "
                          "or re-export the weights.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_tensors(path, "weights", "export the weights again (hsisr train) or use weights='auto'")
     try:
         model = MSFN(**record["model_config"])
         model.load_state_dict({k: v.float() for k, v in state.items()})
-    except (TypeError, KeyError, RuntimeError) as exc:
+    except (TypeError, KeyError, ValueError, RuntimeError, AttributeError) as exc:
         raise InputError(f"{path} is not MSFN weights this version can read ({exc}).") from None
     return model.to(device).eval(), record

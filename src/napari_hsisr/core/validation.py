@@ -7,18 +7,29 @@ import numpy as np
 from .errors import InputError
 
 
+def as_array(a, name: str) -> np.ndarray:
+    """``a`` as a numpy array of real numbers (integers or floats, not bool, complex, text, dates
+    or objects), not empty; anything numpy cannot turn into such an array is refused in one line."""
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # noqa: BLE001 - ragged lists, objects whose __array__ fails
+        raise InputError(f"{name}: cannot be read as an array ({type(exc).__name__}: {exc}); give a numpy "
+                         "array of numbers.") from None
+    if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{name}: unsupported data type {arr.dtype}; give real-valued intensities.")
+    if arr.size == 0:
+        raise InputError(f"{name}: is empty (shape {arr.shape}).")
+    return arr
+
+
 def to_unit_float(a, name: str, allow_nan: bool = False) -> tuple[np.ndarray, dict]:
     """A float32 copy of ``a``; integers are divided by their dtype's maximum (recorded).
 
     Refuses booleans and complex data, and NaN/Inf unless ``allow_nan`` (then they mark pixels
     to leave out; all-NaN is still refused). The input is never modified.
     """
-    arr = np.asarray(a)
+    arr = as_array(a, name)
     info: dict = {"dtype": str(arr.dtype)}
-    if arr.dtype == bool or np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{name}: unsupported data type {arr.dtype}; give real-valued intensities.")
-    if arr.size == 0:
-        raise InputError(f"{name}: is empty (shape {arr.shape}).")
     if np.issubdtype(arr.dtype, np.integer):
         peak = float(np.iinfo(arr.dtype).max)
         info["scaled_by"] = 1.0 / peak
@@ -118,3 +129,74 @@ def check_result(cube: np.ndarray, method: str) -> None:
         raise InputError(f"method {method!r} produced {bad} NaN/Inf values: the pair is degenerate for it (e.g. a "
                          "constant or empty image, an LR cube of one pixel, or a PSF that is not finite); check "
                          "the inputs and the degradation, or try 'fast'.")
+
+
+def check_snr(value, name: str) -> float | None:
+    """A signal-to-noise ratio in dB: None (no noise) or a finite number in [-20, 200] dB."""
+    if value is None:
+        return None
+    try:
+        snr = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of dB (or None for no noise), got {value!r}.") from None
+    if not np.isfinite(snr):
+        raise InputError(f"{name} must be a finite number of dB, got {value!r}; give None (CLI: leave the flag "
+                         "out) for noise-free data.")
+    if not -20 <= snr <= 200:
+        raise InputError(f"{name} {snr:g} dB is outside -20..200 dB (noise 10x stronger than the signal to none "
+                         "worth simulating); typical sensors are 25..60 dB.")
+    return snr
+
+
+def check_finite_cube(a, name: str, float64: bool = True) -> np.ndarray:
+    """A real-valued ``(C, Y, X)`` array without NaN/Inf (a float64 copy, or the array itself when
+    ``float64`` is False), e.g. a reference cube to simulate from or to train on: every value is
+    used, none can be left out."""
+    arr = as_array(a, name)
+    if arr.ndim != 3:
+        raise InputError(f"{name} must be (C, Y, X) with bands first, got shape {arr.shape}.")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(f"{name}: {bad} NaN/Inf value(s) of {arr.size}; replace them (e.g. np.nan_to_num) or "
+                         "crop them out: a simulation uses every value.")
+    big = float(np.max(np.abs(arr)))
+    if big > np.finfo(np.float32).max / 16:
+        raise InputError(f"{name}: values as large as {big:.3g}, beyond what float32 holds; rescale the data "
+                         "(e.g. to reflectance in [0, 1]).")
+    return arr.astype(np.float64) if float64 else arr
+
+
+def _ratio_fits(hr_yx, lr_yx) -> bool:
+    """Whether an HR grid ``hr_yx`` is about the same integer multiple (>= 2) of ``lr_yx`` in both axes."""
+    if len(hr_yx) != 2 or len(lr_yx) != 2 or min(*hr_yx, *lr_yx) < 1:
+        return False
+    ry, rx = hr_yx[0] / lr_yx[0], hr_yx[1] / lr_yx[1]
+    return min(ry, rx) >= 1.9 and abs(ry - rx) <= 0.02 * max(ry, rx)
+
+
+def layout_hint(hr_shape, lr_shape, hr_name: str = "hr_image", lr_name: str = "lr_cube") -> str:
+    """The likely mistake when an HR image ``(Y, X, k)`` and an LR cube ``(C, y, x)`` (shapes as
+    given) do not fit each other but would once read another way: the two swapped, or the cube
+    given bands-last ``(y, x, C)``. Empty when the shapes fit as they are or no other reading fits.
+    ``hr_name``/``lr_name`` name the two inputs as the caller knows them (``--hr``, ``hr_image``)."""
+    hr_shape, lr_shape = tuple(int(v) for v in hr_shape), tuple(int(v) for v in lr_shape)
+    if len(hr_shape) not in (2, 3) or len(lr_shape) != 3 or _ratio_fits(hr_shape[:2], lr_shape[-2:]):
+        return ""
+    if _ratio_fits(hr_shape[:2], lr_shape[:2]) and lr_shape[2] > 3:
+        return (f"{lr_name}: shape {lr_shape} looks bands-last (y, x, C): {lr_shape[2]} bands of "
+                f"{lr_shape[0]}x{lr_shape[1]} pixels, which fits the HR image {hr_shape[0]}x{hr_shape[1]}; give the "
+                "cube bands first (C, y, x), e.g. np.moveaxis(cube, -1, 0).")
+    # the LR given is the picture (Y, X, k) or (k, Y, X), the HR given the cube (C, y, x)
+    lr_as_image = lr_shape[1:] if lr_shape[0] <= 16 < min(lr_shape[1:]) else lr_shape[:2]
+    if len(hr_shape) == 3 and _ratio_fits(lr_as_image, hr_shape[1:]):
+        return (f"{hr_name} {hr_shape} looks like a hyperspectral cube and {lr_name} {lr_shape} like an RGB/MSI "
+                f"image: the two look swapped; swap them ({hr_name} is the high-resolution picture, {lr_name} the "
+                "low-resolution cube).")
+    return ""
+
+
+def check_layout(hr_shape, lr_shape, hr_name: str = "hr_image", lr_name: str = "lr_cube") -> None:
+    """Refuse, with the hint, a pair whose shapes point to a likely mistake (:func:`layout_hint`)."""
+    hint = layout_hint(hr_shape, lr_shape, hr_name, lr_name)
+    if hint:
+        raise InputError(hint)

@@ -92,7 +92,8 @@ class Option:
     """A user-facing option of a method (drives CLI flags and widgets). Its type is the default's.
 
     :meth:`parse` is the one place where a value (a Python value or text from the CLI or a form)
-    becomes that type and is checked against ``choices`` and ``minimum``/``maximum``."""
+    becomes that type and is checked against ``choices`` and ``minimum``/``maximum`` (``auto``, when
+    set, is the one value outside them that is accepted: "chosen from the data")."""
 
     name: str
     default: Any
@@ -100,6 +101,7 @@ class Option:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    auto: float | None = None  # a value meaning "chosen from the data" (e.g. 0), accepted outside the bounds
 
     def parse(self, value, method: str = ""):
         """``value`` as this option's type, checked; raises ``InputError`` saying what to give."""
@@ -138,10 +140,13 @@ class Option:
             if self.choices and value not in self.choices:
                 raise InputError(f"{where} is one of {', '.join(map(repr, self.choices))}, got {value!r}.")
             return value
+        if self.auto is not None and value == self.auto:
+            return value
+        auto = "" if self.auto is None else f" (or {self.auto:g}: chosen from the data)"
         if self.minimum is not None and value < self.minimum:
-            raise InputError(f"{where} must be >= {self.minimum:g}, got {value:g}.")
+            raise InputError(f"{where} must be >= {self.minimum:g}{auto}, got {value:g}.")
         if self.maximum is not None and value > self.maximum:
-            raise InputError(f"{where} must be <= {self.maximum:g}, got {value:g}.")
+            raise InputError(f"{where} must be <= {self.maximum:g}{auto}, got {value:g}.")
         return value
 
 

@@ -274,13 +274,13 @@ register(MethodInfo(
     options=(
         Option("rank", 0, "spectral subspace dimension (0: estimated from the LR-HS noise, at most 20)",
                minimum=0, maximum=64),
-        Option("lam", 1.0, "weight of the HR-image term", minimum=0.0),
+        Option("lam", 1.0, "weight of the HR-image term", minimum=1e-4, maximum=1e4),
         Option("mu", 0.0, "weight of the guided prior (0: from the LR-HS noise, 1e-3 on clean data, about "
-               "0.1 at SNR 30 dB)", minimum=0.0),
+               "0.1 at SNR 30 dB)", minimum=1e-6, maximum=1e3, auto=0.0),
         Option("radius", 0, "guided prior window radius in LR pixels (0: 2 for scale <= 8, else 1)",
                minimum=0, maximum=16),
         Option("eps", 0.0, "guided prior regularisation, relative (0: the LR-HS noise-to-signal ratio, "
-               "at least 1e-4)", minimum=0.0),
+               "at least 1e-4)", minimum=1e-8, maximum=10.0, auto=0.0),
         Option("iterations", 1, "solves; each after the first re-fits the prior on the HR grid",
                minimum=1, maximum=50),
         Option("refit_radius", 4, "window radius of the prior re-fits, in HR pixels", minimum=1, maximum=64),

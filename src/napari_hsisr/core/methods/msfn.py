@@ -277,7 +277,7 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
 _COMMON = (
     Option("consistency", True, "end with the closed-form data-consistency step (fast's solve with the "
            "network's cube as prior)"),
-    Option("mu", 1e-3, "weight of the network's cube in the consistency step", minimum=1e-8),
+    Option("mu", 1e-3, "weight of the network's cube in the consistency step", minimum=1e-6, maximum=1e3),
 )
 
 register(MethodInfo(
@@ -293,10 +293,11 @@ register(MethodInfo(
     "MSFN trained on the observed pair itself (degraded once more); no external data.",
     options=(
         Option("steps", 150, "training steps", minimum=0, maximum=100000),
-        Option("patch", 0, "training crop side on the LR grid, in pixels (0: min(8 s, image))", minimum=0),
+        Option("patch", 0, "training crop side on the LR grid, in pixels (0: min(8 s, image))", minimum=0,
+               maximum=4096),
         Option("batch", 4, "crops per step", minimum=1, maximum=256),
         Option("lr_rate", 0.0, "Adam learning rate (0: 3e-5 when fine-tuning the shipped weights, else 1e-3)",
-               minimum=0.0),
+               minimum=1e-6, maximum=1.0, auto=0.0),
         Option("width", 16, "channels at full resolution when starting from scratch", minimum=4, maximum=128),
         Option("init", "shipped", "'shipped': fine-tune the shipped weights when they fit; 'random': from scratch",
                choices=("shipped", "random")),

@@ -332,20 +332,22 @@ INFO = register(MethodInfo(
         Option("patch", 0, "training patch side in HR pixels, a multiple of the scale (0: about 64, e.g. 60 at "
                "scale 10 or 12; smaller when the image is small)", minimum=0, maximum=4096),
         Option("batch", 2, "patches per step", minimum=1, maximum=256),
-        Option("lr_rate", 3e-3, "Adam learning rate", minimum=0.0),
-        Option("lam", 1.0, "weight of the HR-image term", minimum=0.0),
+        Option("lr_rate", 3e-3, "Adam learning rate", minimum=1e-6, maximum=1.0),
+        Option("lam", 1.0, "weight of the HR-image term", minimum=1e-4, maximum=1e4),
         Option("rank", 0, "spectral subspace dimension (0: estimated from the LR-HS noise, at most 20)",
                minimum=0, maximum=64),
-        Option("eps", 0.0, "guided prior regularisation, relative (0: from the LR-HS noise)", minimum=0.0),
+        Option("eps", 0.0, "guided prior regularisation, relative (0: from the LR-HS noise)", minimum=1e-8,
+               maximum=10.0, auto=0.0),
         Option("width", 32, "network channels", minimum=4, maximum=256),
         Option("depth", 4, "network conv layers (3x3)", minimum=2, maximum=16),
-        Option("patience", 60, "early stop after this many steps without improvement (0: never)", minimum=0),
+        Option("patience", 60, "early stop after this many steps without improvement (0: never)", minimum=0,
+               maximum=100000),
         Option("mode", "prior", "'prior': the network refines the last prior and a closed-form solve enforces "
                "both observations; 'residual': the network corrects the last solution directly",
                choices=("prior", "residual")),
         Option("mu", 0.0, "weight of the priors in the closed-form solves (0: from the LR-HS noise, 1e-3 on "
-               "clean data, about 0.1 at SNR 30 dB)", minimum=0.0),
-        Option("out_gain", 0.05, "initial scale of the network's correction", minimum=0.0),
+               "clean data, about 0.1 at SNR 30 dB)", minimum=1e-6, maximum=1e3, auto=0.0),
+        Option("out_gain", 0.05, "initial scale of the network's correction", minimum=0.0, maximum=10.0),
         Option("prior", "auto", "first prior: 'guided', 'cs' (component substitution) or 'auto' (chosen from "
                "the pair, see fast)", choices=("auto", "guided", "cs")),
         Option("band_weights", True, "down-weight LR bands much noisier than the median (HySime estimate)"),
