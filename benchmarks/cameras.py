@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -161,7 +162,8 @@ def run_all(tasks: list[tuple], crop: int, scale: int, jobs: int, threads: int) 
         return rows
     from distributed import Client, LocalCluster, as_completed
 
-    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         # blind first: the long tasks start early and the short ones fill the gaps
         order = sorted(tasks, key=lambda t: t[2] != "blind")
