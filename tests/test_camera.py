@@ -210,3 +210,24 @@ def test_random_pipelines_render():
         p = cam.random_pipeline(rng)
         out = render(scene(16), WL, p, seed=1)
         assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+
+
+def test_stress_suite_harness_on_a_small_crop(cave_dir):
+    """benchmarks/cameras.py: one real scene, one pipeline, bicubic and gsa on a 64 x 64 crop."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cameras.py"
+    spec = importlib.util.spec_from_file_location("bench_cameras", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ref, hr, lr, true = bench.make_pair("balloons", "jpeg60", 64, 8)
+    assert ref.shape == (31, 64, 64) and hr.shape == (64, 64, 3) and hr.dtype == np.uint8
+    assert lr.shape == (31, 8, 8) and true.scale == 8
+    import torch
+
+    threads = torch.get_num_threads()  # run_one sets the thread count: keep the session's
+    rows = [bench.run_one("balloons", "jpeg60", m, 64, 8, threads) for m in ("bicubic", "gsa")]
+    assert all("error" not in r and r["plausible"] and np.isfinite(r["psnr"]) for r in rows), rows
+    text = bench.report(rows, ["jpeg60"], ["bicubic", "gsa"], ["balloons"], "header")
+    assert "| jpeg60 |" in text and "worst case" in text
