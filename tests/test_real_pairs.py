@@ -205,7 +205,7 @@ def test_neon_real_pair_reads_and_blind_beats_gsa_in_the_wald_test():
     e_blind, e_gsa = hsisr.evaluate(blind.cube, cube), hsisr.evaluate(gsa.cube, cube)
     # measured: 30.92 dB / SAM 2.59 against 27.18 / 2.72
     assert e_blind["psnr"] > e_gsa["psnr"] + 1 and e_blind["sam"] <= e_gsa["sam"]
-    assert blind.settings["fit_comparison"]["trust"] == "blind"
+    assert blind.settings["result_check"]["kept"] == "blind"
 
 
 def test_reader_takes_wavelengths_from_the_band_table_beside_the_cube(tmp_path):

@@ -43,9 +43,7 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     if check_range:
         hr_info.update(check_values(hr, "HR image"))
         lr_info.update(check_values(lr, "LR-HS cube"))
-    if info.needs_srf:
-        if degradation.srf is None:
-            raise InputError(f"method {method!r} needs the spectral response: give srf=... to Degradation.")
+    if info.needs_srf and degradation.srf is not None:  # none given: estimated from the pair (observations)
         C, k = degradation.srf.shape
         if C != lr.shape[0]:
             raise InputError(f"LR-HS cube has {lr.shape[0]} bands but the spectral response covers {C}; "
@@ -79,7 +77,7 @@ def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
 @blas_pinned  # one BLAS thread in every step: the same bits at any thread count (core/parallel.py)
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
               device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
-              lr_valid: np.ndarray | None = None, scene: dict | None = None,
+              lr_valid: np.ndarray | None = None, scene: dict | None = None, safe: bool = True,
               **options) -> Generator[Progress, None, FusionResult]:
     """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
 
@@ -90,7 +88,9 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     cube's grid). ``lr_nodata``: the LR cube's nodata value, in the units of ``lr_cube`` as given
     (NaN and all-zero spectra always are nodata); ``lr_valid``: a (y, x) mask of valid LR pixels
     (e.g. ``read_cube(...).mask``). ``scene``: what a tiled run computed once for the whole scene
-    (:mod:`.tiling`); not for direct use.
+    (:mod:`.tiling`); not for direct use. ``safe``: the result contract (:mod:`.contract`) returns
+    the better safe candidate (GSA, ``fast``) when the method's cube is non-finite, implausible or
+    explains the pair worse; ``False`` keeps the raw cube (the warning still says so).
     """
     if grid not in ("hr", "lr"):
         raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
@@ -108,15 +108,24 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     start = time.perf_counter()
     out = yield from info.run(inputs, **opts)
     cube, extras = out if isinstance(out, tuple) else (out, {})
-    check_result(cube, method)
     used = extras.get("degradation_object", inputs.degradation)
-    if (scene or {}).get("skip_fit"):  # a tiled run checks the fit on a sample of its tiles
-        fit, fit_warnings, trust = {}, [], None
-    elif (scene or {}).get("keep"):  # a tile: judged on the part that is kept, not its halo
-        keep = scene["keep"]
-        fit, fit_warnings, trust = _fit_report(cube[(slice(None),) + keep], inputs.crop(keep), used, method, info)
+    check = None
+    if (scene or {}).get("skip_fit") or (scene or {}).get("keep"):  # a tile: holes filled, judged on its kept part
+        from .contract import fill_holes
+
+        cube, _ = fill_holes(cube, inputs, used)
+        check_result(cube, method)
+        if (scene or {}).get("skip_fit"):  # a tiled run checks the fit on a sample of its tiles
+            fit, fit_warnings = {}, []
+        else:
+            keep = scene["keep"]
+            fit, fit_warnings = _fit_report(cube[(slice(None),) + keep], inputs.crop(keep), used, method, info)
     else:
-        fit, fit_warnings, trust = _fit_report(cube, inputs, used, method, info)
+        from .contract import enforce
+
+        verdict = enforce(cube, inputs, used, method, lambda c: _fit_report(c, inputs, used, method, info),
+                          safe=bool(safe))
+        cube, fit, fit_warnings, check = verdict.cube, verdict.fit, verdict.warnings, verdict.record
     frame = {"frame": grid}
     if grid == "lr":
         cube, frame["resampled_by"] = to_lr_frame(cube, used)
@@ -134,8 +143,8 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     if extras.get("resolved"):  # what automatic options (0 = estimate) settled on, e.g. the rank
         settings["resolved_options"] = dict(extras["resolved"])
     settings["fit"] = fit
-    if trust:
-        settings["fit_comparison"] = trust
+    if check:
+        settings["result_check"] = check
     warnings = (inputs.value_scaling.pop("warnings", []) + list(extras.get("warnings", []))  # e.g. msfn weights
                 + fit_warnings)
     if warnings:
@@ -144,18 +153,13 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
 
 
 def _fit_report(cube, inputs, used, method, info):
-    """No-reference fit of the result (and, for blind, of GSA's cube) under the degradation used."""
-    from .fit_report import compare_with_gsa, report
+    """No-reference fit of a cube and its warnings under the degradation used."""
+    from .fit_report import report
 
     if not (info.needs_srf or method == "blind"):  # no response was used: only the LR side can be judged
         inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)
         used = used.with_(srf=None) if used.srf is not None else used
-    fit, warnings = report(cube, inputs, used, method)
-    trust = None
-    if method == "blind" and inputs.hr_display is not None and used.srf is not None:
-        trust, more = compare_with_gsa(cube, fit, inputs, used)
-        warnings += more
-    return fit, warnings, trust
+    return report(cube, inputs, used, method)
 
 
 def to_lr_frame(cube: np.ndarray, deg: Degradation) -> tuple[np.ndarray, list]:
@@ -212,6 +216,7 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
         tile = None if whole else suggest_tile(method, np.shape(lr_cube)[0], degradation.scale)
     if tile is None and out is None:
         return fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, **options)
+    options.pop("safe", None)  # tiles are checked for holes and finiteness, not against candidates
     if grid != "hr":
         raise InputError("A tiled fusion puts its result on the HR image's grid; use grid='hr' (or no tiles).")
     from .tiling import fuse_tiled_iter

@@ -359,11 +359,16 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
 
     def alternate(h, p, n_iter):
         P = patch_matrix(h, s, K)
+        before = None
         for _ in range(n_iter):
             kern = kernel_of(p)
             use = rows(kern)
             W, o, resid = fit_response_rows(P, use, kern)
+            if before is not None and resid.mean() > before[1]:  # a step that fits worse is undone
+                p = before[0]
+                break
             if known_kernel is None or known_shift is None:
+                before = (p, float(resid.mean()))
                 p = fit_kernel(P, use, W, o, p)
         kern = kernel_of(p)
         use = rows(kern)
@@ -381,28 +386,31 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
         if best_start is None or fitted[3].mean() < best_start[3].mean():
             best_start = fitted
     p, W, o, resid = best_start
-    free_kernel = None
-    tone_resid = {}
-    best = None
-    for cand in candidates:
-        yield f"trying encoding {cand.name}"
-        _, W_c, o_c, r_c = alternate(cand.decode(hr), p, 0)
-        tone_resid[cand.name] = float(r_c.mean())
-        if best is None or r_c.mean() < best[0]:
-            best = (float(r_c.mean()), cand)
-    chosen = best[1]
+    chosen = candidates[0]
     if len(candidates) > 1:
-        yield "learning a monotone tone curve"
+        # every curve is judged on LR pixels its fit did not see: a flexible learned curve must
+        # explain pixels it was not fitted to, not merely fit its own better
         use = rows(kernel_of(p))
+        fit_rows, held_rows = _split_rows(use, rng)
+        P = patch_matrix(hr, s, K)  # display values: curves are applied to the windows' taps
+        tone_resid = {}
+        for cand in candidates:
+            yield f"trying encoding {cand.name}"
+            tone_resid[cand.name] = _held_out_residual(cand, P, kernel_of(p), fit_rows, held_rows, x_full, support)
+        chosen = min(candidates, key=lambda c: tone_resid[c.name])
         if use.size * k >= 50 * TONE_KNOTS:
-            _, W_c, o_c, _ = alternate(chosen.decode(hr), p, 0)
-            learned, r_l = _learn_tone(hr, x_full, kernel_of(p), s, use, W_c, o_c, support)
-            tone_resid["learned"] = r_l
-            if r_l < 0.9 * best[0]:  # only when it explains the pair clearly better
-                chosen = learned
-        notes.append("encoding " + chosen.name + " (relative residual " + ", ".join(
+            yield "learning a monotone tone curve"
+            learned = _learn_tone(P, kernel_of(p), x_full, fit_rows, chosen, support)
+            if learned is not None:
+                tone_resid["learned"] = _held_out_residual(learned, P, kernel_of(p), fit_rows, held_rows, x_full,
+                                                           support)
+                if tone_resid["learned"] < 0.9 * tone_resid[chosen.name]:  # only when clearly better
+                    chosen = learned
+        notes.append("encoding " + chosen.name + " (relative residual on held-out LR pixels: " + ", ".join(
             f"{n} {v:.3f}" for n, v in tone_resid.items()) + ")")
         p, W, o, resid = alternate(chosen.decode(hr), p, max(1, iterations - 1))
+    else:
+        tone_resid = {}
     kern = kernel_of(p)
     n_rows = rows(kern).size * k
     # free taps: a window of the Gaussian's support around its fitted centre
@@ -457,34 +465,62 @@ def estimate_degradation(*args, **kwargs) -> Estimate:
 TONE_KNOTS = 9
 
 
-def _learn_tone(hr, x, kernel, s, use, W, o, support, rounds: int = 3):
-    """A monotone piecewise-linear decode per channel (``TONE_KNOTS`` knots on [0, 1]), fitted with
-    the response: the decode is a non-negative sum of ramps ``max(0, v - t_j)``, so ``D(decode(y))``
-    is linear in their weights (non-negative least squares) and alternates with the response fit.
-    Returns ``(ToneCurve, mean relative residual)``."""
-    from scipy.optimize import nnls
+TONE_SLOPE_RANGE = (1 / 25, 8.0)  # a learned decode's slopes, relative to their mean
+
+
+def _split_rows(use: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``use`` (sorted LR pixel indices) split at random into a fitting and a held-out half."""
+    pick = rng.permutation(use.size) % 2 == 0
+    return use[pick], use[~pick]
+
+
+def _decoded_lr(curve: ToneCurve, P: np.ndarray, kernel: np.ndarray, rows_: np.ndarray) -> np.ndarray:
+    """``D(decode(y))`` (k, n) on LR pixels ``rows_``, from the display patches ``P``."""
+    return curve.decode(P[:, rows_]) @ kernel.ravel()
+
+
+def _held_out_residual(curve, P, kernel, fit_rows, held_rows, x, support) -> float:
+    """Mean relative residual on ``held_rows`` of the linear model whose response was fitted on
+    ``fit_rows`` under ``curve``."""
+    W, o, _ = fit_response(_decoded_lr(curve, P, kernel, fit_rows), x[:, fit_rows], support)
+    b = _decoded_lr(curve, P, kernel, held_rows)
+    r = b - (W.T @ x[:, held_rows] + o[:, None])
+    return float(np.mean(np.sqrt(np.mean(r ** 2, 1)) / (np.sqrt(np.mean(b ** 2, 1)) + 1e-12)))
+
+
+def _learn_tone(P, kernel, x, rows_, start: ToneCurve, support, rounds: int = 3) -> ToneCurve | None:
+    """A monotone piecewise-linear decode per channel (``TONE_KNOTS`` knots on [0, 1]) fitted with
+    the response on LR pixels ``rows_``. Its segment slopes are bounded relative to their mean
+    (:data:`TONE_SLOPE_RANGE`), so that neither the decode nor its inverse (the encode a result is
+    checked with) can amplify noise without bound. ``D(decode(y))`` is linear in the slopes (each
+    segment is a clipped ramp of the display values), so every round is a bounded least squares,
+    alternated with the response fit. None when no curve can be fitted."""
+    from scipy.optimize import lsq_linear, nnls
 
     knots = np.linspace(0.0, 1.0, TONE_KNOTS)
-    k = hr.shape[0]
-    feats = np.stack([spatial(np.clip(hr - t, 0.0, None), kernel, s).reshape(k, -1)[:, use]
-                      for t in knots[:-1]], -1)  # k, n, J
-    xs = x[:, use]
-    resid = np.inf
+    width = np.diff(knots)
+    k = P.shape[0]
+    kern = kernel.ravel()
+    patches = P[:, rows_]
+    feats = np.stack([np.clip(patches - t, 0.0, w) @ kern for t, w in zip(knots[:-1], width)], -1)  # k, n, J
+    xs = x[:, rows_]
+    W, o, _ = fit_response(_decoded_lr(start, P, kernel, rows_), xs, support)
     curve = None
     for _ in range(rounds):
         target = W.T @ xs + o[:, None]
         table = []
         for c in range(k):
-            beta, _ = nnls(feats[c], target[c])
-            values = np.array([np.sum(beta * np.clip(v - knots[:-1], 0.0, None)) for v in knots])
-            values = values / max(values[-1], 1e-12) + 1e-6 * knots  # decode(1) = 1, strictly increasing
-            table.append(tuple(values))
+            slopes, _ = nnls(feats[c], target[c])
+            mean = float(np.mean(slopes))
+            if not mean > 0:
+                return None
+            lo, hi = (mean * f for f in TONE_SLOPE_RANGE)
+            slopes = lsq_linear(feats[c], target[c], bounds=(lo, hi)).x
+            values = np.concatenate([[0.0], np.cumsum(slopes * width)])
+            table.append(tuple(values / values[-1]))  # decode(1) = 1; the gain lives in the response
         curve = ToneCurve("table", knots=tuple(knots), table=tuple(table))
-        b = spatial(curve.decode(hr), kernel, s).reshape(k, -1)[:, use]
-        W, o, _ = fit_response(b, xs, support)
-        r = b - (W.T @ xs + o[:, None])
-        resid = float(np.mean(np.sqrt(np.mean(r ** 2, 1)) / (np.sqrt(np.mean(b ** 2, 1)) + 1e-12)))
-    return curve, resid
+        W, o, _ = fit_response(_decoded_lr(curve, P, kernel, rows_), xs, support)
+    return curve
 
 
 def _free_kernel(P: np.ndarray, use: np.ndarray, target: np.ndarray, start: np.ndarray, window: np.ndarray,

@@ -127,25 +127,3 @@ def report(cube: np.ndarray, inputs, deg, method: str) -> tuple[dict, list[str]]
             "detail taken from the HR image is uncertain")
         warnings.append(f"the {method} result does not explain {what} under its degradation{hint}.")
     return fit, warnings
-
-
-def compare_with_gsa(cube: np.ndarray, fit: dict, inputs, deg) -> tuple[dict, list[str]]:
-    """The no-reference check of GSA's cube under the same degradation, and which to trust."""
-    from .methods.fast import lr_displacement
-    from .methods.gsa import sharpen
-
-    hr_lin = deg.tone()[0].decode(inputs.hr_display.astype(np.float64))
-    gsa_cube = np.clip(sharpen(hr_lin, inputs.lr.astype(np.float64), deg.scale, lr_displacement(deg)), 0, None)
-    gsa_fit = residuals(gsa_cube, inputs, deg)
-
-    def score(f):
-        return f.get("lr", {}).get("relative", 0.0) + f.get("hr", {}).get("linear_relative", 0.0)
-
-    verdict = "blind" if score(fit) <= score(gsa_fit) else "gsa"
-    summary = {"gsa": gsa_fit, "trust": verdict, "blind_score": round(score(fit), 5),
-               "gsa_score": round(score(gsa_fit), 5)}
-    warnings = []
-    if verdict == "gsa":
-        warnings.append(f"GSA's cube explains the pair better than this blind result (residuals LR + HR {score(gsa_fit):.3f} "
-                        f"against {score(fit):.3f}): the estimated model is doubtful here; trust method 'gsa' for this pair.")
-    return summary, warnings

@@ -10,6 +10,7 @@ gain and offset (:func:`~.estimation.fit_gain_offset`) and removes them, so that
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,45 @@ def nodata_mask(lr: np.ndarray, nodata: float | None = None) -> np.ndarray:
     return ok
 
 
+SMALL_HOLE_PIXELS = 16  # HR holes up to this area (4 x 4) are interpolated from their neighbours
+
+
+def inpaint_small_holes(hr: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``hr`` (k, Y, X) with holes of at most :data:`SMALL_HOLE_PIXELS` pixels interpolated, and
+    the mask of what is still a hole. An isolated dead or NaN pixel is thus not a hole: left in
+    the mask it would remove every LR pixel whose footprint covers it from the fit (5 % isolated
+    NaN pixels: nearly all). ``hr`` holds 0 where it was not finite.
+
+    Each pixel takes the median of the valid pixels in its 5 x 5 window, per channel: a median
+    keeps an edge where a mean would blur across it (synthetic scene, 5 % NaN pixels: 43.3 dB
+    against 34.4 with a Gaussian mean; 43.7 without the holes). A clipped pixel keeps its value
+    when that is higher: it is at least its clipping level, which its neighbours may not reach."""
+    holes = ~valid
+    if not holes.any():
+        return hr, valid
+    labels, n = ndimage.label(holes)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    small = (sizes <= SMALL_HOLE_PIXELS)[labels] & holes
+    if not small.any():
+        return hr, valid
+    Y, X = valid.shape
+    ys, xs = np.nonzero(small)
+    dy, dx = (d.ravel() for d in np.mgrid[-2:3, -2:3])
+    ny, nx = np.clip(ys[:, None] + dy, 0, Y - 1), np.clip(xs[:, None] + dx, 0, X - 1)  # (n, 25)
+    seen = valid[ny, nx]
+    fixed = seen.any(1)  # a pixel with no valid neighbour in its window stays a hole
+    out = hr.copy()
+    for c in range(len(hr)):
+        near = np.where(seen, hr[c][ny, nx], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: left as holes
+            med = np.nanmedian(near, axis=1)
+        out[c, ys[fixed], xs[fixed]] = np.maximum(med, hr[c, ys, xs])[fixed]
+    still = valid.copy()
+    still[ys[fixed], xs[fixed]] = True
+    return out, still
+
+
 def fill_invalid(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Copy of ``a`` (n, H, W) where invalid pixels take their nearest valid neighbour's values
     (for the methods that cannot leave pixels out)."""
@@ -89,6 +129,31 @@ def radiometry_warnings(gain) -> list[str]:
             "reflectance scale factor such as x10000, or percent against fractions)."]
 
 
+def estimate_response(hr_display, hr_dtype, lr, deg, hr_valid, lr_valid):
+    """``deg`` completed with the response, tone curve, gain and offset estimated from the pair
+    (its PSF and shift held as given), and a note saying so: for a camera image whose response
+    nobody gave, a quick blind estimate beats assuming any one camera (CAVE flowers' own image
+    with the Nikon D700 assumed: 34.0 dB; with its response: 44.4)."""
+    from .estimation import estimate_degradation
+
+    given = not (isinstance(deg.hr_encoding, str) and deg.hr_encoding.strip().lower() == "auto")
+    tone = deg.tone(hr_dtype)[0] if given or not np.issubdtype(np.dtype(hr_dtype), np.integer) else None
+    try:
+        est = estimate_degradation(hr_display.astype(np.float64), lr.astype(np.float64), deg.scale,
+                                   deg.wavelengths, tone=tone, known_kernel=deg.psf, known_shift=deg.shift,
+                                   hr_valid=hr_valid, lr_valid=lr_valid, iterations=1)
+    except InputError as exc:
+        raise InputError(f"No spectral response was given and none could be estimated from the pair ({exc}) "
+                         "Choose the camera's response (srf=..., CLI --srf, `hsisr srfs` lists presets).") from None
+    new = deg.with_(srf=est.response, hr_encoding=est.tone, hr_gain=est.gain, hr_offset=est.offset)
+    new.srf_name = "estimated from the pair"
+    new.channels = deg.channels or tuple(f"channel {i + 1}" for i in range(est.response.shape[1]))
+    note = (f"no spectral response was given: response, encoding ({est.tone.name}) and gains estimated from the "
+            f"pair (fit residual per channel {', '.join(f'{v:.3f}' for v in est.residual)}); give srf=... "
+            "(CLI --srf) if the camera's response is known")
+    return new, note
+
+
 def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
             lr_valid_given: np.ndarray | None = None, hr_clip: float | None = None) -> Prepared:
     """``hr`` (k, Y, X) and ``lr`` (C, y, x) float arrays (integers already scaled to [0, 1]);
@@ -97,6 +162,10 @@ def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
     HR image's clipping level when the caller knows it (see :func:`saturation_mask`)."""
     notes: dict = {}
     hr_valid = saturation_mask(hr, hr_dtype, hr_clip)
+    hr, inpainted = inpaint_small_holes(np.where(np.isfinite(hr), hr, 0.0), hr_valid)
+    if inpainted.sum() > hr_valid.sum():
+        notes["hr_small_holes_interpolated"] = int(inpainted.sum() - hr_valid.sum())
+        hr_valid = inpainted
     lr_valid = nodata_mask(lr)
     if lr_valid_given is not None:
         lr_valid &= lr_valid_given
@@ -110,6 +179,10 @@ def prepare(hr: np.ndarray, hr_dtype, lr: np.ndarray, deg, fit_radiometry: bool,
     # estimation, the network's input) depends on what a saturated or NaN pixel held
     hr_display = fill_invalid(np.where(np.isfinite(hr), hr, 0.0), hr_valid).astype(np.float32)
     lr_filled = fill_invalid(np.where(np.isfinite(lr), lr, 0.0), lr_valid).astype(np.float32)
+    if fit_radiometry and deg.srf is None:
+        deg, notes["spectral_response"] = estimate_response(hr_display, hr_dtype, lr_filled, deg, hr_valid,
+                                                            lr_valid)
+        notes.setdefault("warnings", []).append(notes["spectral_response"] + ".")
     tone, why = deg.tone(hr_dtype)
     notes["hr_encoding"] = why
     lin = tone.decode(hr_display)

@@ -139,7 +139,7 @@ def cs_prior(st: Setup, inputs: FusionInputs) -> np.ndarray:
 
     deg = inputs.degradation
     cube = gsa.sharpen(inputs.hr.astype(np.float64), inputs.lr.astype(np.float32), deg.scale, lr_displacement(deg),
-                       dtype=np.float32)
+                       dtype=np.float32, lr_use=gsa.seen_lr_pixels(inputs))
     cube *= st.weights.astype(np.float32)[:, None, None]
     return st.system.extend(np.tensordot(st.E.T, cube, axes=1))
 
@@ -161,8 +161,16 @@ def prior_weight(st: Setup, radius: int, eps: float) -> tuple[float, float]:
     sys = st.system
     xa = sys.xa[(slice(None),) + sys.inner_lr]
     hr_lr = sys.lr(sys.hr)[(slice(None),) + sys.inner_lr]
-    valid = None if sys.lr_mask[sys.inner_lr].all() else sys.lr_mask[sys.inner_lr]
-    guided_err, cs_err = loo_error(hr_lr, xa, radius, eps, valid)
+    valid = sys.lr_mask[sys.inner_lr]
+    if not sys.hr_mask[sys.inner].all():
+        # judged only where every window is fully seen by valid HR pixels: a saturated or NaN block
+        # (filled with its neighbours' values) explains nothing and flipped flowers to the CS prior
+        from scipy import ndimage
+
+        seen = sys.lr(sys.hr_mask[None].astype(np.float64))[0][sys.inner_lr] >= 0.99
+        seen = ndimage.binary_erosion(seen, np.ones((2 * radius + 1,) * 2, bool), border_value=1)
+        valid = valid & seen if seen.sum() >= 4 else valid
+    guided_err, cs_err = loo_error(hr_lr, xa, radius, eps, None if valid.all() else valid)
     ratio = float(guided_err / max(cs_err, 1e-30))
     return float(np.clip((0.5 - ratio) / 0.4, 0.0, 1.0)), ratio
 
