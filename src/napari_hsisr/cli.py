@@ -462,6 +462,9 @@ def cmd_train(args) -> int:
     for flag, target in (("--out", args.out), ("--checkpoint", args.checkpoint)):
         if target and Path(target).is_dir():
             raise InputError(f"{flag} {target} is a folder; give a file name such as {Path(target) / 'weights.pt'}.")
+        if target and not Path(target).resolve().parent.is_dir():  # refused before training, not after an epoch
+            raise InputError(f"{flag} {target}: the folder {Path(target).parent} does not exist; create it first "
+                             f"(mkdir -p {Path(target).parent}).")
     cubes = _collect_cubes(args.data)
     val_names = set(args.val or [])
     if args.scenes:
@@ -523,6 +526,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A flag's error is one line and exit 2 like every other user error (argparse prints the whole
+    usage block first); the line says where the usage is."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Defaults shown in --help (when there is one), descriptions kept as written."""
 
@@ -537,7 +548,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="hsisr", description=__doc__, formatter_class=_Formatter)
+    p = _Parser(prog="hsisr", description=__doc__, formatter_class=_Formatter)
     p.add_argument("--version", action="version", version=f"hsisr (napari-hsisr) {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -155,6 +155,14 @@ class Degradation:
         if self.srf is not None:
             from .srf import normalize_signed, resolve_srf
 
+            if isinstance(self.srf, (np.ndarray, list, tuple)):
+                try:
+                    matrix = np.asarray(self.srf)
+                except ValueError:  # ragged lists
+                    matrix = np.asarray(self.srf, dtype=object)
+                if matrix.ndim not in (1, 2) or matrix.size == 0 or matrix.dtype.kind not in "uif":
+                    raise InputError(f"srf: a response matrix is (bands, k) real numbers, got shape {matrix.shape} of "
+                                     f"{matrix.dtype}; or give a preset name (list_presets()) or a CSV/NPY file.")
             n = self.n_bands
             if n is None:
                 n = np.shape(self.srf)[0] if isinstance(self.srf, (np.ndarray, list, tuple)) else 31

@@ -1095,14 +1095,17 @@ def open_image_lazy(path: str | os.PathLike):
     if not path.exists():
         raise InputError(f"{path}: file not found. Check the path and try again.")
     try:
-        if suffix == ".npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if suffix == ".npy":  # (Y, X) or (Y, X, k), as read_image_file checks it (views: still lazy)
+            return _as_yxk(np.load(path, mmap_mode="r", allow_pickle=False), path)
         if suffix in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(str(path)) as tf:
                 axes = tf.series[0].axes
             z = _zarr_from_tiff(path)
+            if z.ndim not in (2, 3):
+                raise InputError(f"{path}: image has shape {z.shape}; expected (Y, X) or (Y, X, k). Save the image "
+                                 "as a single 2-D or multi-channel picture.")
             if z.ndim == 3 and axes.startswith(("S", "C", "I")) and z.shape[0] <= 16 < z.shape[-1]:
                 import dask.array as da
 

@@ -73,12 +73,20 @@ def _load_tensors(path: Path, what: str, fix: str) -> dict:
 
     if Path(path).is_dir():
         raise InputError(f"{what} {path} is a folder; give the file itself.")
+    import re
+    import warnings
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, struct.error, OSError
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{what} {path} cannot be read as torch tensors ({type(exc).__name__}: {first[:160]}); "
-                         f"the file is damaged, not from this program, or unsafe to load; {fix}.") from None
+        text = str(exc)
+        refused = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|Check the documentation|$)", text, re.S)
+        why = (f"the safe loader refused it: {refused.group(1).strip()}" if refused else
+               f"{type(exc).__name__}: {(text.strip().splitlines() or [''])[0][:160]}")
+        raise InputError(f"{what} {path} is not a plain file of torch tensors ({why}); it is damaged, not from "
+                         f"this program, or crafted, and is not loaded; {fix}.") from None
     if not isinstance(state, dict):
         raise InputError(f"{what} {path} holds a {type(state).__name__}, not a dict of tensors; {fix}.")
     return state

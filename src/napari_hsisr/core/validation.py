@@ -113,7 +113,7 @@ def check_seed(seed) -> int:
     """A seed as a non-negative int that numpy and torch both take (below 2**63)."""
     try:
         value = int(seed)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         raise InputError(f"seed must be a whole number, got {seed!r}.") from None
     if isinstance(seed, float) and not float(seed).is_integer():
         raise InputError(f"seed must be a whole number, got {seed!r}.")
