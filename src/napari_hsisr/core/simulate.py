@@ -6,6 +6,7 @@ import numpy as np
 
 from .degradation import Degradation
 from .errors import InputError
+from .parallel import one_blas_thread
 from .physics import ToneCurve
 from .validation import check_finite_cube, check_seed, check_snr
 
@@ -22,6 +23,7 @@ def add_noise(signal: np.ndarray, snr_db: float | None, rng: np.random.Generator
     return signal + rng.standard_normal(signal.shape) * sigma[:, None, None]
 
 
+@one_blas_thread()  # the same bits at any BLAS thread count, as fusions (core/parallel.py)
 def simulate(reference_cube, degradation: Degradation, noise_snr_db: float | None = None,
              hr_snr_db: float | None = None, seed: int | None = 0):
     """Degrade a reference cube ``(C, Y, X)`` into ``(hr_image (Y, X, k), lr_cube (C, Y/s, X/s))``

@@ -30,6 +30,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionResult, Progress, get_method
+from .parallel import blas_pinned
 from .tiled_output import make_output
 
 FIT_TILES = 16  # tiles whose fit (residuals against both observations) is computed, spread evenly
@@ -297,6 +298,7 @@ def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, devic
     return total / count, (hr_total / (count * s * s) if refit_radius else None)
 
 
+@blas_pinned  # the scene passes too: the same bits at any BLAS thread count (core/parallel.py)
 def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,
                     halo: int | None = None, seed: int = 0, device: str = "auto", out=None,
                     lr_nodata: float | None = None, lr_valid=None, *, provenance: dict | None = None, **options):
