@@ -79,6 +79,25 @@ API_ROWS = [
     ("1e39", lambda p: hsisr.fuse(p.hr, np.where(p.lr > 0.5, 1e39, p.lr.astype(np.float64)), p.degradation),
      "beyond what float32 holds"),
     ("huge seed", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, seed=2**70), "seed must be between"),
+    ("swapped pair", lambda p: hsisr.fuse(p.lr, p.hr, p.degradation), "the two look swapped; swap them"),
+    ("LR bands last, not square", lambda p: hsisr.fuse(p.hr[:, :16], np.moveaxis(p.lr[:, :, :4], 0, -1),
+                                                       p.degradation), "looks bands-last (y, x, C)"),
+    ("simulate snr nan", lambda p: hsisr.simulate(p.reference, p.degradation, noise_snr_db=float("nan")),
+     "noise_snr_db (the LR-HS SNR) must be a finite number"),
+    ("simulate hr snr nan", lambda p: hsisr.simulate(p.reference, p.degradation, hr_snr_db=float("nan")),
+     "hr_snr_db (the HR image's SNR) must be a finite number"),
+    ("simulate snr -1000", lambda p: hsisr.simulate(p.reference, p.degradation, noise_snr_db=-1000), "-20..200 dB"),
+    ("simulate NaN cube", lambda p: hsisr.simulate(np.where(p.reference > 0.5, np.nan, p.reference), p.degradation),
+     "reference cube: "),
+    ("simulate complex cube", lambda p: hsisr.simulate(p.reference.astype(complex), p.degradation),
+     "unsupported data type complex128"),
+    ("simulate seed -1", lambda p: hsisr.simulate(p.reference, p.degradation, seed=-1), "seed must be between"),
+    ("simulate no degradation", lambda p: hsisr.simulate(p.reference, {"scale": 4}), "must be a napari_hsisr"),
+    ("shift 1e9", lambda p: Degradation(scale=4, shift=(1e9, 0)), "more than 16 LR pixels"),
+    ("psf_size text", lambda p: Degradation(scale=4, psf_size="x"), "psf_size must be a whole number"),
+    ("wavelengths text", lambda p: Degradation(scale=4, srf="Nikon D700", wavelengths="abc"), "wavelengths must be"),
+    ("srf 0-D", lambda p: Degradation(scale=4, srf=np.array(1)), "a response matrix is (bands, k)"),
+    ("complex PSF", lambda p: Degradation(scale=4, psf=np.ones((4, 4), complex)), "kernel has data type complex"),
     ("gsa one LR pixel", lambda p: hsisr.fuse(p.hr, p.lr[:, :1, :1] * np.ones((1, 1, 1)),
                                               Degradation(scale=32, psf="box"), method="gsa"),
      "method 'gsa' produced"),
@@ -366,3 +385,102 @@ def test_corrupt_weights_record_is_one_line(tmp_path, pair):
     with pytest.raises(InputError, match="damaged") as info:
         hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", weights=str(tmp_path / "w.pt"))
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------- user errors that ended as exit 1
+@pytest.fixture
+def bad_files(files, pair):
+    """Files a user may pass by mistake: a folder, a crafted pickle posing as weights (with a
+    matching record), a state dict that is not MSFN's, garbage as a checkpoint, broken manifests,
+    a bands-last cube, complex and NaN cubes."""
+    import json
+    import pickle
+
+    import torch
+
+    from napari_hsisr.core.training import sha256
+
+    (files / "adir").mkdir()
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(files / "ran"), "w"))
+
+    (files / "crafted.pt").write_bytes(pickle.dumps({"w": Evil()}, protocol=2))
+    torch.save({"state": {"w": torch.zeros(2)}}, files / "other.pt")
+    for name in ("crafted.pt", "other.pt"):
+        (files / f"{name}.json").write_text(json.dumps({"sha256": sha256(files / name), "model_config": {
+            "bands": 31, "channels": 3, "scale": 4, "width": 16}}))
+    (files / "garbage.ckpt").write_bytes(b"junk")
+    (files / "bad.yaml").write_text("- {name: [unclosed\n")
+    (files / "binary.csv").write_bytes(bytes(range(256)))
+    np.save(files / "lr_last.npy", np.moveaxis(pair.lr, 0, -1))
+    np.save(files / "complex.npy", pair.reference.astype(np.complex64))
+    ref = pair.reference.copy()
+    ref[0, 0, 0] = np.nan
+    np.save(files / "refnan.npy", ref)
+    np.save(files / "ref.npy", pair.reference)
+    return files
+
+
+_SRF = ["--srf", "Nikon D700 (CAVE fusion papers)"]
+_TRAIN = ["--out", "w.pt", "--scale", "4", "--psf-sigma", "1", "--wavelengths", "400:700:10", "--epochs", "1",
+          "--steps", "1", "--patch", "16", "--batch", "1", "--width", "4", "--device", "cpu", *_SRF]
+_SIM = ["--out-hr", "sh.tif", "--out-lr", "sl.tif", "--scale", "4", "--psf-sigma", "1", *_SRF]
+USER_ERRORS = [
+    # (id, argv relative to the files folder, expected in the one error line); before: exit 1 or no hint
+    ("swapped --hr/--lr", ["fuse", "--hr", "lr.tif", "--lr", "hr.tif", "--out", "o.tif"], "look swapped; swap them"),
+    ("swapped, tiled", ["fuse", "--hr", "lr.tif", "--lr", "hr.tif", "--out", "o.tif", "--tile", "16"], "look swapped"),
+    ("bands-last LR", ["fuse", "--hr", "hr.tif", "--lr", "lr_last.npy", "--out", "o.tif"], "looks bands-last"),
+    ("folder as HR", ["fuse", "--hr", "adir", "--lr", "lr.tif", "--out", "o.tif"], "adir: is a folder; give the HR"),
+    ("folder as HR, tiled", ["fuse", "--hr", "adir", "--lr", "lr.tif", "--out", "o.tif", "--tile", "16"],
+     "is a folder"),
+    ("folder as PSF", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--psf", "adir"], "is a folder"),
+    ("crafted weights", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--method", "msfn", "--opt",
+                         "weights=crafted.pt"], "not a plain file of torch tensors"),
+    ("foreign weights", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--method", "msfn", "--opt",
+                         "weights=other.pt"], "is not MSFN weights"),
+    ("folder as weights", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--method", "msfn", "--opt",
+                           "weights=adir"], "is a folder"),
+    ("huge shift", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--shift", "1e9,0"],
+     "more than 16 LR pixels"),
+    ("mu 1e-30", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--opt", "mu=1e-30"], "'mu'"),
+    ("lam 1e30", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--opt", "lam=1e30"], "'lam'"),
+    ("flag type", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--seed", "x"],
+     "invalid int value: 'x' (see 'hsisr fuse --help')"),
+    ("simulate snr nan", ["simulate", "ref.tif", *_SIM, "--snr", "nan"], "must be a finite number of dB"),
+    ("simulate NaN cube", ["simulate", "refnan.npy", *_SIM, "--wavelengths", "400:700:10"], "1 NaN/Inf value"),
+    ("simulate complex", ["simulate", "complex.npy", *_SIM, "--wavelengths", "400:700:10"], "complex64"),
+    ("simulate seed -1", ["simulate", "ref.tif", *_SIM, "--seed", "-1"], "seed must be between"),
+    ("evaluate complex", ["evaluate", "complex.npy", "complex.npy"], "unsupported data type complex64"),
+    ("manifest YAML", ["batch", "bad.yaml", "--out", "adir"], "not valid YAML at line 2"),
+    ("manifest binary", ["batch", "binary.csv", "--out", "adir"], "not a text file"),
+    ("train width 0", ["train", "ref.npy", *_TRAIN, "--width", "0"], "width (channels at full resolution)"),
+    ("train lr nan", ["train", "ref.npy", *_TRAIN, "--lr-rate", "nan"], "learning rate must be"),
+    ("train snr nan", ["train", "ref.npy", *_TRAIN, "--snr", "nan"], "noise SNR must be a finite number"),
+    ("train NaN cube", ["train", "refnan.npy", *_TRAIN], "training cube 0: 1 NaN/Inf"),
+    ("train bad checkpoint", ["train", "ref.npy", *_TRAIN, "--resume", "--checkpoint", "garbage.ckpt"],
+     "checkpoint garbage.ckpt is not a plain file of torch tensors"),
+    ("train foreign checkpoint", ["train", "ref.npy", *_TRAIN, "--resume", "--checkpoint", "other.pt"],
+     "not a training checkpoint of this program"),
+    ("train --out folder", ["train", "ref.npy", *_TRAIN, "--out", "adir"], "--out adir is a folder"),
+    ("train --out missing folder", ["train", "ref.npy", *_TRAIN, "--out", "nowhere/w.pt"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("row", USER_ERRORS, ids=[r[0] for r in USER_ERRORS])
+def test_user_errors_are_one_line_exit_2_with_the_likely_mistake(bad_files, capsys, monkeypatch, row):
+    _, argv, expected = row
+    monkeypatch.chdir(bad_files)
+    before = {p.name: p.stat().st_mtime_ns for p in bad_files.iterdir()}
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error")]
+    assert code == 2 and len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err and "unexpected" not in err
+    assert not (bad_files / "ran").exists()  # the crafted pickle never ran
+    assert {p.name: p.stat().st_mtime_ns for p in bad_files.iterdir() if p.name in before} == before
+    assert not any((bad_files / n).exists() for n in ("o.tif", "sh.tif", "sl.tif", "w.pt"))
