@@ -349,12 +349,21 @@ class _LogErrors(logging.Handler):
 
 
 def _check_complete(tif, path: Path) -> None:
-    """Raise if page data lies beyond the end of the file (truncated file)."""
+    """Raise if page data, a page's directory or a tag's value lies beyond the end of the file (a
+    truncated file: cut in the trailing directories of an ImageJ file, its pixels still read)."""
     size = os.path.getsize(path)
+    head = tif.tiff
     for page in tif.pages:
         for off, cnt in zip(page.dataoffsets, page.databytecounts):
             if off + cnt > size:
                 raise ValueError(f"image data ends at byte {off + cnt} but the file has {size} bytes")
+        tags = getattr(page, "tags", None)
+        if tags is None:  # a TiffFrame: its directory was read, its data checked above
+            continue
+        end = page.offset + head.tagnosize + len(tags) * head.tagsize + head.offsetsize
+        end = max([end] + [t.valueoffset + t.valuebytecount for t in tags.values()])
+        if end > size:
+            raise ValueError(f"a page's directory ends at byte {end} but the file has {size} bytes")
 
 
 def _tiff_geo(page) -> dict:
