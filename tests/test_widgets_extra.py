@@ -82,7 +82,11 @@ def test_previews_export_and_true_colour(sample_viewer, qtbot, tmp_path):
     qtbot.waitUntil(lambda: widget.preview_kernel is None, timeout=3000)
     widget.size_spin.setValue(0)
 
-    # SRF preview: the preset resampled onto the LR cube's wavelengths
+    # SRF preview: none while the response is to be estimated from the pair (the default), then the
+    # preset resampled onto the LR cube's wavelengths
+    assert widget.srf_combo.currentText() == "estimate from the pair" and widget.preview_srf is None
+    widget.srf_combo.setCurrentText("Nikon D700 (CAVE fusion papers)")
+    qtbot.waitUntil(lambda: widget.preview_srf is not None, timeout=3000)
     np.testing.assert_allclose(widget.preview_srf, resolve_srf("Nikon D700 (CAVE fusion papers)", wl, 31)[0])
     widget.srf_combo.setCurrentText("CIE 1931")
     qtbot.waitUntil(lambda: np.allclose(widget.preview_srf, resolve_srf("CIE 1931", wl, 31)[0]), timeout=3000)

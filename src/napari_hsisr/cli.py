@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import InputError
-from .core.srf import NIKON_D700_CAVE
 from .core.validation import check_layout
 
 
@@ -33,8 +32,8 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
     g.add_argument("--psf-angle", type=float, help="rotation of the major axis, degrees (default: 0)")
     g.add_argument("--psf-size", type=int, help="kernel support K >= scale, HR pixels (default: scale)")
     g.add_argument("--boundary", choices=["reflect", "symmetric", "wrap", "zero"], help="default: reflect")
-    g.add_argument("--srf", help=f"spectral response preset name or CSV/NPY file, see 'hsisr srfs' (default: "
-                                 f"{DEFAULT_SRF}, or what the LR file records)")
+    g.add_argument("--srf", help="spectral response preset name or CSV/NPY file, see 'hsisr srfs' (default: "
+                                 "estimated from the pair, or what the LR file records for a simulated HR image)")
     g.add_argument("--wavelengths", help="band centres as start:stop:step in nm, e.g. 400:700:10 (default: from "
                                          "the file)")
     g.add_argument("--hr-encoding", default="auto",
@@ -44,7 +43,7 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
                                    "write a negative first value as --shift=-1.5,2")
 
 
-DEFAULT_SRF = NIKON_D700_CAVE
+DEFAULT_SRF = None  # estimated from the pair: a camera's response is rarely the one a default would guess
 _DEG_FLAGS = ("psf", "psf_sigma", "psf_sigma2", "psf_angle", "psf_size", "boundary", "srf")
 
 
@@ -60,9 +59,10 @@ def _wavelengths(text: str) -> np.ndarray:
     return np.arange(start, stop + step / 2, step)
 
 
-def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = None):
+def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = None, hr_dtype=None):
     """The degradation the flags describe; when none of them is given and the LR file records the
-    degradation it was simulated with (``hsisr simulate``), that one."""
+    degradation it was simulated with (``hsisr simulate``), that one, except for the response and
+    encoding of an 8/16-bit HR image: a camera's image, not the simulation's linear one."""
     from .core.degradation import Degradation
 
     if args.wavelengths:
@@ -72,6 +72,13 @@ def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = N
         if args.scale is not None and args.scale != deg.scale:
             raise InputError(f"--scale {args.scale} but the LR file records scale {deg.scale}; give both images' "
                              "degradation flags, or drop --scale.")
+        if hr_dtype is not None and np.issubdtype(np.dtype(hr_dtype), np.integer):
+            deg = deg.with_(srf=None, hr_encoding=getattr(args, "hr_encoding", "auto"), hr_gain="auto",
+                            hr_offset="auto")
+            print(f"note: using the PSF the LR file records ({deg.psf_name}); the HR image is a {np.dtype(hr_dtype)} "
+                  "camera image, so its response and encoding are estimated from the pair (--srf to give them)",
+                  file=sys.stderr)
+            return deg
         print(f"note: using the degradation the LR file records ({deg.psf_name}, {deg.srf_name})", file=sys.stderr)
         return deg
     for flag, default in (("psf", "gaussian"), ("psf_angle", 0.0), ("boundary", "reflect"), ("srf", DEFAULT_SRF)):
@@ -89,6 +96,11 @@ def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = N
                        n_bands=n_bands, boundary=args.boundary, psf_sigma=args.psf_sigma,
                        psf_size=args.psf_size, psf_sigma2=args.psf_sigma2, psf_angle=args.psf_angle,
                        shift=shift, hr_encoding=getattr(args, "hr_encoding", "auto"))
+
+
+def _fuse_options(args) -> dict:
+    """The method's options, and ``safe=False`` for ``--keep-raw``."""
+    return {**_parse_options(args.opt), **({"safe": False} if getattr(args, "keep_raw", False) else {})}
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -296,16 +308,20 @@ def cmd_fuse(args) -> int:
         args.tile = "auto"  # a Zarr result is written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
-    deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None)
+    deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None,
+                       hr.dtype)
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
     provenance = _provenance(args, lr, hr_file, match)  # stored with a streamed result too
     gen = _fuse_gen(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile,
-                    args.out if streamed else None, _parse_options(args.opt), provenance)  # --lr-nodata: applied
+                    args.out if streamed else None, _fuse_options(args), provenance)  # --lr-nodata: applied
     result = _run_with_progress(gen, args.method)
     result.settings.update(provenance)
     for warning in result.settings.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    for side in (result.settings.get("input_scaling") or {}).values():  # e.g. 12-bit data stored in uint16
+        if isinstance(side, dict) and side.get("note"):
+            print(f"note: {side['note']}", file=sys.stderr)
     fit = result.settings.get("fit", {})
     if fit:
         parts = [f"{name} {100 * fit[key]['relative']:.2f} %" for key, name in (("lr", "LR cube"), ("hr", "HR image"))
@@ -599,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        "'hsisr methods'")
     q.add_argument("--grid", default="hr", choices=["hr", "lr"],
                    help="put the result on the HR image's pixels (hr) or on the LR cube's frame (lr)")
+    q.add_argument("--keep-raw", action="store_true",
+                   help="keep the method's result even when it fails the result check (non-finite, implausible, or "
+                        "explaining the pair worse than GSA/fast); by default the better safe candidate is returned")
     real = q.add_argument_group("real files")
     real.add_argument("--value-scale", type=float, help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000)")
     real.add_argument("--lr-nodata", type=float, help="LR nodata value (default: the file's own, NaN, all-zero spectra)")

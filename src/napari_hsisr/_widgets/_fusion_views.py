@@ -24,13 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.srf import NIKON_D700_CAVE
 from ._fusion_state import FAILED, READY, RUNNING, STOPPED, STOPPING, FusionState
 from ._options_form import OptionsForm
 
 FROM_FILE = "from file..."
 ESTIMATED = "estimated (last blind run)"
-DEFAULT_SRF = NIKON_D700_CAVE
+FROM_PAIR = "estimate from the pair"  # the default: a camera's response is rarely a preset's
+DEFAULT_SRF = FROM_PAIR
 ENCODINGS = ("auto", "srgb", "linear", "gamma:2.2", "gamma:1.8")
 FORMATS = (("ImageJ TIFF", "imagej"), ("OME-TIFF", "ome"))
 DTYPES = (("float32", "float32"), ("uint16 (scaled onto 0..65535)", "uint16"))
@@ -156,10 +156,10 @@ class DegradationView(QGroupBox):
         self.srf_combo = QComboBox()
         from ..core.srf import list_presets
 
-        self.srf_combo.addItems([*list_presets(), FROM_FILE])
-        if DEFAULT_SRF in list_presets():
-            self.srf_combo.setCurrentText(DEFAULT_SRF)
-        self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel)")
+        self.srf_combo.addItems([FROM_PAIR, *list_presets(), FROM_FILE])
+        self.srf_combo.setCurrentText(DEFAULT_SRF)
+        self.srf_combo.setToolTip("Spectral response of the HR camera (one column per HR channel); 'estimate from "
+                                  "the pair' fits it, the encoding and the gains to the two images")
         g.addRow("SRF", self.srf_combo)
         self.encoding_combo = QComboBox()
         self.encoding_combo.addItems(list(ENCODINGS))

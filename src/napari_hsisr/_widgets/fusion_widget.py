@@ -24,6 +24,7 @@ from ._fusion_views import (  # noqa: F401 - re-exported names used by tests and
     ESTIMATED,
     FALSE_COLOUR,
     FROM_FILE,
+    FROM_PAIR,
     DataView,
     DegradationView,
     MethodView,
@@ -382,7 +383,8 @@ class FusionWidget(QWidget):
 
         req = self.request_for_preview()
         if req.srf is None:
-            raise InputError("no SRF file chosen")
+            raise InputError("estimated from the pair when the fusion runs" if self.srf_combo.currentText() == FROM_PAIR
+                             else "no SRF file chosen")
         wl = request_wavelengths(req) if req.lr_layer is not None else None
         if wl is None:
             n = req.lr_layer.data.shape[0] if req.lr_layer is not None and _layers.is_cube(req.lr_layer) else 31
@@ -430,6 +432,8 @@ class FusionWidget(QWidget):
         if self.colour_combo.currentText() == "CIE 1931":
             return "CIE 1931"
         srf = self.srf_combo.currentText()
+        if srf == FROM_PAIR:  # nothing to render with until a fusion has estimated it
+            return "CIE 1931"
         return self._srf_file if srf == FROM_FILE else srf
 
     def add_truecolour(self, *_, layer=None):
@@ -489,6 +493,8 @@ class FusionWidget(QWidget):
         text = self.srf_combo.currentText()
         if text == ESTIMATED and self.state.estimates is not None:
             return self.state.estimates["srf"]
+        if text == FROM_PAIR:
+            return None  # the core estimates it from the pair (observations.estimate_response)
         return self._srf_file if text == FROM_FILE else text
 
     def remember_estimates(self, layer=None, record: dict | None = None) -> bool:

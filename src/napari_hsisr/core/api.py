@@ -227,8 +227,27 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
         tile = int(tile)
     except (TypeError, ValueError):
         raise InputError(f"tile must be a number of HR pixels or 'auto', got {tile!r}.") from None
+    if get_method(method).needs_srf and degradation.srf is None:  # estimated once for the scene, not per tile
+        degradation = scene_response(hr_image, lr_cube, degradation, method, lr_nodata, lr_valid)
     return fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
                            lr_valid, provenance=provenance, **options)
+
+
+SCENE_RESPONSE_WINDOW = 1024  # HR pixels a side of the central window a tiled scene's response is estimated on
+
+
+def scene_response(hr_image, lr_cube, degradation, method, lr_nodata=None, lr_valid=None) -> Degradation:
+    """``degradation`` with the response, encoding and gains estimated from a central window of
+    the scene (:func:`.observations.estimate_response`), so that every tile uses the same."""
+    s = degradation.scale
+    Y, X = np.shape(hr_image)[:2]
+    h, w = (min(n, SCENE_RESPONSE_WINDOW) // s * s for n in (Y, X))
+    top, left = (Y - h) // 2 // s * s, (X - w) // 2 // s * s
+    window = (slice(top // s, (top + h) // s), slice(left // s, (left + w) // s))
+    hr_win = np.asarray(hr_image[top:top + h, left:left + w])
+    lr_win = np.asarray(lr_cube[(slice(None),) + window])
+    valid = None if lr_valid is None else np.asarray(lr_valid)[window]
+    return prepare_inputs(hr_win, lr_win, degradation, method, lr_nodata=lr_nodata, lr_valid=valid).degradation
 
 
 def evaluate(estimate, reference, scale: int | None = None, full: bool = True) -> dict:
