@@ -414,6 +414,9 @@ def bad_files(files, pair):
     (files / "garbage.ckpt").write_bytes(b"junk")
     (files / "bad.yaml").write_text("- {name: [unclosed\n")
     (files / "binary.csv").write_bytes(bytes(range(256)))
+    (files / "magic.csv").write_text("name,hr,lr,method\np1,hr.tif,lr.tif,magic\n")
+    (files / "rank.csv").write_text("name,hr,lr,options\np1,hr.tif,lr.tif,rank=abc\n")
+    (files / "scale.csv").write_text("name,hr,lr,scale\np1,hr.tif,lr.tif,four\n")
     np.save(files / "lr_last.npy", np.moveaxis(pair.lr, 0, -1))
     np.save(files / "complex.npy", pair.reference.astype(np.complex64))
     ref = pair.reference.copy()
@@ -455,6 +458,9 @@ USER_ERRORS = [
     ("evaluate complex", ["evaluate", "complex.npy", "complex.npy"], "unsupported data type complex64"),
     ("manifest YAML", ["batch", "bad.yaml", "--out", "adir"], "not valid YAML at line 2"),
     ("manifest binary", ["batch", "binary.csv", "--out", "adir"], "not a text file"),
+    ("manifest unknown method", ["batch", "magic.csv", "--out", "adir"], "pair 1 (p1): Unknown method 'magic'"),
+    ("manifest bad option", ["batch", "rank.csv", "--out", "adir"], "pair 1 (p1): option 'rank'"),
+    ("manifest bad scale", ["batch", "scale.csv", "--out", "adir"], "pair 1 (p1): scale 'four' is not a number"),
     ("train width 0", ["train", "ref.npy", *_TRAIN, "--width", "0"], "width (channels at full resolution)"),
     ("train lr nan", ["train", "ref.npy", *_TRAIN, "--lr-rate", "nan"], "learning rate must be"),
     ("train snr nan", ["train", "ref.npy", *_TRAIN, "--snr", "nan"], "noise SNR must be a finite number"),

@@ -101,10 +101,37 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
         for key in ("hr", "lr"):
             p = Path(str(row[key]))
             row[key] = str(p if p.is_absolute() else (path.parent / p))
+        _check_row(row, f"{path}: pair {i} ({row['name']})")
         out.append(row)
     if not out:
         raise InputError(f"{path}: the manifest lists no pairs.")
     return out
+
+
+def _check_row(row: dict, where: str) -> None:
+    """A row's values checked before any cluster starts (a method that does not exist, an option it
+    does not take or out of its range, a scale, sigma or tile that is not a number): a user's error
+    is one line and exit 2, not a failed pair after the cluster ran."""
+    import math
+
+    from .methods import get_method
+
+    def number(key):
+        try:
+            return float(row[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: {key} {row[key]!r} is not a number.") from None
+
+    try:
+        get_method(str(row.get("method") or "fast")).parse_options(_options(row.get("options")))
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    if row.get("scale") not in (None, "") and not (number("scale").is_integer() and number("scale") >= 2):
+        raise InputError(f"{where}: scale must be an integer >= 2, got {row['scale']!r}.")
+    if row.get("psf_sigma") not in (None, "") and not math.isfinite(number("psf_sigma")):
+        raise InputError(f"{where}: psf_sigma must be a finite number, got {row['psf_sigma']!r}.")
+    if row.get("tile") not in (None, "", "auto") and not (number("tile").is_integer() and number("tile") > 0):
+        raise InputError(f"{where}: tile must be a positive number of HR pixels or 'auto', got {row['tile']!r}.")
 
 
 def output_path(row: dict, out_dir) -> Path:
