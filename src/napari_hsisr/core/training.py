@@ -26,7 +26,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .io import atomic_path
-from .validation import check_finite_cube, check_snr
+from .validation import check_finite_cube, check_seed, check_snr
 
 LEVEL_WEIGHT_DECAY = 0.5  # coarser levels weigh 1/2, 1/4, ... of the finest
 
@@ -191,6 +191,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
     if not (math.isfinite(st.lr_rate) and 0 < st.lr_rate <= 1):
         raise InputError(f"learning rate must be a number in (0, 1] (e.g. 1e-3), got {st.lr_rate}.")
     check_snr(st.noise_snr_db, "noise SNR")
+    check_seed(st.seed)  # as fuse and simulate take it: 0 <= seed < 2**63
     train_cubes = [check_finite_cube(c, f"training cube {i}", float64=False) for i, c in enumerate(train_cubes)]
     val_cubes = [check_finite_cube(c, f"validation cube {i}", float64=False) for i, c in enumerate(val_cubes)]
     C = train_cubes[0].shape[0]
