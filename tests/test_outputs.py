@@ -259,6 +259,22 @@ def test_uint16_output_keeps_physical_values(work, capsys):
     assert np.unique(u.data).size > 1000
 
 
+def test_integer_inputs_say_how_they_were_scaled(work, capsys):
+    """12-bit data stored in uint16 come out at 1/16 of their level: a note says so and how to scale
+    them; the scale used is recorded with the result."""
+    import tifffile
+
+    lr = read_cube(work / "lr.tif")
+    tifffile.imwrite(work / "lr12.tif", np.round(lr.data / lr.data.max() * 4095).astype(np.uint16))
+    args = ["fuse", "--hr", str(work / "hr.tif"), "--lr", str(work / "lr12.tif"), "--out", str(work / "o.tif"),
+            "--scale", "8", "--psf-sigma", "2", "--wavelengths", "400:700:10", "--srf", NIKON_D700_CAVE]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "12-bit data?" in err and "--value-scale 0.0002442" in err, err
+    scaling = read_cube(work / "o.tif").metadata["settings"]["input_scaling"]["lr"]
+    assert scaling["scaled_by"] == pytest.approx(1 / 65535) and "12-bit" in scaling["note"]
+
+
 # ---------------------------------------------------------------------- full disks
 def _disk_full_after(monkeypatch, n):
     import zarr.storage._local as local

@@ -33,6 +33,13 @@ def to_unit_float(a, name: str, allow_nan: bool = False) -> tuple[np.ndarray, di
     if np.issubdtype(arr.dtype, np.integer):
         peak = float(np.iinfo(arr.dtype).max)
         info["scaled_by"] = 1.0 / peak
+        top = float(arr.max())
+        if arr.dtype.itemsize >= 2 and 0 < top <= peak / 8:  # 10-, 12-, 14-bit data stored in uint16
+            bits = int(top).bit_length()
+            info["note"] = (f"{name}: {arr.dtype} values reach {top:g} ({bits}-bit data?); divided by the type's "
+                            f"maximum {peak:g} they reach {top / peak:.3g}, and the result is on that scale. For "
+                            f"data in 0..1, scale by 1/{2 ** bits - 1} (hsisr fuse --value-scale "
+                            f"{1 / (2 ** bits - 1):.6g} for the LR cube).")
         return (arr.astype(np.float32) / np.float32(peak)), info
     big = np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0)))
     if big > np.finfo(np.float32).max / 16:
