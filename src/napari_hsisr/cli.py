@@ -167,7 +167,7 @@ def cmd_methods(args) -> int:
             cells = [f"--opt {o.name}={o.default}" for o in info.options]
             col = max(len(c) for c in cells)
             for cell, o in zip(cells, info.options):
-                print(f"    {cell:<{col}}  {o.help}")
+                print(f"    {cell:<{col}}  {o.help}{o.range_text()}")
     return 0
 
 

@@ -103,6 +103,15 @@ class Option:
     maximum: float | None = None
     auto: float | None = None  # a value meaning "chosen from the data" (e.g. 0), accepted outside the bounds
 
+    def range_text(self) -> str:
+        """The accepted range as ``hsisr methods`` shows it, e.g. ``" [1e-06..1000, or 0: automatic]"``."""
+        if self.minimum is None and self.maximum is None:
+            return ""
+        lo = "" if self.minimum is None else f"{self.minimum:g}"
+        hi = "" if self.maximum is None else f"{self.maximum:g}"
+        auto = "" if self.auto is None else f", or {self.auto:g}: automatic"
+        return f" [{lo}..{hi}{auto}]"
+
     def parse(self, value, method: str = ""):
         """``value`` as this option's type, checked; raises ``InputError`` saying what to give."""
         import math
