@@ -783,6 +783,8 @@ def read_band_table(path: str | os.PathLike) -> BandTable:
 
 
 def _table_lines(path: Path) -> list[tuple[int, str]]:
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give the band table file (.csv, .tsv or .txt) itself.")
     if not path.is_file():
         raise InputError(f"{path}: band table not found. Check the path and try again.")
     try:

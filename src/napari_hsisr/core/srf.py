@@ -228,6 +228,8 @@ def _load_table(path: str | Path) -> SpectralResponse:
     is the file's stem.
     """
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"SRF file {str(p)!r} is a folder; give the response file (.csv or .npy) itself.")
     if not p.is_file():
         raise InputError(f"SRF file {str(p)!r} does not exist; check the path.")
     suffix = p.suffix.lower()
