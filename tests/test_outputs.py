@@ -111,6 +111,8 @@ def test_an_output_through_a_symbolic_link_is_written_where_it_points(work):
     (work / "link.tif").symlink_to(work / "fused.tif")
     write_tiff(work / "link.tif", np.full((2, 8, 8), 3, np.float32), settings={"method": "fast"})
     assert (work / "link.tif").is_symlink() and read_cube(work / "fused.tif").data.max() == 3
+    assert main(_fuse(work, work / "link.zarr", "--tile", "32")) == 0  # the CLI's tiled result too
+    assert (work / "link.zarr").is_symlink() and read_cube(work / "store" / "r.zarr").data.shape == (31, 128, 128)
     leftovers = [p.name for d in (work, work / "store") for p in d.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

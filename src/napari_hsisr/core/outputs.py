@@ -254,12 +254,13 @@ def replace_store(temp, dest) -> None:
     temp, dest = Path(temp), Path(dest)
     if dest.is_dir() and not dest.is_symlink():
         old = temp_name(dest, "old")
-        os.replace(dest, old)
-        try:
-            os.replace(temp, dest)
-        except BaseException:
-            os.replace(old, dest)
-            raise
+        with _shielded():  # a signal between the two renames would leave no result at dest
+            os.replace(dest, old)
+            try:
+                os.replace(temp, dest)
+            except BaseException:
+                os.replace(old, dest)
+                raise
         discard(old)
     else:
         os.replace(temp, dest)
