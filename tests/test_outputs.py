@@ -121,7 +121,7 @@ def test_what_a_killed_writer_left_goes_at_the_next_write(work):
     """SIGKILL leaves named temporaries; the next run writing there removes those of dead
     processes (a temporary store, a summing store, an .old store, a temporary file), not a live one's."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, check=True).stdout.strip()
     for tag in ("tmp.zarr", "sums.zarr", "old"):
         store = work / f".out.zarr.{dead}-0123456789ab.{tag}"
         (store / "0" / "c").mkdir(parents=True)
@@ -370,8 +370,8 @@ def _signal_during(cmd, cwd, sig, delay, slow, timeout=240):
     (hook / "sitecustomize.py").write_text(SLOW_WRITES)
     env = {**os.environ, "HSISR_TEST_SLOW": str(slow),
            "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from napari_hsisr.cli import main; "
-                             f"sys.exit(main({cmd!r}))"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+    code = f"import sys; from napari_hsisr.cli import main; sys.exit(main({cmd!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     started, lines = threading.Event(), []
 

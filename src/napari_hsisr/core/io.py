@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .outputs import claim, discard, is_fusion_settings, remove_stale, replace_store, storage_errors, temp_name
+from .outputs import (
+    claim,
+    discard,
+    is_fusion_settings,
+    remove_stale,
+    replace_store,
+    storage_errors,
+    temp_name,
+)
 
 HSISR_TAG = 65000
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -968,7 +975,7 @@ def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out",
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{flag} {path}: the folder {parent} does not exist; create it first (mkdir -p {parent}).")
-    probe = parent / f".{dest.name}.{secrets.token_hex(4)}.probe"
+    probe = temp_name(dest, "probe")  # named like a temporary: a killed run's is removed by the next
     try:
         os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         probe.unlink()

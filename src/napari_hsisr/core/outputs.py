@@ -32,8 +32,9 @@ from pathlib import Path
 from .errors import InputError
 
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-# what a Zarr store of ours holds at its top: metadata and levels "0", "1"... (or a plain array's chunks)
-_ZARR_ENTRIES = re.compile(r"^(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\d+|c)$")
+# what a Zarr store of ours holds at its top: metadata and levels "0", "1"... (or a plain array's chunks:
+# "c" in Zarr v3, "0.0.0" in v2)
+_ZARR_ENTRIES = re.compile(r"^(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\d+(\.\d+)*|c)$")
 
 
 # --------------------------------------------------------------------------- names and inputs
@@ -91,7 +92,7 @@ def array_files(obj, _depth: int = 0) -> list[Path]:
                 if hasattr(value, "store") or isinstance(value, np.memmap):
                     found.extend(array_files(value, _depth + 1))
     except Exception:  # noqa: BLE001 - best effort: an unknown array type has no known file
-        pass
+        return list(dict.fromkeys(found))
     return list(dict.fromkeys(found))
 
 
@@ -300,7 +301,7 @@ def settle_zarr_io(timeout: float = 30.0) -> None:
     try:
         asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout)
     except Exception:  # noqa: BLE001 - a timeout: remove what can be removed now
-        pass
+        return
 
 
 @contextmanager
