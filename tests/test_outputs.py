@@ -443,3 +443,18 @@ def test_a_signal_during_a_batch_leaves_no_temporary(work):
             _complete(work / "out" / name)
         assert set(before) <= set(left), what
 
+
+
+@pytest.mark.parametrize("kind", ["tiled.zarr", "tiled.tif"])
+def test_what_sigkill_leaves_goes_at_the_next_run(work, kind):
+    """SIGKILL cannot be caught: the killed run's temporaries (a temporary or summing store) stay, and
+    the next run writing there removes them (their process is gone) and writes a whole result."""
+    out = work / kind
+    rc, err = _signal_during(_fuse(work, out, "--tile", "32"), work, signal.SIGKILL, 0.3, 0.3)
+    assert rc == -signal.SIGKILL, err[-2000:]
+    left = [p.name for p in work.iterdir() if p.name.startswith(f".{kind}.")]
+    assert left, "the kill should have left a temporary"
+    with nothing_lost(work, may_write=[kind, *left]):
+        assert main(_fuse(work, out, "--tile", "32")) == 0
+    assert not [p.name for p in work.iterdir() if p.name.startswith(".")]
+    _complete(out)
