@@ -32,6 +32,9 @@ from pathlib import Path
 from .errors import InputError
 
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+# the tags of our temporaries (.tmp.tif, .tmp.zarr, .sums.zarr, .old, .probe, an atomic file's .tmp...):
+# nothing else beside an output is ever removed
+_TAGS = r"(tmp(\.[A-Za-z0-9]+)?|sums\.zarr|old|probe)"
 # what a Zarr store of ours holds at its top: metadata and levels "0", "1"... (or a plain array's chunks:
 # "c" in Zarr v3, "0.0.0" in v2)
 _ZARR_ENTRIES = re.compile(r"^(zarr\.json|\.zattrs|\.zgroup|\.zarray|\.zmetadata|\d+(\.\d+)*|c)$")
@@ -224,7 +227,7 @@ def remove_stale(path) -> list[Path]:
     """Remove every ``.<name>.<pid>-<hex>.*`` beside ``path`` (a temporary file or store, a summing
     store, an ``.old`` store) whose process is gone: what a killed writer left."""
     path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-[0-9a-f]+\.")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-[0-9a-f]{{8,12}}\.{_TAGS}$")
     removed = []
     try:
         names = os.listdir(path.parent)
@@ -323,7 +326,8 @@ def _shielded():
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(sig, handler)
         if got:
             handler = previous.get(got[0])
             if callable(handler):
