@@ -169,6 +169,7 @@ def test_fuse_out_on_an_input_is_refused_from_python(work, capsys):
     deg = hsisr.Degradation(scale=8, psf_sigma=2, wavelengths=lr.wavelengths)
     hr = np.moveaxis(read_cube(work / "hr.tif").data, 0, -1)
     os.link(work / "lr.tif", work / "lr_hardlink.tif")
+    write_zarr(lr.data, work / "lr.zarr", wavelengths=lr.wavelengths, settings={"method": "fast"})  # a result as input
     with nothing_lost(work):
         lazy = open_cube_lazy(work / "lr.tif")
         with pytest.raises(InputError, match="is an input"):
@@ -177,6 +178,8 @@ def test_fuse_out_on_an_input_is_refused_from_python(work, capsys):
             hsisr.fuse(open_image_lazy(work / "hr.tif"), lr.data, deg, tile=32, out=str(work / "hr.tif"))
         with pytest.raises(InputError, match="not a fusion result"):
             hsisr.fuse(hr, lr.data, deg, tile=32, out=str(work / "lr.tif"))
+        with pytest.raises(InputError, match="is an input"):  # its level 0 read lazily: inside the store
+            hsisr.fuse(hr, open_cube_lazy(work / "lr.zarr").data, deg, tile=32, out=str(work / "lr.zarr"))
         assert main(_fuse(work, work / "lr_hardlink.tif")) == 2  # the CLI compares inodes too
     assert "is an input" in capsys.readouterr().err
 

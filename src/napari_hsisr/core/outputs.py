@@ -185,10 +185,10 @@ def claim(path, inputs=(), *, fused: bool = False, flag: str = "") -> Path:
     beside it. ``flag`` names the option in messages (``--out``)."""
     path = Path(path)
     where = f"{flag} {path}" if flag else str(path)
-    for other in inputs or ():
-        if other is not None and same_file(path, other):
-            raise InputError(f"{where} is an input ({other}); writing there would destroy it. Choose another name.")
     dest = target(path)
+    for other in inputs or ():
+        if other is not None and (same_file(path, other) or _inside(other, dest)):
+            raise InputError(f"{where} is an input ({other}); writing there would destroy it. Choose another name.")
     if dest.exists() or dest.is_symlink():
         kind = result_kind(dest)
         if kind is None:
@@ -202,6 +202,14 @@ def claim(path, inputs=(), *, fused: bool = False, flag: str = "") -> Path:
     if dest.parent.is_dir():
         remove_stale(dest)
     return dest
+
+
+def _inside(inner, outer: Path) -> bool:
+    """Whether ``inner`` lies inside the folder ``outer`` (an input read from a store being replaced)."""
+    try:
+        return outer.is_dir() and Path(inner).resolve().is_relative_to(outer.resolve())
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- temporaries
