@@ -14,6 +14,8 @@ Protocol, per scene and pipeline:
              Bayer + demosaic, noise, vignetting, registration offset (see --list).
   LR cube    the reference blurred by a Gaussian PSF (sigma s/4 on the s x s block) and decimated
              by s (--scale, default 8), Gaussian noise at SNR 40 dB (seed = the scene's index).
+  scored     against the reference on the HR image's grid (moved by a pipeline's registration
+             offset, as the HR image is), without a border of s pixels.
 
 Methods (what each is told; none is told the camera):
   bicubic  the scale only.
@@ -79,7 +81,7 @@ def reference(scene: str, crop: int) -> np.ndarray:
 def make_pair(scene: str, pipeline_name: str, crop: int, scale: int):
     """``(reference, hr image, lr cube, true Degradation)`` of one scene through one pipeline."""
     import napari_hsisr as hsisr
-    from napari_hsisr.core.camera import get_pipeline, render
+    from napari_hsisr.core.camera import get_pipeline, render, shift_image
     from napari_hsisr.core.simulate import add_noise
 
     seed = SCENES.index(scene) if scene in SCENES else 0
@@ -87,8 +89,11 @@ def make_pair(scene: str, pipeline_name: str, crop: int, scale: int):
     if ref.shape[1] % scale or ref.shape[2] % scale:
         raise SystemExit(f"the crop {ref.shape[1]} x {ref.shape[2]} is not a multiple of the scale {scale}")
     true = hsisr.Degradation(scale=scale, psf="gaussian", psf_sigma=scale / 4, wavelengths=WAVELENGTHS)
-    hr = render(ref, WAVELENGTHS, get_pipeline(pipeline_name), seed=seed)
+    pipeline = get_pipeline(pipeline_name)
+    hr = render(ref, WAVELENGTHS, pipeline, seed=seed)
     lr = add_noise(true.spatial(ref), LR_SNR_DB, np.random.default_rng(1000 + seed)).astype(np.float32)
+    if any(pipeline.offset):  # the scene on the HR image's grid: where the results are put
+        ref = np.moveaxis(shift_image(np.moveaxis(ref, 0, -1), pipeline.offset), -1, 0)
     return ref, hr, lr, true
 
 
@@ -137,7 +142,8 @@ def run_one(scene: str, pipeline_name: str, method: str, crop: int, scale: int, 
         row["max"] = float(np.nanmax(cube)) if finite else float("nan")
         row["plausible"] = finite and PLAUSIBLE[0] <= row["min"] and row["max"] <= PLAUSIBLE[1]
         if finite:
-            m = hsisr.evaluate(cube, ref, scale=scale, full=False)
+            inner = (slice(None), slice(scale, -scale), slice(scale, -scale))  # no border: shifted pipelines
+            m = hsisr.evaluate(cube[inner], ref[inner], scale=scale, full=False)
             row.update(psnr=m["psnr"], sam=m["sam"], ergas=m["ergas"])
         else:
             row.update(psnr=float("nan"), sam=float("nan"), ergas=float("nan"))

@@ -15,6 +15,8 @@ decisions in ``settings["estimation_notes"]``. ``Degradation.from_settings`` reb
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import InputError
@@ -142,7 +144,11 @@ def run(inputs: FusionInputs, known: str = "none", psf_model: str = "auto", psf_
                   "tone_residuals": est.tone_residuals}
 
 
-_UNSUP_OPTIONS = _unsup.INFO.options
+# blind's own defaults for the unsupervised stage: no CNN fit (it adds nothing measurable after the
+# refits, docs/benchmarks.md, and took 70 of blind's 350 s on a 512^2 camera pair here)
+_BLIND_DEFAULTS = {"steps": 0}
+_UNSUP_OPTIONS = tuple(replace(o, default=_BLIND_DEFAULTS[o.name]) if o.name in _BLIND_DEFAULTS else o
+                       for o in _unsup.INFO.options)
 
 register(MethodInfo(
     "blind", run,
