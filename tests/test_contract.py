@@ -161,5 +161,6 @@ def test_a_camera_image_without_a_response_gets_one_estimated(scene):
     assert res.settings["degradation"]["srf"] == "estimated from the pair"
     assumed = hsisr.fuse(rgb8, lr, no_srf.with_(srf="Nikon D700 (CAVE fusion papers)"), method="fast", safe=False)
     told = hsisr.fuse(rgb8, lr, true.with_(hr_encoding="srgb"), method="fast")
+    assert any("likely cause: response" in w for w in assumed.settings["warnings"])  # the warning names it
     got, wrong, right = (_psnr(r.cube, cube) for r in (res, assumed, told))
     assert got > wrong + 2 and got > right - 1.5, (got, wrong, right)

@@ -124,7 +124,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
         from .contract import enforce
 
         verdict = enforce(cube, inputs, used, method, lambda c: _fit_report(c, inputs, used, method, info),
-                          safe=bool(safe))
+                          lambda c: _fit_report(c, inputs, used, method, info, causes=False)[0], safe=bool(safe))
         cube, fit, fit_warnings, check = verdict.cube, verdict.fit, verdict.warnings, verdict.record
     frame = {"frame": grid}
     if grid == "lr":
@@ -152,13 +152,17 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     return FusionResult(np.ascontiguousarray(cube, dtype=np.float32), settings, extras)
 
 
-def _fit_report(cube, inputs, used, method, info):
-    """No-reference fit of a cube and its warnings under the degradation used."""
-    from .fit_report import report
+def _fit_report(cube, inputs, used, method, info, causes: bool = True):
+    """No-reference fit of a cube and its warnings under the degradation used; with
+    ``causes=False`` the fit score alone (:func:`.contract.fit_score`, no warnings looked for)."""
+    from .contract import fit_score
+    from .fit_report import report, residuals
 
     if not (info.needs_srf or method == "blind"):  # no response was used: only the LR side can be judged
         inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)
         used = used.with_(srf=None) if used.srf is not None else used
+    if not causes:
+        return fit_score(residuals(cube, inputs, used)), []
     return report(cube, inputs, used, method)
 
 

@@ -135,10 +135,11 @@ def fast_candidate(inputs, deg) -> np.ndarray | None:
     return out[0] if isinstance(out, tuple) else out
 
 
-def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, safe: bool = True) -> Verdict:
+def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: bool = True) -> Verdict:
     """Check ``cube`` (the method's, on the HR grid) and return what the user gets.
 
-    ``fit_of(cube) -> (fit, warnings)``: the fit report under ``deg`` (the model the method used);
+    ``fit_of(cube) -> (fit, warnings)``: the fit report under ``deg`` (the model the method used),
+    ``score_of(cube) -> float``: its :func:`fit_score` alone (cheaper: no causes looked for);
     ``safe=False`` keeps the raw result (the warnings still say what the check found)."""
     record: dict = {"method": method, "safe": bool(safe)}
     warnings: list[str] = []
@@ -161,13 +162,13 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, safe: bool = Tru
         record["kept"] = method
         return Verdict(cube, fit, warnings + fit_warnings, record)
     candidates = {"gsa": gsa_candidate(inputs, deg)}
-    scores = {"gsa": fit_score(fit_of(candidates["gsa"])[0])}
+    scores = {"gsa": score_of(candidates["gsa"])}
     worse = scores["gsa"] * FIT_MARGIN < score
     if (fraction or worse) and method != "fast":
         fast_cube = fast_candidate(inputs, deg)
         if fast_cube is not None:
             candidates["fast"] = fast_cube
-            scores["fast"] = fit_score(fit_of(fast_cube)[0])
+            scores["fast"] = score_of(fast_cube)
     record["candidate_scores"] = {k: round(v, 5) for k, v in scores.items()}
     best = min(scores, key=scores.get)
     reason = ""

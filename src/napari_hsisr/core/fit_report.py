@@ -77,6 +77,10 @@ def likely_causes(inputs, deg) -> list[str]:
     from .physics import ToneCurve
 
     causes = []
+    masked = 0.0 if inputs.hr_valid is None else float(np.mean(~inputs.hr_valid))
+    if masked >= 0.005:
+        causes.append(f"masked pixels: {100 * masked:.1f} % of the HR image is unusable (saturated, NaN or nodata); "
+                      "the result there comes from the LR cube alone")
     display = inputs.hr_display.astype(np.float64)
     lr = inputs.lr.astype(np.float64)
     tone, _ = deg.tone()
@@ -94,6 +98,13 @@ def likely_causes(inputs, deg) -> list[str]:
         causes.append(f"encoding: the HR image fits the model {fits[tone.name] / fits[best]:.1f}x better decoded as "
                       f"{best} than as {tone.name}; set hr_encoding='{best}' (or use blind)")
     lin = (tone if best == tone.name else ToneCurve.parse(best)).decode(display)
+    free = _free_response_residual(tone.decode(display), lr, deg, inputs)  # under the model's own curve
+    given = fits.get(tone.name, np.inf)  # inf: the given response cannot even be fitted with positive gains
+    if free is not None and free < 0.5 * given:
+        ratio = f"{given / max(free, 1e-12):.1f}x better" if np.isfinite(given) else "where it cannot"
+        causes.append(f"response: a response fitted to the pair explains the HR image {ratio} than the given one "
+                      f"({deg.srf_name or 'user matrix'}); omit srf to have it estimated from the pair (CLI: no "
+                      "--srf; dock: 'estimate from the pair'), or use blind")
     support = deg.srf.sum(1) != 0 if deg.srf is not None else np.ones(len(lr), bool)
     dy, dx = coarse_shift(lin, lr, deg.scale, support if support.sum() >= 1 else np.ones(len(lr), bool))
     ty, tx = deg.lr_translate  # what the model already accounts for (from the block centre)
@@ -111,6 +122,22 @@ def likely_causes(inputs, deg) -> list[str]:
         causes.append(f"radiometry: the HR channels' gains differ by {gain.max() / gain.min():.1f}x (white balance or "
                       "a wrong response)")
     return causes
+
+
+def _free_response_residual(lin, lr, deg, inputs) -> float | None:
+    """Mean relative residual of ``D y = W^T x + o`` with ``W`` fitted freely (the response
+    estimate of blind, PSF held), on the LR grid; None when it cannot be fitted."""
+    from .estimation import _support, _usable, fit_response, spatial
+
+    try:
+        use = _usable(deg.kernel, deg.scale, lin.shape[-2:], inputs.hr_valid, inputs.lr_valid)
+    except Exception:  # noqa: BLE001 - too few usable pixels: no cause named
+        return None
+    b = spatial(lin, deg.kernel, deg.scale).reshape(len(lin), -1)[:, use]
+    x = lr.reshape(len(lr), -1)[:, use]
+    W, o, _ = fit_response(b, x, _support(deg.wavelengths, len(lr), len(lin)))
+    r = b - (W.T @ x + o[:, None])
+    return float(np.mean(np.sqrt(np.mean(r ** 2, 1)) / (np.sqrt(np.mean(b ** 2, 1)) + 1e-12)))
 
 
 def report(cube: np.ndarray, inputs, deg, method: str) -> tuple[dict, list[str]]:
