@@ -119,6 +119,7 @@ class SubspaceSystem:
         rhs_hr = self.lam * np.tensordot(RE.T, self.hr_weight * self.hr, axes=1)
         self._rhs_fixed = rhs_data + rhs_hr
         self.iterations = 0
+        self.relative_residual = 0.0  # of the last masked solve's normal equations
         self._lr_up = None
 
     # ---------------------------------------------------------------- operators on the extended grid
@@ -202,19 +203,26 @@ class SubspaceSystem:
         d = z.copy()
         rz = float(np.vdot(r, z))
         norm0 = math.sqrt(float(np.vdot(rhs, rhs))) or 1.0
+        best = (math.sqrt(float(np.vdot(r, r))), x.copy())  # the rollback: the iterate with the least residual
         for it in range(1, self.max_iter + 1):
             Nd = self._normal(d)
             alpha = rz / float(np.vdot(d, Nd))
             x += alpha * d
             r -= alpha * Nd
             self.iterations = it
-            if math.sqrt(float(np.vdot(r, r))) < self.tol * norm0:
+            res = math.sqrt(float(np.vdot(r, r)))
+            if not math.isfinite(res):  # lost (a degenerate system): keep the best iterate so far
+                break
+            if res < best[0]:
+                best = (res, x.copy()) if res >= self.tol * norm0 else (res, x)
+            if res < self.tol * norm0:
                 break
             z = self._precondition(r)
             rz_new = float(np.vdot(r, z))
             d = z + (rz_new / rz) * d
             rz = rz_new
-        return x
+        self.relative_residual = best[0] / norm0
+        return best[1]
 
     def __call__(self, prior: np.ndarray) -> np.ndarray:
         """``a`` (p, Y, X) for a prior (p, Y, X) on the image's domain."""
