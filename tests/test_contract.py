@@ -101,6 +101,22 @@ def test_hr_holes_are_filled_from_the_lr_cube(cave_dir):
         assert not any("misregistration" in w for w in res.settings["warnings"])
 
 
+def test_an_hr_nodata_value_masks_its_pixels(pair):
+    """A uint8 camera image whose no-data fill is 0 (a mosaic's black border): with hr_nodata=0
+    those pixels are holes, filled from the LR cube, and say so."""
+    cube, rgb, lr, deg = pair
+    img = np.round(np.clip(rgb, 0, 1) * 254 + 1).astype(np.uint8)  # 1..255: 0 only where nodata
+    img[:, :32] = 0
+    srgb = deg.with_(hr_encoding="linear")
+    plain = hsisr.fuse(img, lr, srgb, method="fast")
+    masked = hsisr.fuse(img, lr, srgb, method="fast", hr_nodata=0)
+    assert masked.settings["result_check"]["hr_holes_filled_from_lr"] == pytest.approx(1 / 3, rel=0.01)
+    left = (slice(None), slice(None), slice(0, 32))
+    assert _psnr(masked.cube[left], cube[left]) > _psnr(plain.cube[left], cube[left]) + 5
+    with pytest.raises(hsisr.InputError, match="hr_nodata"):
+        hsisr.fuse(img, lr, srgb, method="fast", hr_nodata=0, tile=48)
+
+
 def test_isolated_nan_pixels_are_interpolated_not_masked(cave_dir):
     """5 % isolated NaN pixels: interpolated from their neighbours (median of the valid ones
     around) instead of removing from the fit every LR pixel whose footprint covers one (which is

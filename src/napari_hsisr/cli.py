@@ -99,8 +99,13 @@ def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = N
 
 
 def _fuse_options(args) -> dict:
-    """The method's options, and ``safe=False`` for ``--keep-raw``."""
-    return {**_parse_options(args.opt), **({"safe": False} if getattr(args, "keep_raw", False) else {})}
+    """The method's options, ``safe=False`` for ``--keep-raw`` and ``hr_nodata``."""
+    out = _parse_options(args.opt)
+    if getattr(args, "keep_raw", False):
+        out["safe"] = False
+    if getattr(args, "hr_nodata", None) is not None:
+        out["hr_nodata"] = args.hr_nodata
+    return out
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -621,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     real = q.add_argument_group("real files")
     real.add_argument("--value-scale", type=float, help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000)")
     real.add_argument("--lr-nodata", type=float, help="LR nodata value (default: the file's own, NaN, all-zero spectra)")
+    real.add_argument("--hr-nodata", type=float, help="HR nodata value, in the image's own units (e.g. 0 for a "
+                                                      "mosaic's black fill): pixels with every channel at it are masked")
     real.add_argument("--band-table", help="CSV band table giving the wavelengths (and bad-band flags)")
     real.add_argument("--drop-bands", help="'auto' (the band table's/ENVI bad-band flags) or 1-based numbers, e.g. "
                                            "193-210,284-315")

@@ -19,7 +19,7 @@ from .validation import (check_layout, check_lr, check_result, check_seed, check
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
                    device: str = "auto", lr_nodata: float | None = None,
                    lr_valid: np.ndarray | None = None, check_range: bool = True,
-                   hr_clip: float | None = None) -> FusionInputs:
+                   hr_clip: float | None = None, hr_nodata: float | None = None) -> FusionInputs:
     """Validate and convert the pair; copies, never modifies, the caller's arrays.
 
     The HR image is decoded to linear light, saturated/NaN pixels and nodata LR pixels are masked,
@@ -27,7 +27,8 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     estimated when the degradation says ``"auto"`` (:func:`..observations.prepare`).
     ``check_range=False`` skips the refusal of empty or mostly negative data: a tile of a scene
     may be dark (noise around zero) or nodata where the scene as a whole is fine. ``hr_clip``: a
-    float HR image's clipping level (a tile's: the scene's, not its own maximum)."""
+    float HR image's clipping level (a tile's: the scene's, not its own maximum). ``hr_nodata``: the
+    HR image's nodata value in its units as given: pixels with every channel at it are masked."""
     from .observations import prepare
 
     info = get_method(method)
@@ -37,6 +38,8 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     hr, hr_info = to_unit_float(hr_image, "HR image", allow_nan=True)
     lr, lr_info = to_unit_float(lr_cube, "LR-HS cube", allow_nan=True)
     check_layout(hr.shape, lr.shape)  # swapped or bands-last: say so
+    if hr_nodata is not None:
+        hr = _mask_hr_nodata(hr_image, hr, hr_nodata)
     hr = hr_to_channels_first(hr)
     lr = check_lr(lr)
     degradation.check_shapes(hr.shape, lr.shape)
@@ -56,6 +59,18 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
     return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=check_seed(seed), device=resolve_device(device),
                         value_scaling={"hr": hr_info, "lr": lr_info, **prep.notes}, hr_valid=prep.hr_valid,
                         lr_valid=prep.lr_valid, hr_display=prep.hr_display)
+
+
+def _mask_hr_nodata(hr_image, hr: np.ndarray, nodata: float) -> np.ndarray:
+    """``hr`` (float, as ``to_unit_float`` made it) with NaN where every channel of the image *as
+    given* equals ``nodata`` (NaN pixels are masked downstream)."""
+    raw = np.asarray(hr_image)
+    where = np.all(raw == nodata, axis=-1) if raw.ndim == 3 else raw == nodata
+    if not where.any():
+        return hr
+    hr = np.array(hr, dtype=np.float32 if hr.dtype != np.float64 else np.float64)
+    hr[where] = np.nan
+    return hr
 
 
 def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
@@ -78,7 +93,7 @@ def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
               device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
               lr_valid: np.ndarray | None = None, scene: dict | None = None, safe: bool = True,
-              **options) -> Generator[Progress, None, FusionResult]:
+              hr_nodata: float | None = None, **options) -> Generator[Progress, None, FusionResult]:
     """Generator form of :func:`fuse`: yields :class:`Progress`, returns a :class:`FusionResult`.
 
     Stop at any yield by closing the generator: no result is produced. Validation happens on
@@ -91,6 +106,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     (:mod:`.tiling`); not for direct use. ``safe``: the result contract (:mod:`.contract`) returns
     the better safe candidate (GSA, ``fast``) when the method's cube is non-finite, implausible or
     explains the pair worse; ``False`` keeps the raw cube (the warning still says so).
+    ``hr_nodata``: the HR image's nodata value (in its units as given).
     """
     if grid not in ("hr", "lr"):
         raise InputError(f"grid must be 'hr' (the HR image's pixels) or 'lr' (the LR cube's frame), got {grid!r}.")
@@ -102,7 +118,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
         check_fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0], degradation.scale)
     inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid,
                             check_range=scene is None,  # a tile: the scene was checked
-                            hr_clip=(scene or {}).get("hr_clip"))
+                            hr_clip=(scene or {}).get("hr_clip"), hr_nodata=hr_nodata)
     inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
@@ -221,6 +237,10 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
     if tile is None and out is None:
         return fuse_iter(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, grid, lr_valid, **options)
     options.pop("safe", None)  # tiles are checked for holes and finiteness, not against candidates
+    if options.get("hr_nodata") is not None:
+        raise InputError("hr_nodata is not supported for a fusion in tiles yet; give the HR image's nodata pixels as "
+                         "NaN (a float image), or fuse the whole frame (no tile/out).")
+    options.pop("hr_nodata", None)
     if grid != "hr":
         raise InputError("A tiled fusion puts its result on the HR image's grid; use grid='hr' (or no tiles).")
     from .tiling import fuse_tiled_iter
