@@ -626,8 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     real = q.add_argument_group("real files")
     real.add_argument("--value-scale", type=float, help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000)")
     real.add_argument("--lr-nodata", type=float, help="LR nodata value (default: the file's own, NaN, all-zero spectra)")
-    real.add_argument("--hr-nodata", type=float, help="HR nodata value, in the image's own units (e.g. 0 for a "
-                                                      "mosaic's black fill): pixels with every channel at it are masked")
+    real.add_argument("--hr-nodata", type=float,
+                      help="HR nodata value in the image's own units (e.g. 0 for a mosaic's black fill): pixels with "
+                           "every channel at it are masked")
     real.add_argument("--band-table", help="CSV band table giving the wavelengths (and bad-band flags)")
     real.add_argument("--drop-bands", help="'auto' (the band table's/ENVI bad-band flags) or 1-based numbers, e.g. "
                                            "193-210,284-315")
