@@ -383,10 +383,12 @@ def _signal_during(cmd, cwd, sig, delay, slow, timeout=240):
             lines.append(line)
             if "hsisr-test: writing" in line:
                 started.set()
+        started.set()  # ended without writing: fail now, not after the timeout
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert started.wait(timeout), "".join(lines)[-3000:]
+    started.wait(timeout)
+    assert any("hsisr-test: writing" in line for line in lines), "".join(lines)[-3000:]
     time.sleep(delay)
     if proc.poll() is None:
         proc.send_signal(sig)
