@@ -333,12 +333,12 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     start = time.perf_counter()
     used, tile_method, tile_opts, scene, notes, extras = yield from scene_context(
         hr_image, lr_cube, degradation, method, opts, seed, device, lr_nodata, lr_valid, tiles=tiles)
-    output = make_output((C, Y, X), out, [t.keep for t in tiles], inputs)
     solve_halo = default_halo("fast", used)
     per_tile = 100
     total = per_tile * len(tiles)
     fits, warnings, empty = [], {}, []
     checked = set(np.unique(np.linspace(0, len(tiles) - 1, min(len(tiles), FIT_TILES)).round().astype(int)).tolist())
+    output = make_output((C, Y, X), out, [t.keep for t in tiles], inputs)  # from here on discarded if stopped
     try:
         for t in tiles:
             rows, cols = t.window
