@@ -463,3 +463,18 @@ def test_what_sigkill_leaves_goes_at_the_next_run(work, kind):
         assert main(_fuse(work, out, "--tile", "32")) == 0
     assert not [p.name for p in work.iterdir() if p.name.startswith(".")]
     _complete(out)
+
+
+def test_the_docks_save_scales_uint16_and_replaces_only_ours(work):
+    """The Fusion dock's Save (no viewer needed): uint16 keeps values beyond 1; a foreign file stays."""
+    from napari.layers import Image
+
+    from napari_hsisr._widgets._fusion_worker import save_layer
+
+    cube = np.linspace(0, 3000, 2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)  # physical units
+    layer = Image(cube, name="r", metadata={"wavelengths": [500.0, 600.0], "settings": {"method": "fast"}})
+    back = read_cube(save_layer(layer, work / "d.tif", dtype="uint16"))
+    assert np.abs(back.data - cube).max() <= 3000 / 65535 and back.metadata["value_scale"] == pytest.approx(3000 / 65535)
+    with nothing_lost(work):
+        with pytest.raises(InputError, match="did not write"):
+            save_layer(layer, work / "camera.tif")
