@@ -458,7 +458,7 @@ USER_ERRORS = [
     ("simulate NaN cube", ["simulate", "refnan.npy", *_SIM, "--wavelengths", "400:700:10"], "1 NaN/Inf value"),
     ("simulate complex", ["simulate", "complex.npy", *_SIM, "--wavelengths", "400:700:10"], "complex64"),
     ("simulate seed -1", ["simulate", "ref.tif", *_SIM, "--seed", "-1"], "seed must be between"),
-    ("evaluate complex", ["evaluate", "complex.npy", "complex.npy"], "unsupported data type complex64"),
+    ("evaluate complex", ["evaluate", "complex.npy", "complex.npy"], "complex.npy: holds complex64 values"),
     ("manifest YAML", ["batch", "bad.yaml", "--out", "adir"], "not valid YAML at line 2"),
     ("manifest binary", ["batch", "binary.csv", "--out", "adir"], "not a text file"),
     ("manifest unknown method", ["batch", "magic.csv", "--out", "adir"], "pair 1 (p1): Unknown method 'magic'"),

@@ -295,6 +295,19 @@ def test_readers_read_any_saved_array_or_refuse(a):
                 if got is not None:
                     data = got if isinstance(got, np.ndarray) or not hasattr(got, "data") else got.data
                     assert np.ndim(data) in (2, 3), (read.__name__, np.shape(data))
+            _napari_reader_reads_or_refuses(path)
+
+
+def _napari_reader_reads_or_refuses(path):
+    """The napari reader hook never raises (None: not ours); the layers it reads are 2-D/3-D, or
+    reading refuses in one line."""
+    from napari_hsisr._reader import napari_get_reader
+
+    reader = napari_get_reader(path)
+    if reader is not None:
+        layers = refused_in_one_line(lambda: reader(path))
+        for data, _, kind in layers or []:
+            assert kind == "image" and np.ndim(data) in (2, 3)
 
 
 @settings(PROPS, max_examples=max(1, int(40 * SCALE)))
@@ -306,6 +319,7 @@ def test_readers_refuse_corrupt_files_in_one_line(content, suffix):
             fh.write(content)
         for read in _readers():
             refused_in_one_line(lambda: read(path))
+        _napari_reader_reads_or_refuses(path)
 
 
 def test_readers_name_a_folder_and_a_missing_file():

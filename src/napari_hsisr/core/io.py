@@ -135,7 +135,10 @@ def _to_nm(wl: np.ndarray | None, units: str | None = None) -> np.ndarray | None
 
 
 def _as_cube(arr: np.ndarray, path: Path) -> np.ndarray:
-    """2-D -> (1, Y, X); 3-D kept; other ndim -> InputError."""
+    """2-D -> (1, Y, X); 3-D kept; other ndim, or values that are not real numbers -> InputError."""
+    if arr.dtype.kind not in "biuf":  # text, complex, dates, structured: np.load reads them, a cube is numbers
+        raise InputError(f"{path}: holds {arr.dtype} values; a cube holds real numbers (integers or floats). Save "
+                         "the intensities themselves.")
     if arr.ndim == 2:
         return arr[np.newaxis]
     if arr.ndim != 3:
