@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import InputError
+from .core.srf import NIKON_D700_CAVE
 from .core.validation import check_layout
 
 
@@ -32,8 +33,9 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
     g.add_argument("--psf-angle", type=float, help="rotation of the major axis, degrees (default: 0)")
     g.add_argument("--psf-size", type=int, help="kernel support K >= scale, HR pixels (default: scale)")
     g.add_argument("--boundary", choices=["reflect", "symmetric", "wrap", "zero"], help="default: reflect")
-    g.add_argument("--srf", help="spectral response preset name or CSV/NPY file, see 'hsisr srfs' (default: "
-                                 "estimated from the pair, or what the LR file records for a simulated HR image)")
+    g.add_argument("--srf", help="spectral response preset name or CSV/NPY file, see 'hsisr srfs' (default: fuse "
+                                 "estimates it from the pair, or takes what the LR file records for a simulated HR "
+                                 f"image; simulate uses {NIKON_D700_CAVE})")
     g.add_argument("--wavelengths", help="band centres as start:stop:step in nm, e.g. 400:700:10 (default: from "
                                          "the file)")
     g.add_argument("--hr-encoding", default="auto",
@@ -44,6 +46,7 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
 
 
 DEFAULT_SRF = None  # estimated from the pair: a camera's response is rarely the one a default would guess
+SIMULATION_SRF = NIKON_D700_CAVE  # hsisr simulate's default camera
 _DEG_FLAGS = ("psf", "psf_sigma", "psf_sigma2", "psf_angle", "psf_size", "boundary", "srf")
 
 
@@ -59,10 +62,13 @@ def _wavelengths(text: str) -> np.ndarray:
     return np.arange(start, stop + step / 2, step)
 
 
-def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = None, hr_dtype=None):
+def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = None, hr_dtype=None,
+                 default_srf=DEFAULT_SRF):
     """The degradation the flags describe; when none of them is given and the LR file records the
     degradation it was simulated with (``hsisr simulate``), that one, except for the response and
-    encoding of an 8/16-bit HR image: a camera's image, not the simulation's linear one."""
+    encoding of an 8/16-bit HR image: a camera's image, not the simulation's linear one. Without
+    ``--srf`` fusion estimates the response from the pair; simulation and training, which render
+    through one, take ``default_srf``."""
     from .core.degradation import Degradation
 
     if args.wavelengths:
@@ -81,7 +87,7 @@ def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = N
             return deg
         print(f"note: using the degradation the LR file records ({deg.psf_name}, {deg.srf_name})", file=sys.stderr)
         return deg
-    for flag, default in (("psf", "gaussian"), ("psf_angle", 0.0), ("boundary", "reflect"), ("srf", DEFAULT_SRF)):
+    for flag, default in (("psf", "gaussian"), ("psf_angle", 0.0), ("boundary", "reflect"), ("srf", default_srf)):
         if getattr(args, flag, None) is None:
             setattr(args, flag, default)
     shift = (0.0, 0.0)
@@ -220,7 +226,7 @@ def cmd_simulate(args) -> int:
     if Path(args.out_hr).resolve() == Path(args.out_lr).resolve():
         raise InputError("--out-hr and --out-lr are the same file; give two names.")
     ref = read_cube(args.reference, variable=args.variable)
-    deg = _degradation(args, ref.wavelengths, len(ref.data))
+    deg = _degradation(args, ref.wavelengths, len(ref.data), default_srf=SIMULATION_SRF)
     cube = _unit_scaled(ref.data, f"{args.reference}")
     hr, lr = simulate(cube, deg, noise_snr_db=args.snr, hr_snr_db=args.hr_snr, seed=args.seed)
     settings = {"simulated_from": str(args.reference), "degradation": deg.settings(), "snr_db": args.snr,
@@ -501,7 +507,7 @@ def cmd_train(args) -> int:
     missing = val_names - {c[0] for c in val} - {c[0].removesuffix("_ms") for c in val}
     if missing:
         raise InputError(f"validation cube(s) {sorted(missing)} not found among {[c[0] for c in cubes]}.")
-    deg = _degradation(args, cubes[0][2], len(cubes[0][1]))
+    deg = _degradation(args, cubes[0][2], len(cubes[0][1]), default_srf=SIMULATION_SRF)
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps, patch=args.patch or 8 * args.scale,
                              batch=args.batch, lr_rate=args.lr_rate, width=args.width, seed=args.seed,
                              noise_snr_db=args.snr, device=resolve_device(args.device))

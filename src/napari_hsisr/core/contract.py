@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .validation import check_result
+
 RANGE_HEADROOM = 4.0  # measured: a CAVE cube's maximum is at most 1.83x its x8 LR cube's, per band
 OUT_OF_RANGE_TOLERATED = 1e-4  # fraction of values beyond the range that is clipped, not refused
 FIT_MARGIN = 1.10  # a candidate replaces the result only when it fits clearly better
@@ -158,7 +160,8 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
     fit, fit_warnings = fit_of(np.nan_to_num(cube, nan=0.0, posinf=hi, neginf=lo) if fraction else cube)
     score = fit_score(fit)
     record.update(plausible_range=[round(lo, 6), round(hi, 6)], score=round(score, 5))
-    if method in SAFE_METHODS:
+    if method in SAFE_METHODS:  # nothing safer to fall back to: a degenerate pair is the user's to fix
+        check_result(cube, method)
         record["kept"] = method
         return Verdict(cube, fit, warnings + fit_warnings, record)
     candidates = {"gsa": gsa_candidate(inputs, deg)}
@@ -169,8 +172,17 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
         if fast_cube is not None:
             candidates["fast"] = fast_cube
             scores["fast"] = score_of(fast_cube)
+    scores = {k: (v if np.isfinite(v) and np.all(np.isfinite(candidates[k])) else np.inf) for k, v in scores.items()}
     record["candidate_scores"] = {k: round(v, 5) for k, v in scores.items()}
     best = min(scores, key=scores.get)
+    if not np.isfinite(scores[best]):  # no candidate either: the pair is degenerate for them
+        check_result(cube, method)
+        record["kept"] = f"{method} (clipped: no safe candidate could be computed)"
+        clipped = np.clip(cube, lo, hi)
+        return Verdict(clipped, fit_of(clipped)[0], warnings + fit_warnings + [
+            f"the {method} result could not be checked against a safe candidate (none could be computed); "
+            f"values clipped to the plausible range [{lo:.3g}, {hi:.3g}]." if fraction else
+            f"the {method} result could not be checked against a safe candidate (none could be computed)."], record)
     reason = ""
     if fraction:
         reason = f"it has {what}"

@@ -129,27 +129,35 @@ def radiometry_warnings(gain) -> list[str]:
             "reflectance scale factor such as x10000, or percent against fractions)."]
 
 
+MIN_SHIFT = 0.25  # HR pixels: an estimated misregistration below this is not applied (estimation noise)
+
+
 def estimate_response(hr_display, hr_dtype, lr, deg, hr_valid, lr_valid):
     """``deg`` completed with the response, tone curve, gain and offset estimated from the pair
-    (its PSF and shift held as given), and a note saying so: for a camera image whose response
-    nobody gave, a quick blind estimate beats assuming any one camera (CAVE flowers' own image
-    with the Nikon D700 assumed: 34.0 dB; with its response: 44.4)."""
+    (its PSF held as given; its shift too unless it is zero, when a misregistration of at least
+    :data:`MIN_SHIFT` is estimated and applied), and a note saying so: for a camera image whose
+    response nobody gave, a quick blind estimate beats assuming any one camera (CAVE flowers' own
+    image with the Nikon D700 assumed: 34.0 dB; with its response: 44.4)."""
     from .estimation import estimate_degradation
 
     given = not (isinstance(deg.hr_encoding, str) and deg.hr_encoding.strip().lower() == "auto")
     tone = deg.tone(hr_dtype)[0] if given or not np.issubdtype(np.dtype(hr_dtype), np.integer) else None
     try:
         est = estimate_degradation(hr_display.astype(np.float64), lr.astype(np.float64), deg.scale,
-                                   deg.wavelengths, tone=tone, known_kernel=deg.psf, known_shift=deg.shift,
+                                   deg.wavelengths, tone=tone, known_kernel=deg.psf,
+                                   known_shift=None if deg.shift == (0.0, 0.0) else deg.shift,
                                    hr_valid=hr_valid, lr_valid=lr_valid, iterations=1)
     except InputError as exc:
         raise InputError(f"No spectral response was given and none could be estimated from the pair ({exc}) "
                          "Choose the camera's response (srf=..., CLI --srf, `hsisr srfs` lists presets).") from None
-    new = deg.with_(srf=est.response, hr_encoding=est.tone, hr_gain=est.gain, hr_offset=est.offset)
+    moved = deg.shift == (0.0, 0.0) and np.hypot(*est.shift) >= MIN_SHIFT
+    new = deg.with_(srf=est.response, hr_encoding=est.tone, hr_gain=est.gain, hr_offset=est.offset,
+                    **({"shift": tuple(est.shift)} if moved else {}))
     new.srf_name = "estimated from the pair"
     new.channels = deg.channels or tuple(f"channel {i + 1}" for i in range(est.response.shape[1]))
-    note = (f"no spectral response was given: response, encoding ({est.tone.name}) and gains estimated from the "
-            f"pair (fit residual per channel {', '.join(f'{v:.3f}' for v in est.residual)}); give srf=... "
+    shift = f", shift ({est.shift[0]:+.2f}, {est.shift[1]:+.2f}) HR px" if moved else ""
+    note = (f"no spectral response was given: response, encoding ({est.tone.name}), gains{shift} estimated from "
+            f"the pair (fit residual per channel {', '.join(f'{v:.3f}' for v in est.residual)}); give srf=... "
             "(CLI --srf) if the camera's response is known")
     return new, note
 
