@@ -164,29 +164,19 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
         check_result(cube, method)
         record["kept"] = method
         return Verdict(cube, fit, warnings + fit_warnings, record)
-    candidates = {"gsa": gsa_candidate(inputs, deg)}
-    scores = {"gsa": score_of(candidates["gsa"])}
-    worse = scores["gsa"] * FIT_MARGIN < score
-    if (fraction or worse) and method != "fast":
-        fast_cube = fast_candidate(inputs, deg)
-        if fast_cube is not None:
-            candidates["fast"] = fast_cube
-            scores["fast"] = score_of(fast_cube)
-    scores = {k: (v if np.isfinite(v) and np.all(np.isfinite(candidates[k])) else np.inf) for k, v in scores.items()}
+    candidates, scores = _candidates(inputs, deg, method, score_of, needs_fast=bool(fraction), score=score)
     record["candidate_scores"] = {k: round(v, 5) for k, v in scores.items()}
     best = min(scores, key=scores.get)
     if not np.isfinite(scores[best]):  # no candidate either: the pair is degenerate for them
         check_result(cube, method)
-        record["kept"] = f"{method} (clipped: no safe candidate could be computed)"
         clipped = np.clip(cube, lo, hi)
+        record["kept"] = f"{method} (no safe candidate could be computed)"
+        note = f"; values clipped to the plausible range [{lo:.3g}, {hi:.3g}]" if fraction else ""
         return Verdict(clipped, fit_of(clipped)[0], warnings + fit_warnings + [
-            f"the {method} result could not be checked against a safe candidate (none could be computed); "
-            f"values clipped to the plausible range [{lo:.3g}, {hi:.3g}]." if fraction else
-            f"the {method} result could not be checked against a safe candidate (none could be computed)."], record)
-    reason = ""
-    if fraction:
-        reason = f"it has {what}"
-    elif scores[best] * FIT_MARGIN < score:
+            f"the {method} result could not be checked against a safe candidate (none could be computed){note}."],
+            record)
+    reason = f"it has {what}" if fraction else ""
+    if not reason and scores[best] * FIT_MARGIN < score:
         reason = (f"it explains the pair worse than {best} under the same model (residual LR + HR "
                   f"{score:.4f} against {scores[best]:.4f}, {score / max(scores[best], 1e-12):.2f}x)")
     if not reason:
@@ -202,3 +192,17 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
     warnings.append(f"the {method} result was replaced by {best}'s: {reason}. Use safe=False (CLI --keep-raw) "
                     "to keep the raw result.")
     return Verdict(np.ascontiguousarray(chosen, dtype=np.float32), fit, warnings + fit_warnings, record)
+
+
+def _candidates(inputs, deg, method: str, score_of, needs_fast: bool, score: float) -> tuple[dict, dict]:
+    """The safe candidates' cubes and scores (inf: not finite). GSA always (cheap); ``fast`` when
+    ``needs_fast`` (the result is out of range) or the result scores worse than GSA."""
+    candidates = {"gsa": gsa_candidate(inputs, deg)}
+    scores = {"gsa": score_of(candidates["gsa"])}
+    if (needs_fast or scores["gsa"] * FIT_MARGIN < score) and method != "fast":
+        fast_cube = fast_candidate(inputs, deg)
+        if fast_cube is not None:
+            candidates["fast"] = fast_cube
+            scores["fast"] = score_of(fast_cube)
+    finite = {k: bool(np.isfinite(v) and np.all(np.isfinite(candidates[k]))) for k, v in scores.items()}
+    return candidates, {k: (v if finite[k] else np.inf) for k, v in scores.items()}
