@@ -157,8 +157,8 @@ def estimate_response(hr_display, hr_dtype, lr, deg, hr_valid, lr_valid):
     new.channels = deg.channels or tuple(f"channel {i + 1}" for i in range(est.response.shape[1]))
     shift = f", shift ({est.shift[0]:+.2f}, {est.shift[1]:+.2f}) HR px" if moved else ""
     note = (f"no spectral response was given: response, encoding ({est.tone.name}), gains{shift} estimated from "
-            f"the pair (fit residual per channel {', '.join(f'{v:.3f}' for v in est.residual)}); give srf=... "
-            "(CLI --srf) if the camera's response is known")
+            f"the pair (fit residual per channel {', '.join(f'{v:.3f}' for v in est.residual)}); choose the "
+            "camera's response (srf=..., CLI --srf, the dock's SRF) if it is known")
     return new, note
 
 
