@@ -193,10 +193,9 @@ def test_fuse_works_or_refuses_in_one_line(pair, method):
         assert np.isfinite(result.cube).all() and result.cube.shape[1:] == np.shape(hr)[:2]
 
 
-@pytest.mark.xfail(reason="found by test_fuse_works_or_refuses_in_one_line (random search): the result contract "
-                          "(core/contract.py) keeps gsa's all-NaN cube for an HR image black but one pixel; "
-                          "before the contract, check_result refused it in one line", strict=False)
 def test_gsa_on_an_almost_black_hr_image_is_finite_or_refused():
+    """Found by test_fuse_works_or_refuses_in_one_line: the result check kept gsa's all-NaN cube for
+    an HR image black but one pixel (fixed in the result check: a safe method's NaN cube fails)."""
     from napari_hsisr.core.validation import check_result
 
     hr = np.zeros((16, 16, 3), np.float32)
