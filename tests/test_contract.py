@@ -180,3 +180,25 @@ def test_a_camera_image_without_a_response_gets_one_estimated(scene):
     assert any("likely cause: response" in w for w in assumed.settings["warnings"])  # the warning names it
     got, wrong, right = (_psnr(r.cube, cube) for r in (res, assumed, told))
     assert got > wrong + 2 and got > right - 1.5, (got, wrong, right)
+
+
+def test_a_response_that_sums_to_zero_is_refitted_non_negative():
+    """A dark, heavily processed image can drive the signed response fit of a channel to a sum
+    <= 0 (CAVE hairs through the 'phone' camera pipeline): that channel is refitted non-negative
+    instead of the estimate failing."""
+    from napari_hsisr.core.estimation import _non_negative_response
+
+    rng = np.random.default_rng(0)
+    C, n, K = 8, 400, 3
+    x = rng.random((C, n))
+    true = np.abs(rng.normal(size=C))
+    kern = np.zeros((K, K))
+    kern[1, 1] = 1.0
+    P = np.zeros((1, n, K * K))
+    P[0, :, 4] = true @ x + 0.05  # the centre tap sees the channel's value
+    W, o, resid = np.full((C, 1), -0.1), np.zeros(1), np.ones(1)
+    notes = []
+    W2, o2, r2 = _non_negative_response(P, np.arange(n), kern, x, np.ones(C, bool), W, o, resid, notes)
+    assert W2.sum() > 0 and np.all(W2 >= 0) and r2[0] < 1e-6
+    np.testing.assert_allclose(W2[:, 0], true, atol=1e-6)
+    assert o2[0] == pytest.approx(0.05, abs=1e-6) and "non-negative" in notes[0]

@@ -432,6 +432,9 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
             use = rows(kern)
             kern = _free_kernel(P, use, W.T @ x_full[:, use] + o[:, None], kern, window)
             W, o, resid = fit_response_rows(P, rows(kern), kern)
+    if np.any(W.sum(0) <= 0) and known_response is None:
+        W, o, resid = _non_negative_response(patch_matrix(chosen.decode(hr), s, K), rows(kern), kern, x_full,
+                                             support, W, o, resid, notes)
     gain = W.sum(0)
     if np.any(gain <= 0):
         raise InputError("The estimated spectral response of an HR channel sums to <= 0: the HR image does not "
@@ -521,6 +524,30 @@ def _learn_tone(P, kernel, x, rows_, start: ToneCurve, support, rounds: int = 3)
         curve = ToneCurve("table", knots=tuple(knots), table=tuple(table))
         W, o, _ = fit_response(_decoded_lr(curve, P, kernel, rows_), xs, support)
     return curve
+
+
+def _non_negative_response(P, use, kern, x_full, support, W, o, resid, notes):
+    """Channels whose signed response sums to <= 0 (a dark, noisy, heavily processed image can
+    drive the smooth signed fit there: CAVE hairs through a phone-like pipeline) refitted with a
+    non-negative response and a free offset (non-negative least squares), which cannot."""
+    from scipy.optimize import nnls
+
+    b = P[:, use] @ kern.ravel()
+    x = x_full[support][:, use].T  # n, q
+    ones = np.ones((len(x), 1))
+    A = np.concatenate([x, ones, -ones], 1)  # offset = o+ - o-
+    W, o, resid = W.copy(), o.copy(), resid.copy()
+    bad = np.flatnonzero(W.sum(0) <= 0)
+    for j in bad:
+        coef, _ = nnls(A, b[j])
+        W[:, j] = 0.0
+        W[support, j] = coef[:-2]
+        o[j] = coef[-2] - coef[-1]
+        r = b[j] - (x @ coef[:-2] + o[j])
+        resid[j] = np.sqrt(np.mean(r ** 2)) / (np.sqrt(np.mean(b[j] ** 2)) + 1e-12)
+    notes.append(f"response of channel(s) {', '.join(str(j + 1) for j in bad)} fitted non-negative (the signed fit "
+                 "summed to <= 0)")
+    return W, o, resid
 
 
 def _free_kernel(P: np.ndarray, use: np.ndarray, target: np.ndarray, start: np.ndarray, window: np.ndarray,
