@@ -519,3 +519,21 @@ def test_plots_follow_the_viewer_theme(sample_viewer, qtbot):
     qtbot.wait(50)
     assert check("light") != dark
     assert sp.ax.get_xlabel() == "wavelength (nm)"
+
+
+def test_recorded_response_is_adopted_only_for_a_simulated_hr_layer(sample_viewer, qtbot):
+    """The sample's LR layer records its preset: picked over the float sample RGB, not over an
+    8-bit camera image of the same scene, whose response is the camera's own."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = sample_viewer
+    camera = (np.clip(viewer.layers["sample_rgb"].data, 0, 1) * 255).astype(np.uint8)
+    viewer.add_image(camera, name="camera_rgb", rgb=True)
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.hr_combo.setCurrentText("sample_rgb")
+    assert widget.srf_combo.currentText() == "Nikon D700 (CAVE fusion papers)"
+    widget.srf_combo.setCurrentText("estimate from the pair")
+    widget.hr_combo.setCurrentText("camera_rgb")
+    assert widget.srf_combo.currentText() == "estimate from the pair"
+    assert widget.request().srf is None

@@ -82,9 +82,13 @@ def test_previews_export_and_true_colour(sample_viewer, qtbot, tmp_path):
     qtbot.waitUntil(lambda: widget.preview_kernel is None, timeout=3000)
     widget.size_spin.setValue(0)
 
-    # SRF preview: none while the response is to be estimated from the pair (the default), then the
-    # preset resampled onto the LR cube's wavelengths
-    assert widget.srf_combo.currentText() == "estimate from the pair" and widget.preview_srf is None
+    # SRF preview: the sample's LR layer records the preset it was simulated through, over a float
+    # (simulated) HR layer: the picker shows that preset, resampled onto the LR cube's wavelengths;
+    # none while the response is to be estimated from the pair (the default otherwise)
+    assert widget.srf_combo.currentText() == "Nikon D700 (CAVE fusion papers)"
+    qtbot.waitUntil(lambda: widget.preview_srf is not None, timeout=3000)
+    widget.srf_combo.setCurrentText("estimate from the pair")
+    qtbot.waitUntil(lambda: widget.preview_srf is None, timeout=3000)
     widget.srf_combo.setCurrentText("Nikon D700 (CAVE fusion papers)")
     qtbot.waitUntil(lambda: widget.preview_srf is not None, timeout=3000)
     np.testing.assert_allclose(widget.preview_srf, resolve_srf("Nikon D700 (CAVE fusion papers)", wl, 31)[0])

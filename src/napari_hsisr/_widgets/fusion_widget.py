@@ -238,8 +238,22 @@ class FusionWidget(QWidget):
         self.wl_from_layer.setEnabled(has_wl)
         self.wl_from_layer.setChecked(has_wl)
         self._update_wavelength_ui()
+        self._adopt_recorded_srf(hr, lr)
         self._update_pair_note()
         self.schedule_previews()
+
+    def _adopt_recorded_srf(self, hr, lr):
+        """As ``hsisr fuse``: an LR layer simulated through a preset response (its metadata records
+        it) over a floating-point HR layer, a simulation too, selects that preset in the picker,
+        visibly, instead of estimating it. An 8/16-bit HR image is a camera's: left to the estimate."""
+        if self.srf_combo.currentText() != FROM_PAIR or hr is None or lr is None or hr.name == lr.name:
+            return
+        record = (lr.metadata or {}).get("degradation")
+        name = record.get("srf") if isinstance(record, dict) else None
+        if not name or self.srf_combo.findText(str(name)) < 0 or not np.issubdtype(np.asarray(hr.data[:1]).dtype,
+                                                                                   np.floating):
+            return
+        self.srf_combo.setCurrentText(str(name))
 
     def _update_pair_note(self, *_):
         """Say, before any run, when the two layers are not an exact multiple of each other."""
