@@ -272,13 +272,17 @@ def report_saved(paths: list[str]) -> str:
     pipeline, method) replaces an earlier one. Rows saved without the reference's peak get it."""
     merged: dict = {}
     header = []
+    peaks: dict = {}
     for path in paths:
         saved = json.loads(Path(path).read_text())
         a = saved["args"]
         header.append(f"{path}: --crop {a['crop']} --scale {a['scale']} --jobs {a['jobs']}")
         for r in saved["rows"]:
             if "ref_max" not in r and r.get("finite"):
-                r["ref_max"] = float(reference(r["scene"], a["crop"]).max())
+                key = (r["scene"], a["crop"])
+                if key not in peaks:
+                    peaks[key] = float(reference(*key).max())
+                r["ref_max"] = peaks[key]
             r["plausible"] = _plausible(r) if r.get("finite") else False
             merged[(r["scene"], r["pipeline"], r["method"])] = r
     rows = list(merged.values())
