@@ -212,7 +212,7 @@ def test_random_pipelines_render():
         assert out.shape == (16, 16, 3) and out.dtype == np.uint8
 
 
-def test_stress_suite_harness_on_a_small_crop(cave_dir):
+def test_stress_suite_harness_on_a_small_crop(cave_dir, tmp_path):
     """benchmarks/cameras.py: one real scene, one pipeline, bicubic and gsa on a 64 x 64 crop."""
     import importlib.util
     from pathlib import Path
@@ -231,3 +231,13 @@ def test_stress_suite_harness_on_a_small_crop(cave_dir):
     assert all("error" not in r and r["plausible"] and np.isfinite(r["psnr"]) for r in rows), rows
     text = bench.report(rows, ["jpeg60"], ["bicubic", "gsa"], ["balloons"], "header")
     assert "| jpeg60 |" in text and "worst case" in text
+    # --report: saved rows re-rendered, a later file's row replacing an earlier one's
+    import json
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    args = {"crop": 64, "scale": 8, "jobs": 1}
+    first.write_text(json.dumps({"args": args, "rows": rows}))
+    better = dict(rows[1], psnr=rows[1]["psnr"] + 10.0)
+    second.write_text(json.dumps({"args": args, "rows": [better]}))
+    text = bench.report_saved([str(first), str(second)])
+    assert f"{better['psnr']:.2f}" in text and f"{rows[1]['psnr']:.2f} /" not in text
