@@ -286,9 +286,12 @@ def report_saved(paths: list[str]) -> str:
             r["plausible"] = _plausible(r) if r.get("finite") else False
             merged[(r["scene"], r["pipeline"], r["method"])] = r
     rows = list(merged.values())
-    order = lambda key, seen: list(dict.fromkeys(r[key] for r in rows))  # noqa: E731
-    methods = sorted(order("method", None), key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
-    return report(rows, order("pipeline", None), methods, order("scene", None),
+
+    def order(key):  # first-seen order
+        return list(dict.fromkeys(r[key] for r in rows))
+
+    methods = sorted(order("method"), key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+    return report(rows, order("pipeline"), methods, order("scene"),
                   "### Camera stress suite (saved runs)\n\n" + "; ".join(header) + ".")
 
 
