@@ -178,10 +178,10 @@ def move_lr_to_estimate(req: FusionRequest, result, layer) -> bool:
 
 def fit_summary(settings: dict) -> str:
     """One line: how well the result explains the two observations (relative residuals)."""
-    fit = settings.get("fit") or {}
-    parts = [f"{name} {100 * fit[key]['relative']:.1f} %" for key, name in (("lr", "LR"), ("hr", "HR"))
-             if key in fit]
-    return ("fit: " + ", ".join(parts)) if parts else ""
+    from ..core.fit_report import describe
+
+    text = describe(settings.get("fit") or {})
+    return f"fit: {text}" if text else ""
 
 
 def preview_name(req: FusionRequest) -> str:
