@@ -67,3 +67,31 @@ def test_quality_values_persist_across_layer_changes(make_napari_viewer, qtbot, 
     assert widget.table.item(0, 1).text() == ""
     widget.lr_combo.setCurrentText("lr")
     assert widget.table.item(0, 1).text() == shown
+
+
+def _ours(warning) -> bool:
+    """A warning the plugin causes: raised from its code, or naming its private attributes."""
+    return "napari_hsisr" in str(warning.filename) or "hsisr" in str(warning.message)
+
+
+def test_no_future_or_deprecation_warnings_from_the_plugin(make_napari_viewer, qtbot):
+    """The three docks over the sample, the band slider moved, a fusion run: napari 0.10 removes
+    private attributes set on a Viewer (they used to warn 20-25 times a run)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        viewer = make_napari_viewer()
+        # as napari adds them: each dock gets the viewer behind napari's public-only proxy
+        docks = [viewer.window.add_plugin_dock_widget("napari-hsisr", name)[1]
+                 for name in ("Fusion", "Spectrum probe", "Quality")]
+        viewer.open_sample("napari-hsisr", "sample_pair")
+        for band in (3, 10, 20):
+            viewer.dims.set_point(0, band)
+        viewer.layers.selection.active = viewer.layers["sample_rgb"]
+        fusion = docks[0]
+        assert type(fusion).__name__ == "FusionWidget" and fusion.run()
+        qtbot.waitUntil(lambda: not fusion.controller.running, timeout=60000)
+        viewer.layers.remove("sample_reference")
+    bad = [w for w in seen if issubclass(w.category, (FutureWarning, DeprecationWarning)) and _ours(w)]
+    assert bad == [], [f"{w.category.__name__}: {w.message}" for w in bad]
