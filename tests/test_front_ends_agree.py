@@ -95,3 +95,20 @@ def test_no_future_or_deprecation_warnings_from_the_plugin(make_napari_viewer, q
         viewer.layers.remove("sample_reference")
     bad = [w for w in seen if issubclass(w.category, (FutureWarning, DeprecationWarning)) and _ours(w)]
     assert bad == [], [f"{w.category.__name__}: {w.message}" for w in bad]
+
+
+def test_dock_psf_sigma_follows_the_scale_until_edited(make_napari_viewer, qtbot):
+    """As the CLI (and Degradation): sigma = scale/4 by default; a sigma the user typed stays."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = make_napari_viewer()
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    viewer.add_image(np.zeros((256, 256, 3), np.float32), name="hr", rgb=True)
+    viewer.add_image(np.zeros((31, 8, 8), np.float32), name="lr", metadata={"wavelengths": list(range(400, 701, 10))})
+    assert widget.scale_spin.value() == 32 and widget.sigma_spin.value() == 8.0  # inferred x32: CLI's 8, not 2
+    widget.scale_spin.setValue(4)
+    assert widget.sigma_spin.value() == 1.0
+    widget.sigma_spin.setValue(1.5)  # the user's choice
+    widget.scale_spin.setValue(16)
+    assert widget.sigma_spin.value() == 1.5 and widget.request().psf_sigma == 1.5

@@ -133,7 +133,7 @@ class DegradationView(QGroupBox):
             w.setDecimals(2)
             w.setSingleStep(0.25)
         self.sigma_spin.setValue(2.0)
-        self.sigma_spin.setToolTip("Gaussian sigma (major axis) in HR pixels")
+        self.sigma_spin.setToolTip("Gaussian sigma (major axis) in HR pixels; scale/4 (as the CLI) until you edit it")
         self.sigma2_spin.setSpecialValueText("isotropic")
         self.sigma2_spin.setToolTip("Second sigma (minor axis) for an elongated Gaussian; 'isotropic' = sigma")
         self.angle_spin.setRange(-180, 180)

@@ -98,6 +98,7 @@ class FusionWidget(QWidget):
         self._srf_file: str | None = None
         self._psf_file: str | None = None
         self._run_request = None
+        self._sigma_edited = False  # until the user sets sigma, it follows the scale (s/4, as the CLI)
         self._build()
         self._connect()
         self.refresh_layers()
@@ -166,6 +167,8 @@ class FusionWidget(QWidget):
         self.wl_start.valueChanged.connect(self._update_wavelength_ui)
         self.wl_step.valueChanged.connect(self._update_wavelength_ui)
         self.scale_spin.valueChanged.connect(self._update_pair_note)
+        self.scale_spin.valueChanged.connect(self._sigma_follows_scale)
+        self.sigma_spin.valueChanged.connect(self._on_sigma_edited)
         self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
@@ -234,6 +237,7 @@ class FusionWidget(QWidget):
                 self.scale_spin.blockSignals(True)
                 self.scale_spin.setValue(min(max(s, 2), self.scale_spin.maximum()))
                 self.scale_spin.blockSignals(False)
+                self._sigma_follows_scale()
         has_wl = lr is not None and _layers.layer_wavelengths(lr) is not None
         self.wl_from_layer.setEnabled(has_wl)
         self.wl_from_layer.setChecked(has_wl)
@@ -254,6 +258,20 @@ class FusionWidget(QWidget):
                                                                                    np.floating):
             return
         self.srf_combo.setCurrentText(str(name))
+
+    def _sigma_follows_scale(self, *_):
+        """The Gaussian's default sigma is scale/4 (the core's and the CLI's) until the user edits it."""
+        if self._sigma_edited:
+            return
+        self._following = True
+        try:
+            self.sigma_spin.setValue(self.scale_spin.value() / 4.0)
+        finally:
+            self._following = False
+
+    def _on_sigma_edited(self, *_):
+        if not getattr(self, "_following", False):
+            self._sigma_edited = True
 
     def _update_pair_note(self, *_):
         """Say, before any run, when the two layers are not an exact multiple of each other."""
