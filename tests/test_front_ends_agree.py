@@ -112,3 +112,49 @@ def test_dock_psf_sigma_follows_the_scale_until_edited(make_napari_viewer, qtbot
     widget.sigma_spin.setValue(1.5)  # the user's choice
     widget.scale_spin.setValue(16)
     assert widget.sigma_spin.value() == 1.5 and widget.request().psf_sigma == 1.5
+
+
+def test_dock_prefers_a_cube_smaller_than_the_hr_image(make_napari_viewer, qtbot):
+    """HR, a full-resolution reference cube (CAVE's 512x512, no 'reference' in its name) and the
+    LR cube, in any order: the LR combo shows the cube coarser than the HR image."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+    from napari_hsisr._widgets.quality_widget import QualityWidget
+
+    wl = {"wavelengths": list(range(400, 701, 10))}
+    for order in (("hr", "flowers_ms", "lr"), ("flowers_ms", "lr", "hr"), ("lr", "flowers_ms", "hr")):
+        viewer = make_napari_viewer()
+        fusion, quality = FusionWidget(viewer), QualityWidget(viewer)
+        qtbot.addWidget(fusion)
+        qtbot.addWidget(quality)
+        for name in order:
+            if name == "hr":
+                viewer.add_image(np.zeros((64, 64, 3), np.float32), name="hr", rgb=True)
+            else:
+                viewer.add_image(np.zeros((31, 64 if name == "flowers_ms" else 8, 64 if name == "flowers_ms" else 8),
+                                          np.float32), name=name, metadata=wl)
+        assert fusion.lr_combo.currentText() == "lr", order
+        assert fusion.scale_spin.value() == 8 and quality.lr_combo.currentText() == "lr", order
+    fusion.lr_combo.setCurrentText("flowers_ms")  # the user's own choice stays when a layer arrives
+    viewer.add_points(np.zeros((1, 2)))
+    assert fusion.lr_combo.currentText() == "flowers_ms"
+
+
+def test_tiff_opened_by_napari_keeps_its_wavelengths(make_napari_viewer, qtbot, tmp_path):
+    """``viewer.open(path)`` uses napari's own reader (plugin='napari' is its default): the docks
+    still find the wavelengths the file carries; ``plugin='napari-hsisr'`` gives them in metadata."""
+    from napari_hsisr._widgets import _layers
+    from napari_hsisr.core.io import write_tiff
+
+    wl = np.arange(400, 701, 10.0)
+    path = tmp_path / "cube.tif"
+    write_tiff(path, np.random.default_rng(0).random((31, 16, 16)).astype(np.float32), wavelengths=wl)
+    viewer = make_napari_viewer()
+    theirs = viewer.open(str(path))[0]
+    assert "wavelengths" not in theirs.metadata  # napari's reader: pixels only
+    np.testing.assert_allclose(_layers.layer_wavelengths(theirs), wl)
+    ours = viewer.open(str(path), plugin="napari-hsisr")[0]
+    np.testing.assert_allclose(ours.metadata["wavelengths"], wl)
+    scaled = tmp_path / "scaled.tif"  # stored as scaled uint16: napari's raw integers are not the cube
+    write_tiff(scaled, np.random.default_rng(0).random((31, 16, 16)).astype(np.float32), wavelengths=wl,
+               dtype="uint16")
+    assert _layers.layer_wavelengths(viewer.open(str(scaled))[0]) is None

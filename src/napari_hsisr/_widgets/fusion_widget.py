@@ -87,6 +87,16 @@ def _colour_layer(viewer, layer, rgb, name, meta):
                             contrast_limits=(0.0, 1.0))
 
 
+def _best_pick(names, prev, preferences, known) -> str | None:
+    """The layer a combo shows: the first that meets the strongest preference any layer meets;
+    the previous choice stays unless a layer that just appeared meets a stronger one."""
+    rank = {n: next((i for i, prefer in enumerate(preferences) if prefer(n)), len(preferences)) for n in names}
+    best = min(rank.values(), default=len(preferences))
+    if prev in names and (rank[prev] <= best or not any(rank[n] == best for n in names if n not in known)):
+        return prev
+    return next((n for n in names if rank[n] == best), None)
+
+
 class FusionWidget(QWidget):
     """Fuse an HR RGB/MSI layer with an LR hyperspectral layer into an HR cube."""
 
@@ -185,23 +195,21 @@ class FusionWidget(QWidget):
     def refresh_layers(self, event=None):
         hr_prev, lr_prev = self.hr_combo.currentText(), self.lr_combo.currentText()
         layers = list(self.viewer.layers)
+        known, self._known_names = getattr(self, "_known_names", set()), {lay.name for lay in layers}
         hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
         lr_names = [lay.name for lay in layers if _layers.is_input_cube(lay)]
         cube_names = [lay.name for lay in layers if _layers.is_cube(lay)]  # results: multiscale ones too
-        for combo, names, prev, prefer in (
-            (self.hr_combo, hr_names, hr_prev, lambda n: self.viewer.layers[n].rgb),
-            (self.lr_combo, lr_names, lr_prev, lambda n: _layers.layer_wavelengths(self.viewer.layers[n]) is not None
-             and not _layers.is_result(self.viewer.layers[n]) and "reference" not in n),
+        for combo, names, prev, preferences in (
+            (self.hr_combo, hr_names, hr_prev, (lambda n: self.viewer.layers[n].rgb,)),
+            (self.lr_combo, lr_names, lr_prev, (lambda n: self._looks_like_lr(n) and self._smaller_than_hr(n),
+                                                self._looks_like_lr)),
         ):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
-            if prev in names:
-                combo.setCurrentText(prev)
-            else:
-                preferred = [n for n in names if prefer(n)]
-                if preferred:
-                    combo.setCurrentText(preferred[0])
+            pick = _best_pick(names, prev, preferences, known)
+            if pick:
+                combo.setCurrentText(pick)
             combo.blockSignals(False)
         prev = self.result_combo.currentText()
         before = {self.result_combo.itemText(i) for i in range(self.result_combo.count())}
@@ -216,6 +224,14 @@ class FusionWidget(QWidget):
         elif results:
             self.result_combo.setCurrentText(results[-1])
         self._on_pair_changed()
+
+    def _looks_like_lr(self, name) -> bool:
+        layer = self.viewer.layers[name]
+        return (_layers.layer_wavelengths(layer) is not None and not _layers.is_result(layer)
+                and "reference" not in name)
+
+    def _smaller_than_hr(self, name) -> bool:
+        return _layers.coarser_than(self.viewer.layers[name], self.hr_layer)
 
     def _layer(self, combo):
         name = combo.currentText()

@@ -167,7 +167,8 @@ class QualityWidget(ScrollingDock):
                   (self.reference_combo, [NO_REFERENCE, *names], lambda n: "reference" in n),
                   (self.hr_combo, hr_names, lambda n: self.viewer.layers[n].rgb),
                   (self.lr_combo, lr_names, lambda n: not is_result(n) and "reference" not in n
-                   and _layers.layer_wavelengths(self.viewer.layers[n]) is not None))
+                   and _layers.layer_wavelengths(self.viewer.layers[n]) is not None
+                   and _layers.coarser_than(self.viewer.layers[n], self._current_hr())))
         known = getattr(self, "_known_names", set())
         for combo, items, prefer in combos:
             prev = combo.currentText()
@@ -186,6 +187,10 @@ class QualityWidget(ScrollingDock):
             combo.blockSignals(False)
         self._known_names = set(names) | set(hr_names)
         self._on_result_changed(self.result_combo.currentText())
+
+    def _current_hr(self):
+        name = self.hr_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _on_result_changed(self, name):
         if name in self.viewer.layers:
