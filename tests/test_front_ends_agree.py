@@ -158,3 +158,86 @@ def test_tiff_opened_by_napari_keeps_its_wavelengths(make_napari_viewer, qtbot, 
     write_tiff(scaled, np.random.default_rng(0).random((31, 16, 16)).astype(np.float32), wavelengths=wl,
                dtype="uint16")
     assert _layers.layer_wavelengths(viewer.open(str(scaled))[0]) is None
+
+
+# ---------------------------------------------------------------------- progress and previews
+def _steps_of(gen):
+    seen = []
+    while True:
+        try:
+            seen.append(next(gen))
+        except StopIteration as stop:
+            return seen, stop.value
+
+
+def test_progress_is_monotone_across_stages(small_pair):
+    """blind's estimation (1..8) then its solver, a tiled run's scene context then its tiles: one
+    counter that never goes back and ends at its total."""
+    import napari_hsisr as hsisr
+    from napari_hsisr.core.api import _fuse_gen
+
+    p = small_pair
+    for method, tile, opts in (("blind", None, {"solver": "fast"}), ("fast", 48, {})):
+        seen, result = _steps_of(_fuse_gen(p.hr, p.lr, p.degradation, method, 0, "cpu", None, "hr", None, tile,
+                                           None, dict(opts)))
+        steps = [q.step for q in seen]
+        assert isinstance(result, hsisr.FusionResult) and steps == sorted(steps), (method, steps)
+        assert seen[-1].step == seen[-1].total and all(q.step <= q.total for q in seen if q.total), method
+
+
+def test_lr_residual_reads_sensibly_on_a_noise_free_pair():
+    from napari_hsisr.core.methods.unsupervised import residual_text
+
+    assert residual_text(1e-8, 2100568.83) == "LR residual 0.01 %"  # not "2100568.83 x noise"
+    assert residual_text(0.0004, 3.5) == "LR residual 2.00 %, 3.50 x noise"
+    assert residual_text(0.0004, 0.9).endswith("at the noise level")
+
+
+def test_worker_says_the_setup_stage_first(small_pair):
+    from napari_hsisr._widgets._fusion_worker import SETUP_MESSAGE, fusion_steps
+
+    p = small_pair
+    first = next(fusion_steps(p.hr, p.lr, p.degradation, "gsa", 0, "cpu", {}))
+    assert first.message == SETUP_MESSAGE and first.total == 0
+
+
+def test_activity_reports_never_nest():
+    """napari's activity bar processes Qt events while it updates, which delivers the next report
+    inside this one: thousands of queued reports must not recurse."""
+    from napari_hsisr._widgets._fusion_worker import FusionController
+    from napari_hsisr.core.methods import Progress
+
+    controller = FusionController(viewer=None)
+    queued = [Progress(i, 5000, message=f"step {i}") for i in range(1, 5001)]
+
+    class Bar:  # what napari's progress does: every update runs the event loop (here: the next report)
+        total, n, desc = 0, 0, ""
+
+        def update(self, k):
+            self.n += k
+            if queued:
+                controller._report_activity(queued.pop(0))
+
+        def set_description(self, text):
+            self.desc = text
+
+    controller.activity = Bar()
+    controller._report_activity(queued.pop(0))
+    assert controller.activity.n == 5000 and controller.activity.desc.endswith("step 5000")
+
+
+def test_dock_says_why_there_is_no_live_preview(make_napari_viewer, qtbot, monkeypatch):
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+    from napari_hsisr.core import memory
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-hsisr", "sample_pair")
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.live_check.setChecked(True)
+    widget.method_combo.setCurrentText("gsa")  # one step: no intermediate estimate
+    assert widget.run()
+    qtbot.waitUntil(lambda: not widget.controller.running, timeout=60000)
+    assert "no live preview: the method gave no intermediate estimate" in widget.progress_label.text()
+    monkeypatch.setattr(memory, "fits", lambda *a, **k: False)  # a scene too large: fused in tiles
+    assert "tile by tile" in widget._no_preview_reason(widget.request())

@@ -17,6 +17,7 @@ import numpy as np
 from psygnal import Signal
 
 from ..core.errors import InputError
+from ..core.methods.base import Progress
 from . import _layers
 
 
@@ -103,8 +104,12 @@ def fusion_steps(hr, lr, deg, method, seed, device, options):
         return (yield from _steps(gen))
 
 
+SETUP_MESSAGE = "preparing the inputs (decoding, masks, radiometry)..."
+
+
 def _steps(gen):
     try:
+        yield Progress(0, 0, message=SETUP_MESSAGE)  # said before the first step, which can take a while
         while True:
             try:
                 progress = next(gen)
@@ -320,6 +325,21 @@ class FusionController:
         self.activity = progress(total=0, desc=f"napari-hsisr: {method}")
 
     def _report_activity(self, p) -> None:
+        """Mirror a report in the activity bar. napari's bar processes Qt events while it updates
+        (``setValue`` -> ``processEvents``), which delivers the next queued report inside this one:
+        such a report waits and is applied after, never nested (nesting hit RecursionError)."""
+        self._pending_report = p
+        if getattr(self, "_reporting", False):
+            return
+        self._reporting = True
+        try:
+            while self._pending_report is not None:
+                p, self._pending_report = self._pending_report, None
+                self._update_activity(p)
+        finally:
+            self._reporting = False
+
+    def _update_activity(self, p) -> None:
         bar = getattr(self, "activity", None)
         if bar is None:
             return

@@ -108,6 +108,8 @@ class FusionWidget(QWidget):
         self._srf_file: str | None = None
         self._psf_file: str | None = None
         self._run_request = None
+        self._preview_note = ""  # why a run shows no live preview, when it shows none
+        self._previews_shown = 0
         self._sigma_edited = False  # until the user sets sigma, it follows the scale (s/4, as the CLI)
         self._build()
         self._connect()
@@ -640,7 +642,19 @@ class FusionWidget(QWidget):
                 and _layers.is_cube(req.lr_layer):
             req.lr_translate_before = self._align(req)
         self._run_request = req
+        self._preview_note, self._previews_shown = self._no_preview_reason(req), 0
         return self.controller.start(req)
+
+    def _no_preview_reason(self, req) -> str:
+        """Why 'live preview' will show nothing in this run, said in the status rather than left to guess."""
+        from ..core.memory import fits
+
+        if not self.live_check.isChecked() or req.hr_layer is None or req.lr_layer is None \
+                or not _layers.is_cube(req.lr_layer):
+            return ""
+        if not fits(req.method, _layers.hr_spatial_shape(req.hr_layer), req.lr_layer.data.shape[0]):
+            return "no live preview: the scene is too large for memory and is fused tile by tile"
+        return ""
 
     @property
     def running(self) -> bool:
@@ -657,12 +671,14 @@ class FusionWidget(QWidget):
             remove_preview(self.viewer, preview_name(req))
 
     def _on_progress(self, p):
-        text = f"step {p.step}/{p.total}"
+        text = f"step {p.step}/{p.total}" if p.total else ""  # no total yet: the setup stage, by name
         if p.loss is not None:
             text += f"  loss {p.loss:.4g}"
         if p.message:
             text += f"  {p.message}"
-        self.state.update(total=int(p.total), step=int(p.step), message=text)
+        if self._preview_note:
+            text += f"  ({self._preview_note})"
+        self.state.update(total=int(p.total), step=int(p.step), message=text.strip())
         self._maybe_show_preview(p)
 
     def _maybe_show_preview(self, p):
@@ -672,8 +688,9 @@ class FusionWidget(QWidget):
             return
         try:
             show_preview(self.viewer, req, p.preview)
+            self._previews_shown += 1
         except Exception as exc:  # noqa: BLE001 - a preview must never break the run
-            self.state.message = f"preview failed: {exc}"
+            self._preview_note = f"live preview failed: {exc}"  # kept in the status, not overwritten
 
     def _on_finished(self, layer):
         from ._fusion_worker import fit_summary
@@ -692,12 +709,20 @@ class FusionWidget(QWidget):
             for text in warnings:
                 show_warning(text)
             message += f" (warning: {warnings[0]})"
+        message += self._preview_outcome()
         if self.remember_estimates(layer):
             message += "; estimates available"
             self.schedule_previews()
         self.state.update(status=DONE, last_result=layer.name, message=message)
         if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:
             self.result_combo.setCurrentText(layer.name)
+
+    def _preview_outcome(self) -> str:
+        if self._preview_note:
+            return f"; {self._preview_note}"
+        if self.live_check.isChecked() and not self._previews_shown:
+            return "; no live preview: the method gave no intermediate estimate (one solve, no refit rounds)"
+        return ""
 
     def _on_done(self):
         self._remove_preview()

@@ -11,6 +11,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionInputs, FusionResult, Progress, get_method
+from .methods.base import monotone
 from .parallel import blas_pinned
 from .validation import (check_layout, check_lr, check_result, check_seed, check_values, hr_to_channels_first,
                          resolve_device, to_unit_float)
@@ -122,7 +123,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
-    out = yield from info.run(inputs, **opts)
+    out = yield from monotone(info.run(inputs, **opts))
     cube, extras = out if isinstance(out, tuple) else (out, {})
     used = extras.get("degradation_object", inputs.degradation)
     check = None
@@ -281,8 +282,8 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
         raise InputError(f"tile must be a number of HR pixels or 'auto', got {tile!r}.") from None
     if get_method(method).needs_srf and degradation.srf is None:  # estimated once for the scene, not per tile
         degradation = scene_response(hr_image, lr_cube, degradation, method, lr_nodata, lr_valid)
-    return fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
-                           lr_valid, provenance=provenance, **options)
+    return monotone(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
+                                    lr_valid, provenance=provenance, **options))
 
 
 SCENE_RESPONSE_WINDOW = 1024  # HR pixels a side of the central window a tiled scene's response is estimated on
