@@ -202,27 +202,29 @@ def test_worker_says_the_setup_stage_first(small_pair):
 
 
 def test_activity_reports_never_nest():
-    """napari's activity bar processes Qt events while it updates, which delivers the next report
-    inside this one: thousands of queued reports must not recurse."""
+    """napari's activity bar processes Qt events while it updates, which delivers the queued
+    reports inside this one: they must neither recurse (RecursionError) nor hold the caller."""
     from napari_hsisr._widgets._fusion_worker import FusionController
     from napari_hsisr.core.methods import Progress
 
     controller = FusionController(viewer=None)
-    queued = [Progress(i, 5000, message=f"step {i}") for i in range(1, 5001)]
+    queued = [Progress(i, 5000, message=f"step {i}") for i in range(2, 5000)]
 
-    class Bar:  # what napari's progress does: every update runs the event loop (here: the next report)
+    class Bar:  # what napari's progress does: every update runs the event loop (here: the queued reports)
         total, n, desc = 0, 0, ""
 
         def update(self, k):
             self.n += k
-            if queued:
+            while queued:
                 controller._report_activity(queued.pop(0))
 
         def set_description(self, text):
             self.desc = text
 
     controller.activity = Bar()
-    controller._report_activity(queued.pop(0))
+    controller._report_activity(Progress(1, 5000, message="step 1"))
+    assert not queued and controller.activity.n == 4999  # counted, without nesting
+    controller._report_activity(Progress(5000, 5000, message="step 5000"))  # the next report catches up
     assert controller.activity.n == 5000 and controller.activity.desc.endswith("step 5000")
 
 

@@ -327,15 +327,16 @@ class FusionController:
     def _report_activity(self, p) -> None:
         """Mirror a report in the activity bar. napari's bar processes Qt events while it updates
         (``setValue`` -> ``processEvents``), which delivers the next queued report inside this one:
-        such a report waits and is applied after, never nested (nesting hit RecursionError)."""
-        self._pending_report = p
+        that one only sets the count (tqdm's ``n``, no event), never nests another update (nesting
+        hit RecursionError on fast runs); the next report outside shows it."""
+        bar = getattr(self, "activity", None)
         if getattr(self, "_reporting", False):
+            if bar is not None:
+                bar.n = max(int(bar.n), int(p.step))
             return
         self._reporting = True
         try:
-            while self._pending_report is not None:
-                p, self._pending_report = self._pending_report, None
-                self._update_activity(p)
+            self._update_activity(p)
         finally:
             self._reporting = False
 
