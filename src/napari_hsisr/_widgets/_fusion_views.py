@@ -319,6 +319,9 @@ class RunBar(QWidget):
             self.progress_bar.setValue(0)
 
     def _on_step(self, step):
+        if self.state.running and not self.state.total:  # the setup stage: no count yet, the bar stays busy
+            self.progress_bar.setRange(0, 0)
+            return
         total = max(int(self.state.total), 1)
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(int(step), total))
