@@ -31,19 +31,16 @@ def test_true_colour_shape_range_and_white():
         true_colour(np.ones((5, 2, 2)), None)
 
 
-def test_degradation_from_settings_round_trip():
-    from napari_hsisr._widgets.quality_widget import degradation_from_settings
-    from napari_hsisr.core.degradation import Degradation
+def test_quality_refuses_a_result_without_recorded_degradation():
+    from napari_hsisr._widgets.quality_widget import check_recorded
+    from napari_hsisr.core.api import result_fit
     from napari_hsisr.core.errors import InputError
 
-    wl = np.arange(400, 701, 10)
-    deg = Degradation(scale=4, psf="gaussian", psf_sigma=1.5, psf_size=6, srf="nikon_d700_cave", wavelengths=wl)
-    back = degradation_from_settings({"degradation": deg.settings()})
-    z = np.random.default_rng(0).random((31, 16, 16))
-    np.testing.assert_allclose(back.spatial(z), deg.spatial(z), atol=1e-12)
-    np.testing.assert_allclose(back.spectral(z), deg.spectral(z), atol=1e-12)
-    with pytest.raises(InputError, match="reference"):
-        degradation_from_settings({})
+    for settings in ({}, {"degradation": {"scale": 4}}):
+        with pytest.raises(InputError, match="reference"):
+            check_recorded(settings)
+        with pytest.raises(InputError, match="reference"):
+            result_fit(np.zeros((3, 8, 8)), np.zeros((8, 8, 3)), np.zeros((3, 2, 2)), settings)
 
 
 # ---------------------------------------------------------------------- widgets

@@ -310,6 +310,7 @@ def _read_pair(args):
 
 def cmd_fuse(args) -> int:
     from .core.api import _fuse_gen
+    from .core.fit_report import describe
     from .core.io import TIFF_SUFFIXES, check_output, write_tiff
 
     zarr_out = str(args.out).lower().endswith(".zarr")
@@ -334,10 +335,8 @@ def cmd_fuse(args) -> int:
         if isinstance(side, dict) and side.get("note"):
             print(f"note: {side['note']}", file=sys.stderr)
     fit = result.settings.get("fit", {})
-    if fit:
-        parts = [f"{name} {100 * fit[key]['relative']:.2f} %" for key, name in (("lr", "LR cube"), ("hr", "HR image"))
-                 if key in fit]
-        print("fit (relative residual): " + ", ".join(parts), file=sys.stderr)
+    if describe(fit):
+        print("fit (relative residual): " + describe(fit), file=sys.stderr)
     for note in result.settings.get("estimation_notes", []):
         print(f"estimated: {note}", file=sys.stderr)
     tiling = result.settings.get("tiling")

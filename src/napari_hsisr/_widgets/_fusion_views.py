@@ -133,7 +133,7 @@ class DegradationView(QGroupBox):
             w.setDecimals(2)
             w.setSingleStep(0.25)
         self.sigma_spin.setValue(2.0)
-        self.sigma_spin.setToolTip("Gaussian sigma (major axis) in HR pixels")
+        self.sigma_spin.setToolTip("Gaussian sigma (major axis) in HR pixels; scale/4 (as the CLI) until you edit it")
         self.sigma2_spin.setSpecialValueText("isotropic")
         self.sigma2_spin.setToolTip("Second sigma (minor axis) for an elongated Gaussian; 'isotropic' = sigma")
         self.angle_spin.setRange(-180, 180)
@@ -319,6 +319,9 @@ class RunBar(QWidget):
             self.progress_bar.setValue(0)
 
     def _on_step(self, step):
+        if self.state.running and not self.state.total:  # the setup stage: no count yet, the bar stays busy
+            self.progress_bar.setRange(0, 0)
+            return
         total = max(int(self.state.total), 1)
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(int(step), total))

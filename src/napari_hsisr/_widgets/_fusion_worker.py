@@ -17,6 +17,7 @@ import numpy as np
 from psygnal import Signal
 
 from ..core.errors import InputError
+from ..core.methods.base import Progress
 from . import _layers
 
 
@@ -103,8 +104,12 @@ def fusion_steps(hr, lr, deg, method, seed, device, options):
         return (yield from _steps(gen))
 
 
+SETUP_MESSAGE = "preparing the inputs (decoding, masks, radiometry)..."
+
+
 def _steps(gen):
     try:
+        yield Progress(0, 0, message=SETUP_MESSAGE)  # said before the first step, which can take a while
         while True:
             try:
                 progress = next(gen)
@@ -178,10 +183,10 @@ def move_lr_to_estimate(req: FusionRequest, result, layer) -> bool:
 
 def fit_summary(settings: dict) -> str:
     """One line: how well the result explains the two observations (relative residuals)."""
-    fit = settings.get("fit") or {}
-    parts = [f"{name} {100 * fit[key]['relative']:.1f} %" for key, name in (("lr", "LR"), ("hr", "HR"))
-             if key in fit]
-    return ("fit: " + ", ".join(parts)) if parts else ""
+    from ..core.fit_report import describe
+
+    text = describe(settings.get("fit") or {})
+    return f"fit: {text}" if text else ""
 
 
 def preview_name(req: FusionRequest) -> str:
@@ -320,6 +325,22 @@ class FusionController:
         self.activity = progress(total=0, desc=f"napari-hsisr: {method}")
 
     def _report_activity(self, p) -> None:
+        """Mirror a report in the activity bar. napari's bar processes Qt events while it updates
+        (``setValue`` -> ``processEvents``), which delivers the next queued report inside this one:
+        that one only sets the count (tqdm's ``n``, no event), never nests another update (nesting
+        hit RecursionError on fast runs); the next report outside shows it."""
+        bar = getattr(self, "activity", None)
+        if getattr(self, "_reporting", False):
+            if bar is not None:
+                bar.n = max(int(bar.n), int(p.step))
+            return
+        self._reporting = True
+        try:
+            self._update_activity(p)
+        finally:
+            self._reporting = False
+
+    def _update_activity(self, p) -> None:
         bar = getattr(self, "activity", None)
         if bar is None:
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 
 
@@ -82,8 +85,12 @@ def is_hr_candidate(layer) -> bool:
 
 
 def layer_wavelengths(layer) -> np.ndarray | None:
-    """``metadata["wavelengths"]`` as float array when it has one value per band, else None."""
+    """``metadata["wavelengths"]`` as float array when it has one value per band, else None; for a
+    cube napari's own TIFF reader opened (``viewer.open`` picks it by default), the wavelengths the
+    file carries."""
     wl = (layer.metadata or {}).get("wavelengths")
+    if wl is None:
+        wl = _file_wavelengths(layer)
     if wl is None:
         return None
     try:
@@ -91,6 +98,27 @@ def layer_wavelengths(layer) -> np.ndarray | None:
     except (TypeError, ValueError):
         return None
     return wl if is_cube(layer) and wl.size == layer.data.shape[0] else None
+
+
+def _file_wavelengths(layer) -> np.ndarray | None:
+    source = getattr(layer, "source", None)
+    path = getattr(source, "path", None)
+    if not path or getattr(source, "reader_plugin", None) == "napari-hsisr" \
+            or not str(path).lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    wl, scaled = _tiff_wavelengths(str(path), stamp)
+    return None if scaled else wl  # scaled integers read raw are not the cube: no wavelengths, no pairing
+
+
+@functools.lru_cache(maxsize=64)
+def _tiff_wavelengths(path: str, stamp: int):  # ``stamp``: a rewritten file is read again
+    from ..core.io import tiff_wavelengths
+
+    return tiff_wavelengths(path)
 
 
 def hr_spatial_shape(layer) -> tuple[int, int]:
@@ -104,6 +132,15 @@ def hr_array(layer) -> np.ndarray:
     if layer.rgb or data.ndim == 2:
         return data
     return np.moveaxis(data, 0, -1)  # (k, Y, X) stack -> (Y, X, k)
+
+
+def coarser_than(layer, hr_layer) -> bool:
+    """``layer`` (a cube) has fewer pixels a side than ``hr_layer``: it can be the LR input; a
+    full-resolution cube of the scene (a CAVE reference beside its own RGB image) cannot."""
+    if hr_layer is None:
+        return True
+    (Y, X), (y, x) = hr_spatial_shape(hr_layer), layer.data.shape[-2:]
+    return y < Y and x < X
 
 
 def infer_scale(hr_shape, lr_shape) -> int | None:

@@ -10,6 +10,9 @@ import numpy as np
 from . import _layers
 
 _INSTALLED: weakref.WeakSet = weakref.WeakSet()
+# the band axis's own label while it shows a wavelength, per viewer: kept here, not on the viewer
+# (napari deprecates private attributes set on a Viewer and removes them in 0.10)
+_SAVED_AXIS_LABEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def band_label(layer, world_point) -> str | None:
@@ -67,14 +70,13 @@ def _slider_label(viewer, label: str | None) -> None:
         return
     axis = dims.ndim - 3  # the band axis of (C, Y, X) cubes
     labels = list(dims.axis_labels)
-    original = getattr(viewer, "_hsisr_axis_label", None)
+    original = _SAVED_AXIS_LABEL.get(viewer)
     if label is not None:
         if original is None:
-            viewer._hsisr_axis_label = labels[axis] if not labels[axis].endswith(" nm") else str(axis)
+            _SAVED_AXIS_LABEL[viewer] = labels[axis] if not labels[axis].endswith(" nm") else str(axis)
         text = label.rsplit(": ", 1)[-1]
     elif original is not None:
-        text = original
-        viewer._hsisr_axis_label = None
+        text = _SAVED_AXIS_LABEL.pop(viewer)
     else:
         return
     if labels[axis] != text:

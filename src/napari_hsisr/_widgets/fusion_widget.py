@@ -87,6 +87,16 @@ def _colour_layer(viewer, layer, rgb, name, meta):
                             contrast_limits=(0.0, 1.0))
 
 
+def _best_pick(names, prev, preferences, known) -> str | None:
+    """The layer a combo shows: the first that meets the strongest preference any layer meets;
+    the previous choice stays unless a layer that just appeared meets a stronger one."""
+    rank = {n: next((i for i, prefer in enumerate(preferences) if prefer(n)), len(preferences)) for n in names}
+    best = min(rank.values(), default=len(preferences))
+    if prev in names and (rank[prev] <= best or not any(rank[n] == best for n in names if n not in known)):
+        return prev
+    return next((n for n in names if rank[n] == best), None)
+
+
 class FusionWidget(QWidget):
     """Fuse an HR RGB/MSI layer with an LR hyperspectral layer into an HR cube."""
 
@@ -98,6 +108,9 @@ class FusionWidget(QWidget):
         self._srf_file: str | None = None
         self._psf_file: str | None = None
         self._run_request = None
+        self._preview_note = ""  # why a run shows no live preview, when it shows none
+        self._previews_shown = 0
+        self._sigma_edited = False  # until the user sets sigma, it follows the scale (s/4, as the CLI)
         self._build()
         self._connect()
         self.refresh_layers()
@@ -166,6 +179,8 @@ class FusionWidget(QWidget):
         self.wl_start.valueChanged.connect(self._update_wavelength_ui)
         self.wl_step.valueChanged.connect(self._update_wavelength_ui)
         self.scale_spin.valueChanged.connect(self._update_pair_note)
+        self.scale_spin.valueChanged.connect(self._sigma_follows_scale)
+        self.sigma_spin.valueChanged.connect(self._on_sigma_edited)
         self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
@@ -182,23 +197,21 @@ class FusionWidget(QWidget):
     def refresh_layers(self, event=None):
         hr_prev, lr_prev = self.hr_combo.currentText(), self.lr_combo.currentText()
         layers = list(self.viewer.layers)
+        known, self._known_names = getattr(self, "_known_names", set()), {lay.name for lay in layers}
         hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
         lr_names = [lay.name for lay in layers if _layers.is_input_cube(lay)]
         cube_names = [lay.name for lay in layers if _layers.is_cube(lay)]  # results: multiscale ones too
-        for combo, names, prev, prefer in (
-            (self.hr_combo, hr_names, hr_prev, lambda n: self.viewer.layers[n].rgb),
-            (self.lr_combo, lr_names, lr_prev, lambda n: _layers.layer_wavelengths(self.viewer.layers[n]) is not None
-             and not _layers.is_result(self.viewer.layers[n]) and "reference" not in n),
+        for combo, names, prev, preferences in (
+            (self.hr_combo, hr_names, hr_prev, (lambda n: self.viewer.layers[n].rgb,)),
+            (self.lr_combo, lr_names, lr_prev, (lambda n: self._looks_like_lr(n) and self._smaller_than_hr(n),
+                                                self._looks_like_lr)),
         ):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
-            if prev in names:
-                combo.setCurrentText(prev)
-            else:
-                preferred = [n for n in names if prefer(n)]
-                if preferred:
-                    combo.setCurrentText(preferred[0])
+            pick = _best_pick(names, prev, preferences, known)
+            if pick:
+                combo.setCurrentText(pick)
             combo.blockSignals(False)
         prev = self.result_combo.currentText()
         before = {self.result_combo.itemText(i) for i in range(self.result_combo.count())}
@@ -213,6 +226,14 @@ class FusionWidget(QWidget):
         elif results:
             self.result_combo.setCurrentText(results[-1])
         self._on_pair_changed()
+
+    def _looks_like_lr(self, name) -> bool:
+        layer = self.viewer.layers[name]
+        return (_layers.layer_wavelengths(layer) is not None and not _layers.is_result(layer)
+                and "reference" not in name)
+
+    def _smaller_than_hr(self, name) -> bool:
+        return _layers.coarser_than(self.viewer.layers[name], self.hr_layer)
 
     def _layer(self, combo):
         name = combo.currentText()
@@ -234,6 +255,7 @@ class FusionWidget(QWidget):
                 self.scale_spin.blockSignals(True)
                 self.scale_spin.setValue(min(max(s, 2), self.scale_spin.maximum()))
                 self.scale_spin.blockSignals(False)
+                self._sigma_follows_scale()
         has_wl = lr is not None and _layers.layer_wavelengths(lr) is not None
         self.wl_from_layer.setEnabled(has_wl)
         self.wl_from_layer.setChecked(has_wl)
@@ -254,6 +276,20 @@ class FusionWidget(QWidget):
                                                                                    np.floating):
             return
         self.srf_combo.setCurrentText(str(name))
+
+    def _sigma_follows_scale(self, *_):
+        """The Gaussian's default sigma is scale/4 (the core's and the CLI's) until the user edits it."""
+        if self._sigma_edited:
+            return
+        self._following = True
+        try:
+            self.sigma_spin.setValue(self.scale_spin.value() / 4.0)
+        finally:
+            self._following = False
+
+    def _on_sigma_edited(self, *_):
+        if not getattr(self, "_following", False):
+            self._sigma_edited = True
 
     def _update_pair_note(self, *_):
         """Say, before any run, when the two layers are not an exact multiple of each other."""
@@ -606,7 +642,19 @@ class FusionWidget(QWidget):
                 and _layers.is_cube(req.lr_layer):
             req.lr_translate_before = self._align(req)
         self._run_request = req
+        self._preview_note, self._previews_shown = self._no_preview_reason(req), 0
         return self.controller.start(req)
+
+    def _no_preview_reason(self, req) -> str:
+        """Why 'live preview' will show nothing in this run, said in the status rather than left to guess."""
+        from ..core.memory import fits
+
+        if not self.live_check.isChecked() or req.hr_layer is None or req.lr_layer is None \
+                or not _layers.is_cube(req.lr_layer):
+            return ""
+        if not fits(req.method, _layers.hr_spatial_shape(req.hr_layer), req.lr_layer.data.shape[0]):
+            return "no live preview: the scene is too large for memory and is fused tile by tile"
+        return ""
 
     @property
     def running(self) -> bool:
@@ -623,12 +671,14 @@ class FusionWidget(QWidget):
             remove_preview(self.viewer, preview_name(req))
 
     def _on_progress(self, p):
-        text = f"step {p.step}/{p.total}"
+        text = f"step {p.step}/{p.total}" if p.total else ""  # no total yet: the setup stage, by name
         if p.loss is not None:
             text += f"  loss {p.loss:.4g}"
         if p.message:
             text += f"  {p.message}"
-        self.state.update(total=int(p.total), step=int(p.step), message=text)
+        if self._preview_note:
+            text += f"  ({self._preview_note})"
+        self.state.update(total=int(p.total), step=int(p.step), message=text.strip())
         self._maybe_show_preview(p)
 
     def _maybe_show_preview(self, p):
@@ -638,8 +688,9 @@ class FusionWidget(QWidget):
             return
         try:
             show_preview(self.viewer, req, p.preview)
+            self._previews_shown += 1
         except Exception as exc:  # noqa: BLE001 - a preview must never break the run
-            self.state.message = f"preview failed: {exc}"
+            self._preview_note = f"live preview failed: {exc}"  # kept in the status, not overwritten
 
     def _on_finished(self, layer):
         from ._fusion_worker import fit_summary
@@ -658,12 +709,20 @@ class FusionWidget(QWidget):
             for text in warnings:
                 show_warning(text)
             message += f" (warning: {warnings[0]})"
+        message += self._preview_outcome()
         if self.remember_estimates(layer):
             message += "; estimates available"
             self.schedule_previews()
         self.state.update(status=DONE, last_result=layer.name, message=message)
         if layer.name in [self.result_combo.itemText(i) for i in range(self.result_combo.count())]:
             self.result_combo.setCurrentText(layer.name)
+
+    def _preview_outcome(self) -> str:
+        if self._preview_note:
+            return f"; {self._preview_note}"
+        if self.live_check.isChecked() and not self._previews_shown:
+            return "; no live preview: the method gave no intermediate estimate (one solve, no refit rounds)"
+        return ""
 
     def _on_done(self):
         self._remove_preview()

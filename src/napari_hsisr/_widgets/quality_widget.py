@@ -1,9 +1,10 @@
 """The "Quality" dock: metrics of a result, in a thread worker.
 
 With a reference: PSNR / SAM / ERGAS / SSIM / RMSE (and a SAM map layer). Without one (real
-data): the no-reference consistency figures of ``core.metrics.consistency``, i.e. how well the
-result, degraded again with the Degradation recorded in its settings, explains the HR and LR
-inputs chosen here.
+data): the fit report of the core (``core.api.result_fit``, the computation behind
+``settings["fit"]``), i.e. how well the result, degraded again with the degradation that made it
+(blind's estimate, the fitted gains, offsets and encoding), explains the HR and LR inputs chosen
+here, written as the Fusion dock's status line and the CLI write it.
 
 A multiscale result or reference (a large OME-Zarr result) is read whole from its level 0, and
 refused over ``_layers.WHOLE_READ_MAX`` with a message: SSIM (windows) and ERGAS/SAM (global
@@ -30,8 +31,7 @@ from ._scrolling import ScrollingDock
 
 METRICS = (("psnr", "PSNR (dB)"), ("psnr_bandwise", "PSNR band-wise (dB)"), ("sam", "SAM (deg)"),
            ("ergas", "ERGAS"), ("ssim", "SSIM"), ("rmse", "RMSE (0-255)"))
-CONSISTENCY = (("lr_psnr", "LR consistency PSNR (dB)"), ("lr_sam", "LR consistency SAM (deg)"),
-               ("hr_psnr", "HR consistency PSNR (dB)"), ("hr_sam", "HR consistency SAM (deg)"))
+CONSISTENCY = (("lr_fit", "LR cube fit (relative residual)"), ("hr_fit", "HR image fit (relative residual)"))
 NO_REFERENCE = "none (consistency with inputs)"
 
 
@@ -45,25 +45,6 @@ def result_scale(layer) -> int | None:
 def _reference_and_bands(result, reference, scale):
     result, reference = np.asarray(result), np.asarray(reference)  # a multiscale level 0: read once, here
     return {**compute_reference_metrics(result, reference, scale), **per_band(result, reference)}
-
-
-def degradation_from_settings(settings: dict):
-    """Rebuild the ``Degradation`` a result was made with from ``settings['degradation']``."""
-    from ..core.degradation import Degradation
-    from ..core.errors import InputError
-
-    d = (settings or {}).get("degradation") or {}
-    if not d.get("scale") or d.get("psf_kernel") is None:
-        raise InputError("The result has no recorded degradation (settings['degradation']); "
-                         "choose a reference layer instead.")
-    if d.get("srf_matrix") is None:
-        raise InputError("The result's degradation has no spectral response (method without SRF); "
-                         "the HR consistency needs one: choose a reference layer instead.")
-    wl = d.get("wavelengths")
-    return Degradation(scale=int(d["scale"]), psf=np.asarray(d["psf_kernel"], dtype=np.float64),
-                       srf=np.asarray(d["srf_matrix"], dtype=np.float64),
-                       wavelengths=None if wl is None else np.asarray(wl, dtype=np.float64),
-                       boundary=d.get("boundary", "reflect"))
 
 
 def per_band(result, reference) -> dict:
@@ -84,16 +65,27 @@ def compute_reference_metrics(result, reference, scale: int | None) -> dict:
 
 
 def compute_consistency(result, hr_image, lr_cube, settings: dict) -> dict:
-    """``core.metrics.consistency`` with the Degradation of ``settings``; inputs scaled like the core."""
-    from ..core.metrics import consistency
-    from ..core.validation import to_unit_float
+    """The core's fit report of ``result`` against its inputs: ``{"lr_fit": relative, "hr_fit": ...}``."""
+    from ..core.api import result_fit
 
-    deg = degradation_from_settings(settings)
-    hr, _ = to_unit_float(hr_image, "HR image")
-    lr, _ = to_unit_float(lr_cube, "LR cube")
-    if hr.ndim == 2:
-        hr = hr[..., None]
-    return consistency(np.asarray(result, dtype=np.float32), hr, lr, deg)
+    fit = result_fit(np.asarray(result, dtype=np.float32), hr_image, lr_cube, settings)
+    return {f"{side}_fit": fit[side]["relative"] for side in ("lr", "hr") if side in fit}
+
+
+def check_recorded(settings: dict) -> None:
+    """Fail on the main thread (not in the worker) when the result records no degradation."""
+    from ..core.errors import InputError
+
+    record = (settings or {}).get("estimated_degradation") or (settings or {}).get("degradation") or {}
+    if not record.get("scale") or record.get("psf_kernel") is None:
+        raise InputError("The result has no recorded degradation (settings['degradation']); "
+                         "choose a reference layer instead.")
+
+
+def format_value(key: str, value) -> str:
+    from ..core.fit_report import percent
+
+    return percent(value) if key.endswith("_fit") else f"{value:.4g}"
 
 
 class QualityWidget(ScrollingDock):
@@ -155,7 +147,9 @@ class QualityWidget(ScrollingDock):
         self.evaluate_button.clicked.connect(self.evaluate)
         self.sam_button.clicked.connect(self.add_sam_map)
         self.result_combo.currentTextChanged.connect(self._on_result_changed)
-        self.reference_combo.currentTextChanged.connect(self._update_mode)
+        for combo in (self.reference_combo, self.hr_combo, self.lr_combo):
+            combo.currentTextChanged.connect(self._update_mode)
+        self.scale_spin.valueChanged.connect(self._update_mode)
         for ev in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             ev.connect(self.refresh_layers)
         self.refresh_layers()
@@ -173,7 +167,8 @@ class QualityWidget(ScrollingDock):
                   (self.reference_combo, [NO_REFERENCE, *names], lambda n: "reference" in n),
                   (self.hr_combo, hr_names, lambda n: self.viewer.layers[n].rgb),
                   (self.lr_combo, lr_names, lambda n: not is_result(n) and "reference" not in n
-                   and _layers.layer_wavelengths(self.viewer.layers[n]) is not None))
+                   and _layers.layer_wavelengths(self.viewer.layers[n]) is not None
+                   and _layers.coarser_than(self.viewer.layers[n], self._current_hr())))
         known = getattr(self, "_known_names", set())
         for combo, items, prefer in combos:
             prev = combo.currentText()
@@ -193,6 +188,10 @@ class QualityWidget(ScrollingDock):
         self._known_names = set(names) | set(hr_names)
         self._on_result_changed(self.result_combo.currentText())
 
+    def _current_hr(self):
+        name = self.hr_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
     def _on_result_changed(self, name):
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
@@ -208,20 +207,32 @@ class QualityWidget(ScrollingDock):
     def no_reference(self) -> bool:
         return self.reference_combo.currentText() in ("", NO_REFERENCE)
 
+    def selection(self) -> tuple:
+        """What the figures depend on: the chosen layers (and the scale, for ERGAS)."""
+        if self.no_reference():
+            return (self.result_combo.currentText(), NO_REFERENCE, self.hr_combo.currentText(),
+                    self.lr_combo.currentText())
+        return (self.result_combo.currentText(), self.reference_combo.currentText(), self.scale_spin.value())
+
     def _update_mode(self, *_):
         nr = self.no_reference()
         self.hr_combo.setEnabled(nr)
         self.lr_combo.setEnabled(nr)
         self.scale_spin.setEnabled(not nr)
         self.sam_button.setEnabled(not nr)
-        self._set_rows(CONSISTENCY if nr else METRICS)
+        # the figures stay while they describe the chosen layers (another layer added or removed
+        # changes nothing), and go when the choice changes
+        current = self.metrics and self.selection() == getattr(self, "_evaluated", None)
+        self._set_rows(CONSISTENCY if nr else METRICS, self.metrics if current else None)
+        if not current:
+            self.band_canvas.setVisible(False)
 
     def _set_rows(self, rows, values: dict | None = None):
         self.table.setRowCount(len(rows))
         for i, (key, label) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(label))
             v = (values or {}).get(key)
-            self.table.setItem(i, 1, QTableWidgetItem("" if v is None else f"{v:.4g}"))
+            self.table.setItem(i, 1, QTableWidgetItem("" if v is None else format_value(key, v)))
         self.table.resizeColumnToContents(0)
         # every row visible: the table is as tall as its rows (it never hides 4 of 6)
         height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
@@ -268,7 +279,7 @@ class QualityWidget(ScrollingDock):
                 hr = self._get(self.hr_combo, "the HR input layer the result was fused from")
                 lr = self._get(self.lr_combo, "the LR input layer the result was fused from")
                 settings = (res.metadata or {}).get("settings") or {}
-                degradation_from_settings(settings)  # fail here, not in the thread
+                check_recorded(settings)
                 rows = CONSISTENCY
                 fn, args = compute_consistency, (_layers.whole_data(res, "the consistency"), _layers.hr_array(hr),
                                                  np.asarray(lr.data), settings)
@@ -286,8 +297,9 @@ class QualityWidget(ScrollingDock):
             return None
         self.metrics = {}
         self._set_rows(rows)
+        selection = self.selection()
         worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda m: self._done(rows, m))
+        worker.returned.connect(lambda m: self._done(rows, m, selection))
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
         self.worker = worker
@@ -296,12 +308,14 @@ class QualityWidget(ScrollingDock):
         worker.start()
         return worker
 
-    def _done(self, rows, metrics):
+    def _done(self, rows, metrics, selection=None):
         self.metrics = dict(metrics)
+        self._evaluated = selection
         bands = {k: self.metrics.pop(k) for k in ("band_psnr", "band_relative_rmse") if k in self.metrics}
         self._set_rows(rows, self.metrics)
         self._plot_bands(bands)
-        self.status.setText("done" if rows is METRICS else "no reference: the result degraded again vs. its inputs")
+        self.status.setText("done" if rows is METRICS else "no reference: the fit report (the result degraded again "
+                            "by the degradation that made it, vs. its inputs)")
         self.evaluated.emit(self.metrics)
 
     def _plot_bands(self, bands: dict) -> None:

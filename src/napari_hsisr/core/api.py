@@ -11,6 +11,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionInputs, FusionResult, Progress, get_method
+from .methods.base import monotone
 from .parallel import blas_pinned
 from .validation import (check_layout, check_lr, check_result, check_seed, check_values, hr_to_channels_first,
                          resolve_device, to_unit_float)
@@ -122,7 +123,7 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
-    out = yield from info.run(inputs, **opts)
+    out = yield from monotone(info.run(inputs, **opts))
     cube, extras = out if isinstance(out, tuple) else (out, {})
     used = extras.get("degradation_object", inputs.degradation)
     check = None
@@ -174,12 +175,40 @@ def _fit_report(cube, inputs, used, method, info, causes: bool = True):
     from .contract import fit_score
     from .fit_report import report, residuals
 
-    if not (info.needs_srf or method == "blind"):  # no response was used: only the LR side can be judged
-        inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)
-        used = used.with_(srf=None) if used.srf is not None else used
+    inputs, used = _judged(inputs, used, method, info)
     if not causes:
         return fit_score(residuals(cube, inputs, used)), []
     return report(cube, inputs, used, method)
+
+
+def _judged(inputs, used, method, info):
+    """What the fit judges: without a response (a method that uses none) only the LR side."""
+    if not (info.needs_srf or method == "blind"):
+        inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)
+        used = used.with_(srf=None) if used.srf is not None else used
+    return inputs, used
+
+
+def result_fit(cube, hr_image, lr_cube, settings: dict) -> dict:
+    """The fit report of a result (``settings["fit"]``) recomputed from the pair it was fused from,
+    under the degradation that made it: blind's estimate when there is one, the recorded gains,
+    offsets and encoding. What every front end shows when it judges a result without a reference."""
+    settings = settings or {}
+    record = settings.get("estimated_degradation") or settings.get("degradation")
+    if not record or not record.get("scale") or record.get("psf_kernel") is None:
+        raise InputError("The result has no recorded degradation (settings['degradation']); "
+                         "choose a reference layer instead.")
+    method = str(settings.get("method") or "fast")
+    info = get_method(method)
+    deg = Degradation.from_settings(record)
+    inputs = prepare_inputs(hr_image, lr_cube, deg, method, check_range=False)  # decoded as the run decoded it
+    if (settings.get("grid") or {}).get("frame") == "lr":
+        raise InputError("The result is on the LR cube's frame (grid='lr'); its fit is the one recorded in its "
+                         "settings.")
+    from .fit_report import residuals
+
+    inputs, used = _judged(inputs, inputs.degradation, method, info)
+    return residuals(np.asarray(cube), inputs, used)
 
 
 def to_lr_frame(cube: np.ndarray, deg: Degradation) -> tuple[np.ndarray, list]:
@@ -253,8 +282,8 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
         raise InputError(f"tile must be a number of HR pixels or 'auto', got {tile!r}.") from None
     if get_method(method).needs_srf and degradation.srf is None:  # estimated once for the scene, not per tile
         degradation = scene_response(hr_image, lr_cube, degradation, method, lr_nodata, lr_valid)
-    return fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
-                           lr_valid, provenance=provenance, **options)
+    return monotone(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
+                                    lr_valid, provenance=provenance, **options))
 
 
 SCENE_RESPONSE_WINDOW = 1024  # HR pixels a side of the central window a tiled scene's response is estimated on

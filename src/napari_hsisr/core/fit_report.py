@@ -62,6 +62,19 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
     return out
 
 
+SIDES = (("lr", "LR cube"), ("hr", "HR image"))
+
+
+def percent(relative: float) -> str:
+    """A relative residual as every front end writes it."""
+    return f"{100 * relative:.2f} %"
+
+
+def describe(fit: dict) -> str:
+    """``"LR cube 0.66 %, HR image 0.17 %"``: the fit report in one line (status, Quality, CLI)."""
+    return ", ".join(f"{name} {percent(fit[key]['relative'])}" for key, name in SIDES if key in (fit or {}))
+
+
 def _band_weights(lr: np.ndarray, valid) -> np.ndarray:
     from .solvers.subspace import band_weights, noise_covariance
 

@@ -347,6 +347,27 @@ def _read_tiff(path: Path) -> CubeFile:
     return CubeFile(arr, wl, meta)
 
 
+def tiff_wavelengths(path: str | os.PathLike) -> tuple[np.ndarray | None, bool]:
+    """The wavelengths a TIFF carries (our JSON, OME channels or ImageJ labels), read from its
+    tags alone (no pixels), and whether its values are stored scaled (``write_tiff(dtype="uint16")``:
+    another reader's raw integers are not the values written)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            n = series.shape[series.axes.find("C")] if "C" in series.axes else series.shape[0]
+            info = _tiff_json(tif)
+            ome = _ome_channel_wavelengths(tif.ome_metadata) if tif.is_ome else None
+            labels = (tif.imagej_metadata or {}).get("Labels") if tif.is_imagej else None
+    except Exception:  # noqa: BLE001 - not a TIFF we can read: no wavelengths
+        return None, False
+    wl = _wl_array((info or {}).get("wavelengths"), n)
+    if wl is None:
+        wl = _wl_array(ome if ome is not None else _parse_labels(labels), n)
+    return wl, (info or {}).get("value_scale") is not None
+
+
 class _LogErrors(logging.Handler):
     """Collect tifffile's logged errors (it logs, rather than raises, on corrupt files)."""
 

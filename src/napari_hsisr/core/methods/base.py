@@ -10,7 +10,7 @@ input validation, seeding and timing, and turns its return value into a :class:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Generator
 
 import numpy as np
@@ -27,6 +27,25 @@ class Progress:
     loss: float | None = None
     message: str = ""
     preview: np.ndarray | None = None  # small (C, y, x) float32 cube or None
+
+
+def monotone(gen: Generator) -> Generator:
+    """``gen``'s reports with a step that never goes back: a stage that counts from 0 again (blind's
+    estimation 1..8, then its solver 1..226; a tiled run's scene context, then its tiles) goes on
+    after the previous one (9..234). Returns what ``gen`` returns; closing it closes ``gen``."""
+    base = last = 0
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if base + p.step < last:  # a new stage: it continues from the last step shown
+                base = last
+            last = base + p.step
+            yield replace(p, step=last, total=base + p.total if p.total else 0)
+    finally:
+        gen.close()
 
 
 PREVIEW_EVERY_S = 2.0  # methods send an intermediate estimate at most this often

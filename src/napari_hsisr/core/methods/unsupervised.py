@@ -160,6 +160,15 @@ def noise_variances(st, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return var_a, sigma_hr
 
 
+def residual_text(rel2: float, chi2: float) -> str:
+    """The LR residual as the fit report gives it (relative RMS, %), and against the noise where
+    that is a readable number: a noise-free pair's noise estimate is ~0, its ratio meaningless."""
+    text = f"LR residual {100 * np.sqrt(max(rel2, 0.0)):.2f} %"
+    if chi2 <= 1.0:
+        return text + ", at the noise level"
+    return text + (f", {chi2:.2f} x noise" if chi2 < 100 else "")
+
+
 DISCREPANCY = 1.0  # stop when the LR residual's mean square per coefficient reaches its noise variance
 
 
@@ -202,7 +211,10 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
         lr_sq = lr_m * (lr_hat - windows(prob.xa, iys, ixs, 0, n, 1)) ** 2
         hr_sq = hr_m * (hr_hat - windows(prob.hr, iys, ixs, 0, n * s, s)) ** 2
         chi2 = torch.mean(lr_sq / prob.var_a[None]).detach()  # 1 at the LR noise level
-        return torch.mean(prob.lr_weight[None] * lr_sq) + lam * torch.mean(prob.hr_weight[None] * hr_sq), chi2
+        rel2 = (torch.mean(lr_sq) / torch.clamp(torch.mean(lr_m * windows(prob.xa, iys, ixs, 0, n, 1) ** 2),
+                                                 min=1e-30)).detach()  # the fit report's measure, squared
+        return (torch.mean(prob.lr_weight[None] * lr_sq) + lam * torch.mean(prob.hr_weight[None] * hr_sq), chi2,
+                rel2)
 
     def full_frame():
         with torch.no_grad():
@@ -214,12 +226,12 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
         return a.float().cpu().numpy().astype(np.float64)
 
     t_last = t_preview = time.perf_counter()
-    best, ema, since, loss0, step, chi_ema, reason = float("inf"), None, 0, None, 0, None, "steps"
+    best, ema, since, loss0, step, chi_ema, rel_ema, reason = float("inf"), None, 0, None, 0, None, None, "steps"
     for step in range(1, steps + 1):
         iys = torch.randint(ylo, yhi + 1, (batch,), generator=gen).tolist()
         ixs = torch.randint(xlo, xhi + 1, (batch,), generator=gen).tolist()
         opt.zero_grad(set_to_none=True)
-        loss, chi2 = loss_on(iys, ixs)
+        loss, chi2, rel2 = loss_on(iys, ixs)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
@@ -227,6 +239,7 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
         loss0 = val if loss0 is None else loss0
         ema = val if ema is None else 0.9 * ema + 0.1 * val
         chi_ema = float(chi2) if chi_ema is None else 0.9 * chi_ema + 0.1 * float(chi2)
+        rel_ema = float(rel2) if rel_ema is None else 0.9 * rel_ema + 0.1 * float(rel2)
         if ema < best * (1 - 1e-3):
             best, since = ema, 0
         else:
@@ -243,7 +256,7 @@ def _fit(inputs, st, base, steps, patch, batch, lr_rate, lam, width, depth, pati
         if step == 1 or now - t_last >= YIELD_EVERY_S or step == steps or stop_early or preview is not None:
             t_last = now
             yield Progress(done + step, total, loss=ema, preview=preview,
-                           message=f"fit {step}/{steps} (first loss {loss0:.3g}, LR residual {chi_ema:.2f} x noise)")
+                           message=f"fit {step}/{steps} (first loss {loss0:.3g}, {residual_text(rel_ema, chi_ema)})")
         if stop_early:
             break
     stats["cnn_steps"], stats["cnn_stop"], stats["lr_residual_over_noise"] = step, reason, round(chi_ema or 0.0, 3)
