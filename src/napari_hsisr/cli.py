@@ -330,6 +330,8 @@ def cmd_fuse(args) -> int:
                  fused=True)
     if zarr_out and not args.tile:
         args.tile = "auto"  # a Zarr result is written tile by tile
+    if args.tile is None and _whole_frame_too_big(args):
+        args.tile = "auto"  # not a refusal: tiles of a size that fits, read and written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None,
@@ -364,6 +366,24 @@ def cmd_fuse(args) -> int:
                    inputs=(args.hr, args.lr), geo=geo)
     print(f"wrote {args.out} {tuple(result.cube.shape)} in {result.settings['seconds']:.2f} s")
     return 0
+
+
+def _whole_frame_too_big(args) -> bool:
+    """Whether fusing the whole frame would not fit in memory (shapes read from the files' headers
+    where the format allows); a file that cannot be opened so is left to the usual reading."""
+    from .core.io import open_cube_lazy, open_image_lazy
+    from .core.memory import estimate_bytes, fits
+
+    try:
+        hr_shape, bands = np.shape(open_image_lazy(args.hr))[:2], np.shape(open_cube_lazy(args.lr).data)[0]
+    except InputError:
+        return False
+    if fits(args.method, tuple(hr_shape), bands):
+        return False
+    need = estimate_bytes(args.method, hr_shape[0] * hr_shape[1], bands) / 2**30
+    print(f"note: the whole {hr_shape[0]}x{hr_shape[1]} frame needs about {need:.1f} GB: fused in tiles (--tile to "
+          "choose their size)", file=sys.stderr)
+    return True
 
 
 def _provenance(args, lr, hr_file, match) -> dict:
@@ -406,9 +426,9 @@ def _streamed_tiff(args, tile, hr_shape, bands: int) -> bool:
         return False
     if tile == "auto" and fits(args.method, tuple(hr_shape[:2]), bands):  # the HR image is (Y, X, k)
         return False
-    if args.format not in (None, "ome"):
-        print("note: a tiled result is written tile by tile as a tiled OME BigTIFF (wavelengths and settings "
-              "kept); --format imagej does not apply", file=sys.stderr)
+    if args.format != "ome":
+        print("note: a tiled result is written tile by tile as a tiled OME BigTIFF (wavelengths, settings and "
+              f"georeferencing kept); --format {args.format or 'imagej'} does not apply", file=sys.stderr)
     return True
 
 
@@ -653,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "OME BigTIFF written tile by tile; .zarr: an OME-Zarr multiscale "
                                                 "image written tile by tile, for results larger than memory)")
     q.add_argument("--tile", help="fuse in tiles of about this many HR pixels a side, or 'auto' (whole when it "
-                                  "fits in memory); the inputs are then read tile by tile where the format allows")
+                                  "fits in memory); the inputs are then read tile by tile where the format allows "
+                                  "(default: auto for a frame that does not fit in memory, else whole)")
     q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option, repeatable; see "
                                                                        "'hsisr methods'")
     q.add_argument("--grid", default="hr", choices=["hr", "lr"],
