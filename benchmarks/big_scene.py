@@ -5,7 +5,7 @@
 A synthetic x8 pair (random smooth abundances of 5 random smooth spectra, Gaussian PSF sigma 2,
 the Nikon D700 response) is written to a temporary folder: the HR image as a float32 TIFF, the LR
 cube as a float32 ImageJ TIFF with wavelengths. Then ``hsisr fuse --method fast --out x.tif`` runs
-in its own process (no ``--tile``) and the peak resident memory of that process (``ru_maxrss`` of
+in its own process (no ``--tile``; ``--estimate``: no ``--srf``/``--psf-sigma`` either) and the peak resident memory of that process (``ru_maxrss`` of
 the child, Python and torch included) and its wall time are printed as one JSON line.
 """
 
@@ -61,9 +61,10 @@ def make_pair(folder: Path, size: int, bands: int, scale: int = 8, seed: int = 0
     return hr_path, lr_path
 
 
-def measure(hr: Path, lr: Path, out: Path, extra: list[str]) -> dict:
+def measure(hr: Path, lr: Path, out: Path, extra: list[str], estimate: bool = False) -> dict:
+    given = [] if estimate else ["--psf-sigma", "2", "--srf", "nikon_d700_cave"]
     cmd = [sys.executable, "-m", "napari_hsisr.cli", "fuse", "--hr", str(hr), "--lr", str(lr), "--method", "fast",
-           "--psf-sigma", "2", "--srf", "nikon_d700_cave", "--out", str(out), *extra]
+           *given, "--out", str(out), *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**__import__("os").environ,
                                                                      "PYTHONPATH": str(ROOT / "src")})
@@ -78,6 +79,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--bands", type=int, default=31)
     p.add_argument("--keep", help="folder to write (and reuse) the pair in, instead of a temporary one")
+    p.add_argument("--estimate", action="store_true", help="no --srf/--psf-sigma: the response estimated")
     p.add_argument("extra", nargs="*", help="extra hsisr fuse flags (after --)")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
@@ -88,7 +90,8 @@ def main() -> None:
         if not (hr.exists() and lr.exists()):
             hr, lr = make_pair(folder, args.size, args.bands)
         out = Path(tmp) / "x.tif"
-        row = {"size": args.size, "bands": args.bands, **measure(hr, lr, out, args.extra)}
+        row = {"size": args.size, "bands": args.bands, "estimate": args.estimate,
+               **measure(hr, lr, out, args.extra, args.estimate)}
         print(json.dumps(row))
 
 

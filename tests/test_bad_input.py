@@ -361,7 +361,6 @@ def test_a_scene_too_large_for_memory_is_fused_in_tiles_without_flags(tmp_path, 
     """No --tile: a frame whose estimate exceeds the memory there is (about 535 MB needed, 400 MB
     free) is fused in tiles and written tile by tile, not refused (issue 23)."""
     import napari_hsisr.core.memory as memory
-
     from napari_hsisr.core.io import write_image
 
     pair = sample_pair(size=512)
