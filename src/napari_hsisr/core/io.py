@@ -214,9 +214,19 @@ def read_cube(path: str | os.PathLike, variable: str | None = None, *,
             ".hdr, .mat, .npy or a CAVE folder. Convert the cube to one of these."
         )
     cf.metadata.setdefault("source", str(path))
-    table = None
     if isinstance(wavelengths, str) and wavelengths == "auto":
         wavelengths = _table_beside(path, cf)
+    return apply_cube_options(cf, path, value_scale=value_scale, nodata=nodata, wavelengths=wavelengths,
+                              drop_bands=drop_bands)
+
+
+def apply_cube_options(cf: CubeFile, path: str | os.PathLike, *, value_scale=None, nodata=None, wavelengths=None,
+                       drop_bands=None) -> CubeFile:
+    """:func:`read_cube`'s options applied to a cube already read (``cf`` is changed and returned;
+    its data array is replaced, never written into): the napari dock applies them to a layer.
+    ``path`` names the cube in messages (and NEON's documented scale)."""
+    path = Path(path)
+    table = None
     if wavelengths is not None:
         cf.wavelengths, table = _override_wavelengths(wavelengths, cf.data.shape[0], path, cf.metadata)
         _mark_bad_bands(cf, table)
@@ -320,9 +330,15 @@ def _bands_to_drop(drop, cf: CubeFile, table: BandTable | None, path: Path) -> n
 
 
 def _auto_bad(cf: CubeFile, table: BandTable | None, path: Path) -> np.ndarray:
-    """Bad-band flags (True = bad) from the band table, else the ENVI header's bbl."""
+    """Bad-band flags (True = bad) from the band table, the bands a reader marked, else the ENVI
+    header's bbl."""
     if table is not None and table.bad is not None:
         return table.bad
+    marked = cf.metadata.get("bad_bands")
+    if marked:
+        bad = np.zeros(cf.data.shape[0], bool)
+        bad[[i for i in marked if 0 <= int(i) < bad.size]] = True
+        return bad
     bbl = (cf.metadata.get("envi_header") or {}).get("bbl")
     if bbl is not None:
         good = np.asarray(bbl, dtype=float).ravel()
