@@ -33,3 +33,12 @@ def test_dock_scales_and_drops_bands_as_the_cli_does(make_napari_viewer, qtbot, 
     np.testing.assert_array_equal(lr_layer.data, lr)  # the layer itself is left as it was
     lr_input.drop_bands.setText("x-1")
     assert not widget.run()
+
+
+def test_spectrum_plot_skips_the_noisy_bands(make_napari_viewer):
+    from napari_hsisr._widgets.spectrum_widget import without_bad_bands
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.ones((5, 4, 4), np.float32), metadata={"bad_bands": [1, 3]})
+    shown = without_bad_bands(np.arange(5.0), layer)
+    assert np.isnan(shown[[1, 3]]).all() and shown[[0, 2, 4]].tolist() == [0, 2, 4]
