@@ -13,13 +13,13 @@ NEON_NAME = "NEON_D01_HARV_DP3_726000_4699000_reflectance_crop.tif"
 UTM18N = [1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32618, 3076, 0, 1, 9001]
 
 
-def _neon_like(folder, bands=12, side=8, geo=True):
+def _neon_like(folder, bands=12, side=8):
     """A NEON-named int16 reflectance x 10000 cube (Y, X, bands) with its band table beside it."""
     rng = np.random.default_rng(0)
     cube = (2000 + 3000 * rng.random((side, side, bands))).astype(np.int16)
     tags = [(33550, "d", 3, (1.0, 1.0, 0.0), True), (33922, "d", 6, (0, 0, 0, 726491.0, 4699078.4, 0), True)]
     tifffile.imwrite(folder / NEON_NAME, cube, photometric="minisblack", planarconfig="contig",
-                     extratags=tags if geo else [])
+                     extratags=tags)
     rows = ["band,nanometer,noise"] + [f"{i + 1},{0.4 + 0.02 * i:.3f},{int(i in (3, 4))}" for i in range(bands)]
     (folder / "neon_aop_bands.csv").write_text("\n".join(rows) + "\n")
     return folder / NEON_NAME
@@ -79,12 +79,16 @@ def test_fuse_neon_like_pair_without_flags_writes_a_geotiff(tmp_path, capsys):
     assert back.data.shape == (29, 32, 32) and back.data.max() < 1  # reflectance, 2 noisy bands dropped
     assert geo_transform(back.metadata) == pytest.approx((4699078.4, 726491.0, -0.25, 0.25))
     assert back.metadata["geo"]["geokeys"] == UTM18N
+    tiled = tmp_path / "tiled.tif"  # written tile by tile (a tiled OME BigTIFF): the same georeferencing
+    assert main(["fuse", "--hr", str(tmp_path / "rgb.tif"), "--lr", str(lr), "--method", "bicubic",
+                 "--tile", "16", "--out", str(tiled)]) == 0
+    assert geo_transform(read_cube(tiled).metadata) == pytest.approx((4699078.4, 726491.0, -0.25, 0.25))
 
 
 def test_batch_creates_its_folder_and_carries_the_real_file_options(tmp_path, capsys):
     from napari_hsisr.core.batch import read_manifest
 
-    lr = _neon_like(tmp_path, bands=31, geo=False)
+    lr = _neon_like(tmp_path, bands=31)
     hr = (np.random.default_rng(3).random((32, 32, 3)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", hr, photometric="rgb")
     (tmp_path / "pairs.csv").write_text("name,hr,lr,method,response,encoding,value_scale,drop_bands\n"
@@ -95,6 +99,7 @@ def test_batch_creates_its_folder_and_carries_the_real_file_options(tmp_path, ca
     assert main(["batch", str(tmp_path / "pairs.csv"), "--out", str(out), "--workers", "1"]) == 0
     back = read_cube(out / "neon.tif")
     assert back.data.shape == (29, 32, 32) and back.data.max() < 1
+    assert geo_transform(back.metadata) == pytest.approx((4699078.4, 726491.0, -0.25, 0.25))  # the LR's, / 4
     (tmp_path / "bad.csv").write_text(f"name,hr,lr,drop_bands\nx,rgb.tif,{lr.name},5-a\n")
     assert main(["batch", str(tmp_path / "bad.csv"), "--out", str(out)]) == 2
     assert "drop_bands" in capsys.readouterr().err

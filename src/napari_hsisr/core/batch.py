@@ -276,10 +276,11 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         torch.set_num_threads(max(1, int(threads)))
         from .api import _fuse_gen, run_to_end
         from .grids import match_ratio
-        from .io import read_image, write_tiff
+        from .io import output_geo, read_image_file, write_tiff
 
         lr = read_pair_cube(row)
-        hr = read_image(row["hr"])
+        hr_file = read_image_file(row["hr"])
+        hr = hr_file.data
         match = match_ratio(hr.shape[:2], lr.data.shape[-2:])
         if match.action != "exact":
             raise InputError(f"HR image {hr.shape[0]}x{hr.shape[1]} is not a whole multiple of the LR cube "
@@ -293,7 +294,9 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
                         _options(row.get("options")))
         result = run_to_end(gen)
         result.settings.update(hr_file=row["hr"], lr_file=row["lr"], batch={"request": key, "row": row})
-        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]))
+        geo = output_geo(hr_file.metadata, lr.metadata, match.scale)  # a georeferenced pair: a GeoTIFF a GIS places
+        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]),
+                   format="geotiff" if geo else "imagej", geo=geo)
         fit = result.settings.get("fit", {})
         return PairOutcome(name, "done", round(time.perf_counter() - start, 2), str(out),
                            fit.get("lr", {}).get("relative"), fit.get("hr", {}).get("relative"),
