@@ -115,3 +115,18 @@ def test_shell_words_in_errors_and_units_in_tables(tmp_path, capsys):
     write_tiff(tmp_path / "a.tif", np.random.default_rng(0).random((3, 16, 16)))
     assert main(["evaluate", str(tmp_path / "a.tif"), str(tmp_path / "a.tif")]) == 0
     assert "rmse 0-255" in capsys.readouterr().out
+
+
+def test_real_neon_cube_opens_in_reflectance_with_its_noisy_bands_marked():
+    from pathlib import Path
+
+    from napari_hsisr._reader import read_layers
+
+    neon = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_pairs" / "neon_harv" / NEON_NAME
+    if not neon.exists():
+        pytest.skip(f"real data not here: {neon}")
+    data, kwargs, _ = read_layers(str(neon))[0]
+    meta = kwargs["metadata"]
+    assert data.shape == (426, 40, 40) and float(np.percentile(data, 99)) < 1.5  # reflectance, not x 10000
+    assert len(meta["bad_bands"]) == 57 and meta["bad_bands"][0] == 192  # bands 193-210, 284-315, 420-426
+    assert meta["wavelengths"][0] == pytest.approx(382.67) and geo_transform(meta)[2:] == (-1.0, 1.0)
