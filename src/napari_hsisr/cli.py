@@ -246,7 +246,7 @@ def _lazy_pair(args):
     """For a tiled run on plain files: the cube and image opened lazily (only tiles are read), or
     None when an option needs the whole data (value scale, band table, dropped bands, nodata)."""
     from .core.grids import match_ratio
-    from .core.io import ImageFile, open_cube_lazy, open_image_lazy
+    from .core.io import ImageFile, image_geo, open_cube_lazy, open_image_lazy
 
     if any(v is not None for v in (args.band_table, args.drop_bands, args.lr_nodata, args.variable)) \
             or args.value_scale != "auto":
@@ -263,7 +263,7 @@ def _lazy_pair(args):
     if match.action != "exact" or (args.scale is not None and args.scale != match.scale):
         return None
     args.scale = match.scale
-    return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr)}), match
+    return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr), **image_geo(args.hr)}), match
 
 
 def _needs_whole_read(path, lazy) -> bool:

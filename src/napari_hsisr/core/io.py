@@ -486,6 +486,20 @@ def _tiff_geo(page) -> dict:
     return out
 
 
+def image_geo(path: str | os.PathLike) -> dict:
+    """A TIFF's ``{"geo", "nodata"}`` (as :func:`read_image_file` keeps them) without reading its
+    pixels; ``{}`` for other files and TIFFs without them."""
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        return {}
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            return _tiff_geo(tif.pages[0])
+    except Exception:  # noqa: BLE001 - unreadable here: the pixel reader says why
+        return {}
+
+
 def _gdal_scale(tag) -> float | None:
     """GDAL's band scale (``<Item ... role="scale">``) when every band has the same one."""
     if tag is None:
