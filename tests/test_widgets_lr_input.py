@@ -23,7 +23,7 @@ def test_dock_scales_and_drops_bands_as_the_cli_does(make_napari_viewer, qtbot, 
     lr_input = widget.data_view.lr_input
     lr_input.value_scale.setText("1e-4")
     lr_input.band_table.setText(str(table))
-    lr_input.drop_bands.setText("auto")  # the table's noisy band 2 (the table's flags win over the layer's)
+    lr_input.drop_bands.setText("auto")  # the table's noisy band 2 (the table's flags replace the layer's)
     widget.method_combo.setCurrentText("bicubic")
     assert widget.run()
     qtbot.waitUntil(lambda: "lr_bicubic" in viewer.layers, timeout=30000)
@@ -31,8 +31,14 @@ def test_dock_scales_and_drops_bands_as_the_cli_does(make_napari_viewer, qtbot, 
     assert result.data.shape == (5, 32, 32) and float(np.max(result.data)) < 1  # reflectance, one band dropped
     np.testing.assert_allclose(result.metadata["wavelengths"], [450, 550, 600, 650, 700])
     np.testing.assert_array_equal(lr_layer.data, lr)  # the layer itself is left as it was
+    assert "bad_bands" not in result.metadata
     lr_input.drop_bands.setText("x-1")
     assert not widget.run()
+    lr_input.band_table.setText("")
+    lr_input.drop_bands.setText("1")
+    assert widget.run()
+    qtbot.waitUntil(lambda: "lr_bicubic[1]" in viewer.layers, timeout=30000)
+    assert viewer.layers["lr_bicubic[1]"].metadata["bad_bands"] == [3]  # the layer's noisy band 5, renumbered
 
 
 def test_spectrum_plot_skips_the_noisy_bands(make_napari_viewer):

@@ -166,12 +166,12 @@ def result_layer_kwargs(req: FusionRequest, result, deg) -> dict:
     wl = deg.wavelengths
     if wl is None:
         wl = result.settings.get("degradation", {}).get("wavelengths")
-    return {
-        "scale": (1.0, *hs), "translate": (0.0, *ht),
-        "metadata": {"wavelengths": None if wl is None else [float(w) for w in wl],
-                     "wavelength_units": "nm", "settings": result.settings,
-                     "inputs": {"hr": req.hr_layer.name, "lr": req.lr_layer.name}},
-    }
+    meta = {"wavelengths": None if wl is None else [float(w) for w in wl], "wavelength_units": "nm",
+            "settings": result.settings, "inputs": {"hr": req.hr_layer.name, "lr": req.lr_layer.name}}
+    bad = (prepared_lr(req).metadata if _lr_options_given(req) else dict(req.lr_layer.metadata or {})).get("bad_bands")
+    if bad:  # the noisy bands kept are noisy in the result too: plots skip them there as well
+        meta["bad_bands"] = [int(i) for i in bad]
+    return {"scale": (1.0, *hs), "translate": (0.0, *ht), "metadata": meta}
 
 
 def result_name(req: FusionRequest) -> str:
