@@ -445,7 +445,7 @@ def cmd_batch(args) -> int:
     def progress(done, total, outcome):
         bar.update(1)
         if not sys.stderr.isatty():
-            print(f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {outcome.message}".rstrip(),
+            print(f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {_in_shell_words(outcome.message)}".rstrip(),
                   file=sys.stderr, flush=True)
 
     try:
@@ -453,6 +453,8 @@ def cmd_batch(args) -> int:
                              device=args.device, progress=progress)
     finally:
         bar.close()
+    for outcome in outcomes:  # a pair's error from the core, in the shell's words
+        outcome.message = _in_shell_words(outcome.message)
     print(summary_table(outcomes))
     failed = [o for o in outcomes if o.status == "failed"]
     counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "skipped", "failed")}
@@ -669,8 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; with --tile a tiled "
-                                                "OME BigTIFF written tile by tile; .zarr: an OME-Zarr multiscale "
+    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; a tiled run (--tile, "
+                                                "or a frame too big for memory) writes a tiled OME BigTIFF tile by tile; .zarr: an OME-Zarr multiscale "
                                                 "image written tile by tile, for results larger than memory)")
     q.add_argument("--tile", help="fuse in tiles of about this many HR pixels a side, or 'auto' (whole when it "
                                   "fits in memory); the inputs are then read tile by tile where the format allows "
