@@ -61,16 +61,9 @@ def _zarr_layer(path: Path) -> tuple:
 def _layer(path: Path) -> tuple:
     if path.suffix.lower() == ".zarr":
         return _zarr_layer(path)
-    cf = read_cube(path)
-    if cf.wavelengths is None and len(cf.data) > 4:  # a band table beside the cube gives them
-        from .core.io import find_band_table, read_band_table
-
-        table = find_band_table(path, len(cf.data))
-        if table is not None:
-            cf = read_cube(path, wavelengths=table)
-            bad = read_band_table(table).bad
-            if bad is not None and bad.any():  # kept (band weights tame them), but said
-                cf.metadata["bad_bands"] = [int(i) for i in np.flatnonzero(bad)]
+    # the file's documented scale (NEON: x 10000) and the band table beside it, as hsisr fuse reads them
+    cf = read_cube(path, wavelengths="auto", value_scale="auto")
+    _say_what_was_read(path, cf.metadata)
     other = {k: v for k, v in cf.metadata.items() if k not in ("wavelengths", "wavelength_units")}
     meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
             "wavelength_units": "nm", **other}
@@ -83,3 +76,22 @@ def _layer(path: Path) -> tuple:
         kwargs["rgb"] = True
         return np.moveaxis(data, 0, -1), kwargs, "image"
     return data.astype(np.float32, copy=False), kwargs, "image"
+
+
+def _say_what_was_read(path: Path, meta: dict) -> None:
+    """One notice for what the reader did to the file's values and what it found (kept in metadata)."""
+    parts = []
+    if meta.get("value_scale_source"):
+        parts.append(f"values x {meta['value_scale']:g} ({meta['value_scale_source']})")
+    if meta.get("band_table"):
+        parts.append(f"wavelengths from {Path(meta['band_table']).name}")
+    if meta.get("bad_bands"):
+        parts.append(f"{len(meta['bad_bands'])} noisy bands marked (metadata['bad_bands']; plots skip them, the "
+                     "Fusion dock's 'drop noisy bands' removes them)")
+    if not parts:
+        return
+    try:
+        from napari.utils.notifications import show_info
+    except ImportError:  # headless use of the reader
+        return
+    show_info(f"{path.name}: " + "; ".join(parts))

@@ -158,9 +158,14 @@ def _run_with_progress(gen, label: str):
         bar.close()
 
 
+# units as `hsisr evaluate --help` gives them: RMSE is on the 0-255 scale of 8-bit data
+METRIC_HEADS = {"psnr": "psnr dB", "psnr_bandwise": "band psnr dB", "sam": "sam deg", "ergas": "ergas",
+                "ssim": "ssim", "rmse": "rmse 0-255", "seconds": "seconds"}
+
+
 def _print_metrics(rows: dict[str, dict]) -> None:
-    keys = ["psnr", "psnr_bandwise", "sam", "ergas", "ssim", "rmse", "seconds"]
-    head = f"{'method':<10}" + "".join(f"{k:>14}" for k in keys)
+    keys = list(METRIC_HEADS)
+    head = f"{'method':<10}" + "".join(f"{METRIC_HEADS[k]:>14}" for k in keys)
     print(head)
     for name, m in rows.items():
         print(f"{name:<10}" + "".join(f"{m[k]:>14.4f}" if k in m else f"{'-':>14}" for k in keys))
@@ -212,7 +217,7 @@ def cmd_demo(args) -> int:
         best = result
     _print_metrics(rows)
     path = write_tiff(args.out, best.cube, wavelengths=pair.wavelengths, settings=best.settings,
-                      format=args.format, dtype=args.dtype)
+                      format=args.format or "imagej", dtype=args.dtype)
     print(f"wrote {path}")
     return 0
 
@@ -237,59 +242,67 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _drop_bands(text):
-    """``--drop-bands``: 'auto' or 1-based band numbers and ranges as band tables print them."""
-    if not text:
-        return None
-    if text.strip().lower() == "auto":
-        return "auto"
-    out = []
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            first, last = int(lo), int(hi) if sep else int(lo)
-        except ValueError:
-            raise InputError(f"--drop-bands expects 'auto' or band numbers such as 193-210,284-315 "
-                             f"(1-based), got {text!r}.") from None
-        if first < 1 or last < first:
-            raise InputError(f"--drop-bands: {part.strip()!r} is not a range of 1-based band numbers.")
-        out.extend(range(first - 1, last))
-    return out
-
-
 def _lazy_pair(args):
     """For a tiled run on plain files: the cube and image opened lazily (only tiles are read), or
     None when an option needs the whole data (value scale, band table, dropped bands, nodata)."""
     from .core.grids import match_ratio
-    from .core.io import ImageFile, open_cube_lazy, open_image_lazy
+    from .core.io import ImageFile, image_geo, open_cube_lazy, open_image_lazy
 
-    if any(v is not None for v in (args.value_scale, args.band_table, args.drop_bands, args.lr_nodata, args.variable)):
+    if any(v is not None for v in (args.band_table, args.drop_bands, args.lr_nodata, args.variable)) \
+            or args.value_scale != "auto":
         return None
     try:
         lr = open_cube_lazy(args.lr)
         hr = open_image_lazy(args.hr)
     except InputError:
         return None
+    if _needs_whole_read(args.lr, lr):
+        return None
     check_layout(np.shape(hr), np.shape(lr.data), "--hr", "--lr")  # swapped? bands-last?
     match = match_ratio(tuple(np.shape(hr))[:2], tuple(np.shape(lr.data))[-2:])
     if match.action != "exact" or (args.scale is not None and args.scale != match.scale):
         return None
     args.scale = match.scale
-    return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr)}), match
+    return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr), **image_geo(args.hr)}), match
+
+
+def _needs_whole_read(path, lazy) -> bool:
+    """Whether the LR file has what only a whole read applies: a documented value scale, a band
+    table beside it."""
+    from .core.io import CubeFile, documented_scale, find_band_table
+
+    probe = CubeFile(np.empty((0,), lazy.data.dtype), lazy.wavelengths, dict(lazy.metadata))
+    if documented_scale(probe, path) is not None:
+        return True
+    return lazy.wavelengths is None and Path(path).is_file() and find_band_table(path, np.shape(lazy.data)[0]) is not None
+
+
+def _value_scale(text):
+    """``--value-scale``: a number, or 'auto' (the file's documented scale, e.g. NEON's x 10000)."""
+    if text is None or str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--value-scale expects a number (e.g. 1e-4) or 'auto', got {text!r}.") from None
 
 
 def _read_pair(args):
     """The LR cube (with the real-file options) and the HR image, made an exact multiple."""
     from .core.grids import apply_match, match_ratio
-    from .core.io import read_cube, read_image_file
+    from .core.io import parse_band_numbers, read_cube, read_image_file
 
     if getattr(args, "tile", None) is not None or str(args.out).lower().endswith(".zarr"):
         lazy = _lazy_pair(args)
         if lazy is not None:
             return lazy
 
-    lr = read_cube(args.lr, variable=args.variable, value_scale=args.value_scale, nodata=args.lr_nodata,
-                   wavelengths=args.band_table, drop_bands=_drop_bands(args.drop_bands))
+    lr = read_cube(args.lr, variable=args.variable, value_scale=_value_scale(args.value_scale), nodata=args.lr_nodata,
+                   wavelengths=args.band_table or "auto", drop_bands=parse_band_numbers(args.drop_bands))
+    for key, what in (("value_scale_source", "values x {value_scale:g} ({value_scale_source})"),
+                      ("band_table", "wavelengths from {band_table}")):
+        if key in lr.metadata and not (key == "band_table" and args.band_table):
+            print("note: --lr: " + what.format(**lr.metadata), file=sys.stderr)
     hr_file = read_image_file(args.hr)
     hr = hr_file.data
     check_layout(hr.shape, lr.data.shape, "--hr", "--lr")  # swapped? bands-last?
@@ -318,6 +331,8 @@ def cmd_fuse(args) -> int:
                  fused=True)
     if zarr_out and not args.tile:
         args.tile = "auto"  # a Zarr result is written tile by tile
+    if args.tile is None and _whole_frame_too_big(args):
+        args.tile = "auto"  # not a refusal: tiles of a size that fits, read and written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None,
@@ -344,24 +359,60 @@ def cmd_fuse(args) -> int:
         print(f"tiled: {tiling['tiles']} tiles of about {tiling['tile']} HR pixels (halo {tiling['halo']})",
               file=sys.stderr)
     if not streamed:  # a Zarr or tiled-TIFF result was written tile by tile
-        write_tiff(args.out, np.asarray(result.cube), settings=result.settings, format=args.format, dtype=args.dtype,
-                   wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths,
-                   inputs=(args.hr, args.lr))
+        geo = provenance.get("output_geo")
+        write_tiff(args.out, np.asarray(result.cube), settings=result.settings, format=_output_format(args, geo),
+                   dtype=args.dtype, wavelengths=lr.wavelengths if lr.wavelengths is not None else deg.wavelengths,
+                   inputs=(args.hr, args.lr), geo=geo)
     print(f"wrote {args.out} {tuple(result.cube.shape)} in {result.settings['seconds']:.2f} s")
     return 0
 
 
+def _whole_frame_too_big(args) -> bool:
+    """Whether fusing the whole frame would not fit in memory (shapes read from the files' headers
+    where the format allows); a file that cannot be opened so is left to the usual reading."""
+    from .core.io import open_cube_lazy, open_image_lazy
+    from .core.memory import estimate_bytes, fits
+
+    try:
+        hr_shape, bands = np.shape(open_image_lazy(args.hr))[:2], np.shape(open_cube_lazy(args.lr).data)[0]
+    except InputError:
+        return False
+    if fits(args.method, tuple(hr_shape), bands):
+        return False
+    need = estimate_bytes(args.method, hr_shape[0] * hr_shape[1], bands) / 2**30
+    print(f"note: the whole {hr_shape[0]}x{hr_shape[1]} frame needs about {need:.1f} GB: fused in tiles (--tile to "
+          "choose their size)", file=sys.stderr)
+    return True
+
+
 def _provenance(args, lr, hr_file, match) -> dict:
-    """The input files and what their readers found, for the result's settings."""
+    """The input files and what their readers found, for the result's settings; ``output_geo``:
+    the result grid's georeferencing (:func:`.core.io.output_geo`)."""
+    from .core.io import output_geo
+
     out: dict = {"hr_file": str(args.hr), "lr_file": str(args.lr)}
     if match.action != "exact":
         out["grid_match"] = match.message
-    for key in ("geo", "dropped_bands", "value_scale"):
+    for key in ("geo", "dropped_bands", "value_scale", "value_scale_source", "band_table", "bad_bands"):
         if key in lr.metadata:
             out.setdefault("lr_file_metadata", {})[key] = lr.metadata[key]
     if "geo" in hr_file.metadata:
         out["hr_geo"] = hr_file.metadata["geo"]
+    geo = output_geo(hr_file.metadata, lr.metadata, args.scale, args.grid, match.zoom)
+    if geo:  # the result's own grid, which a streamed GeoTIFF result is written with too
+        out["output_geo"] = geo
     return out
+
+
+def _output_format(args, geo) -> str:
+    """--format, or by default: a GeoTIFF for georeferenced inputs (a GIS places it), else ImageJ."""
+    if args.format:
+        return args.format
+    if geo and not str(args.out).lower().endswith(".ome.tif"):
+        print("note: georeferenced inputs: the result is a GeoTIFF on the output grid (--format imagej for an ImageJ "
+              "hyperstack)", file=sys.stderr)
+        return "geotiff"
+    return "imagej"
 
 
 def _streamed_tiff(args, tile, hr_shape, bands: int) -> bool:
@@ -375,8 +426,8 @@ def _streamed_tiff(args, tile, hr_shape, bands: int) -> bool:
     if tile == "auto" and fits(args.method, tuple(hr_shape[:2]), bands):  # the HR image is (Y, X, k)
         return False
     if args.format != "ome":
-        print("note: a tiled result is written tile by tile as a tiled OME BigTIFF (wavelengths and settings "
-              "kept); --format imagej does not apply", file=sys.stderr)
+        print("note: a tiled result is written tile by tile as a tiled OME BigTIFF (wavelengths, settings and "
+              f"georeferencing kept); --format {args.format or 'imagej'} does not apply", file=sys.stderr)
     return True
 
 
@@ -393,7 +444,7 @@ def cmd_batch(args) -> int:
     def progress(done, total, outcome):
         bar.update(1)
         if not sys.stderr.isatty():
-            print(f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {outcome.message}".rstrip(),
+            print(f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {_in_shell_words(outcome.message)}".rstrip(),
                   file=sys.stderr, flush=True)
 
     try:
@@ -401,6 +452,8 @@ def cmd_batch(args) -> int:
                              device=args.device, progress=progress)
     finally:
         bar.close()
+    for outcome in outcomes:  # a pair's error from the core, in the shell's words
+        outcome.message = _in_shell_words(outcome.message)
     print(summary_table(outcomes))
     failed = [o for o in outcomes if o.status == "failed"]
     counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "skipped", "failed")}
@@ -585,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--method", default="fast", help="fusion method, see 'hsisr methods'")
         q.add_argument("--seed", type=int, default=0, help="random seed: same seed, same result")
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-        q.add_argument("--format", default="imagej", choices=["imagej", "ome"], help="TIFF flavour of the output")
+        q.add_argument("--format", choices=["imagej", "ome", "geotiff"],
+                       help="TIFF flavour of the output (default: geotiff for georeferenced inputs, else imagej)")
         q.add_argument("--dtype", default="float32", choices=["float32", "uint16"],
                        help="output values: float32, or uint16 (mapped onto 0..65535 without clipping; the "
                             "scale is stored and undone when read)")
@@ -616,11 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; with --tile a tiled "
-                                                "OME BigTIFF written tile by tile; .zarr: an OME-Zarr multiscale "
+    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; a tiled run (--tile, "
+                                                "or a frame too big for memory) writes a tiled OME BigTIFF tile by tile; .zarr: an OME-Zarr multiscale "
                                                 "image written tile by tile, for results larger than memory)")
     q.add_argument("--tile", help="fuse in tiles of about this many HR pixels a side, or 'auto' (whole when it "
-                                  "fits in memory); the inputs are then read tile by tile where the format allows")
+                                  "fits in memory); the inputs are then read tile by tile where the format allows "
+                                  "(default: auto for a frame that does not fit in memory, else whole)")
     q.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option, repeatable; see "
                                                                        "'hsisr methods'")
     q.add_argument("--grid", default="hr", choices=["hr", "lr"],
@@ -629,12 +684,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the method's result even when it fails the result check (non-finite, implausible, or "
                         "explaining the pair worse than GSA/fast); by default the better safe candidate is returned")
     real = q.add_argument_group("real files")
-    real.add_argument("--value-scale", type=float, help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000)")
+    real.add_argument("--value-scale", default="auto",
+                      help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000); 'auto': the scale "
+                           "the file documents (GDAL band scale, ENVI reflectance scale factor, NEON reflectance)")
     real.add_argument("--lr-nodata", type=float, help="LR nodata value (default: the file's own, NaN, all-zero spectra)")
     real.add_argument("--hr-nodata", type=float,
                       help="HR nodata value in the image's own units (e.g. 0 for a mosaic's black fill): pixels with "
                            "every channel at it are masked")
-    real.add_argument("--band-table", help="CSV band table giving the wavelengths (and bad-band flags)")
+    real.add_argument("--band-table", help="CSV band table giving the wavelengths (and bad-band flags) (default: "
+                                           "the one band table beside an LR file without wavelengths)")
     real.add_argument("--drop-bands", help="'auto' (the band table's/ENVI bad-band flags) or 1-based numbers, e.g. "
                                            "193-210,284-315")
     common_run(q)
@@ -642,9 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_fuse)
 
     q = sub.add_parser("batch", help="fuse every pair of a manifest (CSV/YAML) on dask.distributed")
-    q.add_argument("manifest", help="CSV or YAML: name, hr, lr[, method, scale, psf, psf_sigma, srf, wavelengths, "
-                                    "hr_encoding, tile, options]; paths relative to the manifest")
-    q.add_argument("--out", required=True, help="folder for <name>.tif (pairs already done there are skipped)")
+    q.add_argument("manifest", help="CSV or YAML: name, hr, lr[, method, scale, psf, psf_sigma, srf (or response; "
+                                    "'estimate'), wavelengths, hr_encoding (or encoding), tile, options, value_scale, "
+                                    "band_table, drop_bands, lr_nodata]; paths relative to the manifest")
+    q.add_argument("--out", required=True, help="folder for <name>.tif, created when missing (pairs already done "
+                                                "there are skipped)")
     q.add_argument("--workers", type=int, help="local worker processes, one thread each (default: one per core)")
     q.add_argument("--scheduler", help="address of an existing dask scheduler (e.g. tcp://10.0.0.5:8786) "
                                        "instead of a local cluster")
@@ -707,11 +767,21 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+# the core's errors name the Python API; on the command line the same thing is a command
+_SHELL_WORDS = {"list_presets()": "'hsisr srfs'", "list_methods()": "'hsisr methods'"}
+
+
+def _in_shell_words(message: str) -> str:
+    for api, command in _SHELL_WORDS.items():
+        message = message.replace(api, command)
+    return message
+
+
 def _dispatch(args) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_in_shell_words(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stopped: nothing was written", file=sys.stderr)

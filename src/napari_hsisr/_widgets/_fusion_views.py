@@ -111,10 +111,43 @@ class DataView(QGroupBox):
         f.addRow("Wavelengths", self.wl_from_layer)
         f.addRow("", wl_row)
         f.addRow("", self.wl_stop_label)
+        self.lr_input = LrInputView()
+        f.addRow(_collapsible("LR values and bands", self.lr_input,
+                              "hsisr fuse's --value-scale, --band-table and --drop-bands for the LR layer"))
 
     def set_note(self, text: str) -> None:
         self.pair_note.setText(text)
         self.pair_note.setVisible(bool(text))
+
+
+class LrInputView(QWidget):
+    """The command line's real-file controls for the LR layer, applied to a copy when Run starts
+    (:func:`..core.io.apply_cube_options`): value scale, band table, bands to drop."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        f = QFormLayout(self)
+        f.setContentsMargins(0, 0, 0, 0)
+        self.value_scale = QLineEdit()
+        self.value_scale.setPlaceholderText("as the layer is")
+        self.value_scale.setToolTip("Multiply the LR values by this, e.g. 1e-4 for reflectance x 10000 (the reader "
+                                    "already applies a file's documented scale, NEON's included)")
+        self.band_table = QLineEdit()
+        self.band_table.setPlaceholderText("the layer's wavelengths")
+        self.band_table.setToolTip("A CSV band table giving the wavelengths and noisy-band flags (the reader takes "
+                                   "the one beside the file by itself)")
+        self.drop_bands = QLineEdit()
+        self.drop_bands.setPlaceholderText("none; auto = the noisy bands")
+        self.drop_bands.setToolTip("'auto' (the noisy bands the band table or the reader marked) or 1-based band "
+                                   "numbers, e.g. 193-210,284-315")
+        f.addRow("Value scale", self.value_scale)
+        f.addRow("Band table", self.band_table)
+        f.addRow("Drop bands", self.drop_bands)
+
+    def values(self) -> dict:
+        """The fields as :class:`~._fusion_worker.FusionRequest` takes them (text, '' = unset)."""
+        return {"lr_value_scale": self.value_scale.text().strip(), "band_table": self.band_table.text().strip(),
+                "drop_bands": self.drop_bands.text().strip()}
 
 
 class DegradationView(QGroupBox):

@@ -40,6 +40,10 @@ class FusionRequest:
     replace: bool = False
     hr_encoding: Any = "auto"  # "auto", "linear", "srgb", "gamma:<g>" or an estimated ToneCurve
     lr_translate_before: Any = None  # the LR layer's translate before Run aligned it (None: unmoved)
+    # hsisr fuse's real-file options for the LR layer, as text ('' = unset): value scale, band table, bands to drop
+    lr_value_scale: str = ""
+    band_table: str = ""
+    drop_bands: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,37 @@ class FusionFailure:
     message: str
 
 
+def _lr_options_given(req: FusionRequest) -> bool:
+    return bool(req.lr_value_scale or req.band_table or req.drop_bands) and req.lr_layer is not None \
+        and _layers.is_cube(req.lr_layer)
+
+
+def prepared_lr(req: FusionRequest, data=None):
+    """The LR layer as a ``CubeFile`` with the request's value scale, band table and dropped bands
+    applied (the CLI's logic, :func:`..core.io.apply_cube_options`); the layer is not changed.
+    ``data=None``: a stand-in without pixels (wavelengths and band count only, cheap)."""
+    from ..core.io import CubeFile, apply_cube_options, parse_band_numbers
+
+    layer = req.lr_layer
+    if data is None:
+        data = np.empty((layer.data.shape[0], 0, 0), np.float32)
+    scale = None
+    if req.lr_value_scale:
+        try:
+            scale = float(req.lr_value_scale)
+        except ValueError:
+            raise InputError(f"Value scale expects a number such as 1e-4, got {req.lr_value_scale!r}.") from None
+    meta = {k: v for k, v in dict(layer.metadata or {}).items() if k in ("bad_bands", "envi_header")}
+    cf = CubeFile(data, _layers.layer_wavelengths(layer), meta)
+    return apply_cube_options(cf, layer.name, value_scale=scale, wavelengths=req.band_table or None,
+                              drop_bands=parse_band_numbers(req.drop_bands, "Drop bands"))
+
+
 def request_wavelengths(req: FusionRequest) -> np.ndarray | None:
+    if _lr_options_given(req):  # the band table's (or the layer's), less the bands dropped
+        wl = prepared_lr(req).wavelengths
+        if wl is not None or req.wavelengths is None:
+            return wl
     if req.wavelengths is not None:
         wl = np.asarray(req.wavelengths, dtype=np.float64).ravel()
     else:
@@ -74,8 +108,14 @@ def build_degradation(req: FusionRequest, with_srf: bool = True):
         wl = request_wavelengths(req)
         kw.update(srf=req.srf, wavelengths=wl)
         if wl is None and req.lr_layer is not None:
-            kw.update(n_bands=int(req.lr_layer.data.shape[0]))
+            kw.update(n_bands=lr_shape(req)[0])
     return Degradation(**kw)
+
+
+def lr_shape(req: FusionRequest) -> tuple:
+    """The LR cube's shape once the request's band options are applied."""
+    shape = tuple(req.lr_layer.data.shape)
+    return (prepared_lr(req).data.shape[0],) + shape[1:] if _lr_options_given(req) else shape
 
 
 def check_request(req: FusionRequest):
@@ -89,7 +129,7 @@ def check_request(req: FusionRequest):
         raise InputError(f"LR layer {req.lr_layer.name!r} has {what}; "
                          "it must be a (bands, y, x) cube with several bands, in memory.")
     deg = build_degradation(req)
-    deg.check_shapes(_layers.hr_spatial_shape(req.hr_layer), req.lr_layer.data.shape)
+    deg.check_shapes(_layers.hr_spatial_shape(req.hr_layer), lr_shape(req))
     return deg
 
 
@@ -131,12 +171,12 @@ def result_layer_kwargs(req: FusionRequest, result, deg) -> dict:
     wl = deg.wavelengths
     if wl is None:
         wl = result.settings.get("degradation", {}).get("wavelengths")
-    return {
-        "scale": (1.0, *hs), "translate": (0.0, *ht),
-        "metadata": {"wavelengths": None if wl is None else [float(w) for w in wl],
-                     "wavelength_units": "nm", "settings": result.settings,
-                     "inputs": {"hr": req.hr_layer.name, "lr": req.lr_layer.name}},
-    }
+    meta = {"wavelengths": None if wl is None else [float(w) for w in wl], "wavelength_units": "nm",
+            "settings": result.settings, "inputs": {"hr": req.hr_layer.name, "lr": req.lr_layer.name}}
+    bad = (prepared_lr(req).metadata if _lr_options_given(req) else dict(req.lr_layer.metadata or {})).get("bad_bands")
+    if bad:  # the noisy bands kept are noisy in the result too: plots skip them there as well
+        meta["bad_bands"] = [int(i) for i in bad]
+    return {"scale": (1.0, *hs), "translate": (0.0, *ht), "metadata": meta}
 
 
 def result_name(req: FusionRequest) -> str:
@@ -276,6 +316,8 @@ class FusionController:
             deg = check_request(req)
             hr = _layers.hr_array(req.hr_layer)
             lr = np.asarray(req.lr_layer.data)
+            if _lr_options_given(req):
+                lr = prepared_lr(req, lr).data
             from ..core.methods import get_method
 
             get_method(req.method)

@@ -628,7 +628,7 @@ class FusionWidget(QWidget):
             wavelengths=self.wavelengths(), method=self.method_combo.currentText(),
             options=self.options_form.values(), seed=self.seed_spin.value(),
             device=self.device_combo.currentData() or "auto", replace=self.replace_check.isChecked(),
-            hr_encoding=self._encoding_spec(),
+            hr_encoding=self._encoding_spec(), **self.data_view.lr_input.values(),
         )
 
     def run(self) -> bool:

@@ -39,6 +39,17 @@ def cube_wavelengths(layer) -> np.ndarray:
     return wl if wl is not None else np.arange(layer.data.shape[0], dtype=np.float64)
 
 
+def without_bad_bands(values: np.ndarray, layer) -> np.ndarray:
+    """``values`` (one per band) with the layer's noisy bands (``metadata["bad_bands"]``, marked by
+    the reader) as NaN: a plot skips them, so water bands spiking to 25,000 squash nothing."""
+    bad = [i for i in (layer.metadata or {}).get("bad_bands") or () if 0 <= int(i) < len(values)]
+    if not bad:
+        return values
+    out = np.array(values, dtype=float)
+    out[bad] = np.nan
+    return out
+
+
 def spectrum_at(layer, world_point, size: int = 1) -> np.ndarray | None:
     """``data[:, y, x]`` (or the mean over a ``size x size`` window) at a world point; None outside.
 
@@ -371,12 +382,14 @@ class SpectrumWidget(ScrollingDock):
         ax = self.ax = self.figure.add_subplot(111)
         layers = self.cube_layers()
         colour = {lay.name: LAYER_COLORS[i % len(LAYER_COLORS)] for i, lay in enumerate(layers)}
+        by_name = {lay.name: lay for lay in layers}
+        shown = lambda v, name: without_bad_bands(v, by_name[name])  # noqa: E731 - noisy bands not drawn
         has_wl = any(_layers.layer_wavelengths(lay) is not None for lay in layers)
         k = self.size_spin.value()
         shown_layers, probe_handles = set(), []
         if self.hover_check.isChecked() and self._hover_point is not None:
             for name, (wl, values) in spectra_at(layers, self._hover_point, k).items():
-                ax.plot(wl, values, "-", color=colour[name], lw=1.3, label=f"cursor: {name}")
+                ax.plot(wl, shown(values, name), "-", color=colour[name], lw=1.3, label=f"cursor: {name}")
                 shown_layers.add(name)
             if shown_layers:
                 probe_handles.append(Line2D([], [], color="#cccccc", lw=1.3, label="cursor"))
@@ -385,7 +398,7 @@ class SpectrumWidget(ScrollingDock):
             ls, marker = PROBE_STYLES[i % len(PROBE_STYLES)]
             found = spectra_at(layers, pt, k)
             for name, (wl, values) in found.items():
-                ax.plot(wl, values, linestyle=ls, marker=marker, markevery=max(1, len(wl) // 8), ms=3,
+                ax.plot(wl, shown(values, name), linestyle=ls, marker=marker, markevery=max(1, len(wl) // 8), ms=3,
                         color=colour[name], lw=1.2, label=f"probe {i + 1}: {name}")
                 shown_layers.add(name)
             if found:
@@ -394,6 +407,7 @@ class SpectrumWidget(ScrollingDock):
         if self.region_check.isChecked():
             for shapes in self.shapes_layers():
                 for i, name, wl, mean, std in region_spectra(layers, shapes):
+                    mean, std = shown(mean, name), shown(std, name)
                     ax.plot(wl, mean, "-", color=colour[name], lw=2.0, alpha=0.9, label=f"region {i + 1}: {name}")
                     ax.fill_between(wl, mean - std, mean + std, color=colour[name], alpha=0.18, lw=0)
                     shown_layers.add(name)

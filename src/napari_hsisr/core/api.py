@@ -232,8 +232,8 @@ def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed
     """Fuse an HR image ``(Y, X, k)`` with an LR-HS cube ``(C, y, x)``; run to completion.
 
     ``progress``, if given, is called with each :class:`Progress`. ``tile``: fuse in tiles of
-    about that many HR pixels a side (:mod:`.tiling`), or ``"auto"``: whole when it fits in
-    memory, else in tiles of a size that does; ``out``: a ``.zarr`` (OME-Zarr multiscale image) or
+    about that many HR pixels a side (:mod:`.tiling`), or ``"auto"`` (and None, the default):
+    whole when it fits in memory, else in tiles of a size that does (:mod:`.memory`); ``out``: a ``.zarr`` (OME-Zarr multiscale image) or
     ``.tif`` (tiled OME BigTIFF) path for a tiled result written to disk tile by tile instead of
     memory. The inputs may then be lazy arrays (memory-mapped, zarr).
     """
@@ -260,6 +260,8 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
     to ``result.settings`` itself)."""
     from .memory import fits, suggest_tile
 
+    if tile is None and _too_big_for_memory(hr_image, lr_cube, degradation, method):
+        tile = "auto"  # the tool knows what to do: tiles of a size that fits, not a refusal
     if tile == "auto" and isinstance(degradation, Degradation) and np.ndim(lr_cube) == 3:
         whole = out is None and fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0])
         tile = None if whole else suggest_tile(method, np.shape(lr_cube)[0], degradation.scale)
@@ -284,6 +286,17 @@ def _fuse_gen(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, g
         degradation = scene_response(hr_image, lr_cube, degradation, method, lr_nodata, lr_valid)
     return monotone(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, None, seed, device, out, lr_nodata,
                                     lr_valid, provenance=provenance, **options))
+
+
+def _too_big_for_memory(hr_image, lr_cube, degradation, method: str) -> bool:
+    """Whether a whole-frame fusion of this pair would not fit in the memory there is, and tiles would
+    (when even the smallest tile does not, the whole-frame check refuses, saying so)."""
+    from .memory import fits, tiles_fit
+
+    if not isinstance(degradation, Degradation) or np.ndim(lr_cube) != 3 or np.ndim(hr_image) < 2:
+        return False
+    bands = np.shape(lr_cube)[0]
+    return not fits(method, np.shape(hr_image)[:2], bands) and tiles_fit(method, bands, degradation.scale)
 
 
 SCENE_RESPONSE_WINDOW = 1024  # HR pixels a side of the central window a tiled scene's response is estimated on

@@ -1,8 +1,12 @@
 """Many pairs on a dask.distributed cluster: a field campaign, a folder of scenes.
 
 A manifest (CSV or YAML) lists pairs: ``name, hr, lr`` and optionally ``method``, ``scale``,
-``psf``, ``psf_sigma``, ``srf``, ``wavelengths`` (``start:stop:step`` nm), ``hr_encoding``,
-``tile`` and ``options`` (``key=value;key=value``). Relative paths are relative to the manifest.
+``psf``, ``psf_sigma``, ``srf`` (or ``response``; ``estimate``: from the pair), ``wavelengths``
+(``start:stop:step`` nm), ``hr_encoding`` (or ``encoding``), ``tile``, ``options``
+(``key=value;key=value``) and the LR file's ``value_scale`` (default ``auto``: the file's documented
+scale), ``band_table`` (default: the one beside the file), ``drop_bands`` (``auto`` or 1-based
+numbers as ``193-210,284-315``) and ``lr_nodata``, as ``hsisr fuse`` takes them. Relative paths are
+relative to the manifest; the output folder is created when missing.
 :func:`fuse_many` submits one task per pair to a ``LocalCluster`` (one single-threaded worker
 process per core) or to an existing scheduler; each task reads its pair, fuses it (in tiles when
 ``tile`` is set) and writes ``<out>/<name>.tif`` atomically with its settings. A pair that fails
@@ -28,10 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .io import parse_band_numbers
 from .outputs import claim, confine_name, remove_stale, same_file
 
 COLUMNS = ("name", "hr", "lr", "method", "scale", "psf", "psf_sigma", "srf", "wavelengths", "hr_encoding",
-           "tile", "options")
+           "tile", "options", "value_scale", "band_table", "drop_bands", "lr_nodata")
+# the command line's words for two columns (hsisr fuse --srf/--hr-encoding say response and encoding)
+ALIASES = {"response": "srf", "encoding": "hr_encoding"}
+ESTIMATE = ("estimate", "auto")  # srf: estimated from the pair, as hsisr fuse does without --srf
 
 
 @dataclass
@@ -84,7 +92,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
         raise InputError(f"{path}: a manifest is a .csv or .yaml file.")
     out, seen = [], set()
     for i, row in enumerate(rows, start=1):
-        row = {k: v for k, v in row.items() if v not in (None, "")}
+        row = {ALIASES.get(k, k): v for k, v in row.items() if v not in (None, "")}
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise InputError(f"{path}: pair {i} has unknown column(s) {sorted(unknown)}; the columns are "
@@ -98,9 +106,10 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             raise InputError(f"{path}: two pairs are named {row['name']!r}; names must be unique (they name "
                              "the outputs).")
         seen.add(row["name"].casefold())
-        for key in ("hr", "lr"):
-            p = Path(str(row[key]))
-            row[key] = str(p if p.is_absolute() else (path.parent / p))
+        for key in ("hr", "lr", "band_table"):
+            if key in row:
+                p = Path(str(row[key]))
+                row[key] = str(p if p.is_absolute() else (path.parent / p))
         _check_row(row, f"{path}: pair {i} ({row['name']})")
         out.append(row)
     if not out:
@@ -132,6 +141,14 @@ def _check_row(row: dict, where: str) -> None:
         raise InputError(f"{where}: psf_sigma must be a finite number, got {row['psf_sigma']!r}.")
     if row.get("tile") not in (None, "", "auto") and not (number("tile").is_integer() and number("tile") > 0):
         raise InputError(f"{where}: tile must be a positive number of HR pixels or 'auto', got {row['tile']!r}.")
+    if str(row.get("value_scale", "auto")).lower() != "auto" and not math.isfinite(number("value_scale")):
+        raise InputError(f"{where}: value_scale must be a number (e.g. 1e-4) or 'auto', got {row['value_scale']!r}.")
+    if row.get("lr_nodata") not in (None, ""):
+        number("lr_nodata")
+    try:
+        parse_band_numbers(row.get("drop_bands"), "drop_bands")
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def output_path(row: dict, out_dir) -> Path:
@@ -222,12 +239,25 @@ def pair_degradation(row: dict, lr, scale: int):
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     if isinstance(recorded, dict) and not any(row.get(k) for k in ("psf", "psf_sigma", "srf")):
         return Degradation.from_settings(recorded)
+    srf = str(row.get("srf") or NIKON_D700_CAVE)
     kw = {"scale": int(row.get("scale") or scale), "wavelengths": wl, "n_bands": int(np.shape(lr.data)[0]),
-          "psf": str(row.get("psf") or "gaussian"), "srf": str(row.get("srf") or NIKON_D700_CAVE),
+          "psf": str(row.get("psf") or "gaussian"), "srf": None if srf.lower() in ESTIMATE else srf,
           "hr_encoding": str(row.get("hr_encoding") or "auto")}
     if row.get("psf_sigma"):
         kw["psf_sigma"] = float(row["psf_sigma"])
     return Degradation(**kw)
+
+
+def read_pair_cube(row: dict):
+    """A row's LR cube read as ``hsisr fuse`` reads it: the file's documented scale unless the row
+    gives one, its band table (the row's, else the one beside it), bands dropped, nodata."""
+    from .io import read_cube
+
+    scale = row.get("value_scale", "auto")
+    return read_cube(row["lr"], value_scale="auto" if str(scale).lower() == "auto" else float(scale),
+                     wavelengths=row.get("band_table") or "auto",
+                     drop_bands=parse_band_numbers(row.get("drop_bands"), "drop_bands"),
+                     nodata=None if row.get("lr_nodata") in (None, "") else float(row["lr_nodata"]))
 
 
 def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threads: int = 1) -> PairOutcome:
@@ -246,10 +276,11 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         torch.set_num_threads(max(1, int(threads)))
         from .api import _fuse_gen, run_to_end
         from .grids import match_ratio
-        from .io import read_cube, read_image, write_tiff
+        from .io import output_geo, read_image_file, write_tiff
 
-        lr = read_cube(row["lr"])
-        hr = read_image(row["hr"])
+        lr = read_pair_cube(row)
+        hr_file = read_image_file(row["hr"])
+        hr = hr_file.data
         match = match_ratio(hr.shape[:2], lr.data.shape[-2:])
         if match.action != "exact":
             raise InputError(f"HR image {hr.shape[0]}x{hr.shape[1]} is not a whole multiple of the LR cube "
@@ -258,12 +289,14 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         wl = deg.wavelengths
         method = str(row.get("method") or "fast")
         tile = row.get("tile")
-        gen = _fuse_gen(hr, lr.data, deg, method, seed, device, None, "hr", lr.mask,
+        gen = _fuse_gen(hr, lr.data, deg, method, seed, device, None, "hr", lr.mask,  # lr_nodata: in lr.mask
                         None if tile in (None, "") else (tile if tile == "auto" else int(tile)), None,
                         _options(row.get("options")))
         result = run_to_end(gen)
         result.settings.update(hr_file=row["hr"], lr_file=row["lr"], batch={"request": key, "row": row})
-        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]))
+        geo = output_geo(hr_file.metadata, lr.metadata, match.scale)  # a georeferenced pair: a GeoTIFF a GIS places
+        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]),
+                   format="geotiff" if geo else "imagej", geo=geo)
         fit = result.settings.get("fit", {})
         return PairOutcome(name, "done", round(time.perf_counter() - start, 2), str(out),
                            fit.get("lr", {}).get("relative"), fit.get("hr", {}).get("relative"),
@@ -285,8 +318,12 @@ def fuse_many(pairs, out_dir: str | os.PathLike, client=None, scheduler: str | N
 
     rows = read_manifest(pairs) if isinstance(pairs, (str, os.PathLike)) else list(pairs)
     out = Path(out_dir)
-    if not out.is_dir():
-        raise InputError(f"{out}: the output folder does not exist; create it first (mkdir -p {out}).")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --out names the folder the results go in.")
+    try:  # a campaign's results folder is the tool's to make (its parents too, as mkdir -p)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror}).") from None
     outs = check_outputs(rows, out)  # before any cluster starts
     cluster = own = None
     if client is None:

@@ -47,6 +47,7 @@ _SHAPE_NAMES = (("nrow", "ncol"), ("nrows", "ncols"), ("rows", "cols"), ("h", "w
 _GEO_TAGS = {33550: "pixel_scale", 33922: "tiepoint", 34264: "transform", 34735: "geokeys",
              34736: "geo_double", 34737: "geo_ascii"}
 GDAL_NODATA_TAG = 42113
+GDAL_METADATA_TAG = 42112
 # band tables: header names (lower case, units stripped) of the wavelength/flag/name columns
 _TABLE_WL = ("wavelength", "wavelengths", "wl", "nm", "nanometer", "nanometers", "lambda", "center",
              "centre", "micrometer", "micrometers", "um", "center_wavelength", "centre_wavelength")
@@ -180,7 +181,12 @@ def read_cube(path: str | os.PathLike, variable: str | None = None, *,
       ``metadata["nodata_pixels"]`` the masked pixels.
     - ``value_scale``: multiply the data (float32 result), e.g. 1e-4 for reflectance x 10000;
       ``metadata["value_scale"]`` records the total scale from file values. Negative values are
-      kept (common in reflectance data).
+      kept (common in reflectance data). ``"auto"``: the scale the file documents
+      (:func:`documented_scale`), none when it documents none.
+
+    ``wavelengths="auto"``: the band table beside the file (:func:`find_band_table`) when the file
+    has no wavelengths of its own. A band table's bad-band flags are listed (0-based) in
+    ``metadata["bad_bands"]`` (the bands kept, minus any dropped).
     """
     path = Path(path)
     if not path.exists():
@@ -208,12 +214,27 @@ def read_cube(path: str | os.PathLike, variable: str | None = None, *,
             ".hdr, .mat, .npy or a CAVE folder. Convert the cube to one of these."
         )
     cf.metadata.setdefault("source", str(path))
+    if isinstance(wavelengths, str) and wavelengths == "auto":
+        wavelengths = _table_beside(path, cf)
+    return apply_cube_options(cf, path, value_scale=value_scale, nodata=nodata, wavelengths=wavelengths,
+                              drop_bands=drop_bands)
+
+
+def apply_cube_options(cf: CubeFile, path: str | os.PathLike, *, value_scale=None, nodata=None, wavelengths=None,
+                       drop_bands=None) -> CubeFile:
+    """:func:`read_cube`'s options applied to a cube already read (``cf`` is changed and returned;
+    its data array is replaced, never written into): the napari dock applies them to a layer.
+    ``path`` names the cube in messages (and NEON's documented scale)."""
+    path = Path(path)
     table = None
     if wavelengths is not None:
         cf.wavelengths, table = _override_wavelengths(wavelengths, cf.data.shape[0], path, cf.metadata)
+        _mark_bad_bands(cf, table)
     if drop_bands is not None:
         _drop_bands(cf, _bands_to_drop(drop_bands, cf, table, path))
     _apply_nodata(cf, cf.metadata.get("nodata") if nodata is None else nodata)
+    if isinstance(value_scale, str) and value_scale == "auto":
+        value_scale = documented_scale(cf, path)
     if value_scale is not None:
         _apply_scale(cf, value_scale, path)
     return cf
@@ -236,6 +257,64 @@ def _override_wavelengths(wl, n: int, path: Path, meta: dict) -> tuple[np.ndarra
     return arr, table
 
 
+def _table_beside(path: Path, cf: CubeFile) -> Path | None:
+    """The band table next to a cube file without wavelengths of its own (NEON ships them apart)."""
+    if cf.wavelengths is not None or cf.data.shape[0] <= 4 or not path.is_file():
+        return None
+    return find_band_table(path, cf.data.shape[0])
+
+
+def _mark_bad_bands(cf: CubeFile, table: BandTable | None) -> None:
+    if table is not None and table.bad is not None and table.bad.any():
+        cf.metadata["bad_bands"] = [int(i) for i in np.flatnonzero(table.bad)]
+
+
+# NEON documents its reflectance products (DP1/DP3 ..._reflectance) as int16 = reflectance x 10000
+# (the HDF5 'Scale_Factor' attribute, lost when a crop is saved as a GeoTIFF); the name says it.
+_NEON_REFLECTANCE = re.compile(r"^NEON_D\d\d_[A-Z]{4}_DP[13]_.*reflectance", re.IGNORECASE)
+
+
+def documented_scale(cf: CubeFile, path: str | os.PathLike) -> float | None:
+    """The factor that turns an integer cube's stored values into physical ones, where the file
+    documents one: GDAL's band scale (one for all bands), ENVI's ``reflectance scale factor``, or
+    NEON's reflectance product (x 10000). None for float data and undocumented files.
+    ``metadata["value_scale_source"]`` says where it came from."""
+    if not np.issubdtype(cf.data.dtype, np.integer) or cf.metadata.get("value_scale") is not None:
+        return None
+    found = [(cf.metadata.get("gdal_scale"), "the file's GDAL band scale")]
+    envi = (cf.metadata.get("envi_header") or {}).get("reflectance scale factor")
+    found.append((1.0 / float(envi) if _is_number(str(envi)) and float(envi) > 0 else None,
+                  "the ENVI header's reflectance scale factor"))
+    if _NEON_REFLECTANCE.match(Path(path).name):
+        found.append((1e-4, "NEON reflectance product: int16 = reflectance x 10000"))
+    for scale, source in found:
+        if scale is not None and np.isfinite(scale) and scale != 0:
+            cf.metadata["value_scale_source"] = source
+            return float(scale)
+    return None
+
+
+def parse_band_numbers(text: str | None, what: str = "--drop-bands"):
+    """'auto', or 1-based band numbers and ranges as band tables print them ('193-210,284-315'),
+    as 0-based indices; None for an empty text."""
+    if text is None or not str(text).strip():
+        return None
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    out = []
+    for part in str(text).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise InputError(f"{what} expects 'auto' or band numbers such as 193-210,284-315 "
+                             f"(1-based), got {text!r}.") from None
+        if first < 1 or last < first:
+            raise InputError(f"{what}: {part.strip()!r} is not a range of 1-based band numbers.")
+        out.extend(range(first - 1, last))
+    return out
+
+
 def _bands_to_drop(drop, cf: CubeFile, table: BandTable | None, path: Path) -> np.ndarray:
     n = cf.data.shape[0]
     if isinstance(drop, str):
@@ -251,9 +330,15 @@ def _bands_to_drop(drop, cf: CubeFile, table: BandTable | None, path: Path) -> n
 
 
 def _auto_bad(cf: CubeFile, table: BandTable | None, path: Path) -> np.ndarray:
-    """Bad-band flags (True = bad) from the band table, else the ENVI header's bbl."""
+    """Bad-band flags (True = bad) from the band table, the bands a reader marked, else the ENVI
+    header's bbl."""
     if table is not None and table.bad is not None:
         return table.bad
+    marked = cf.metadata.get("bad_bands")
+    if marked:
+        bad = np.zeros(cf.data.shape[0], bool)
+        bad[[i for i in marked if 0 <= int(i) < bad.size]] = True
+        return bad
     bbl = (cf.metadata.get("envi_header") or {}).get("bbl")
     if bbl is not None:
         good = np.asarray(bbl, dtype=float).ravel()
@@ -273,6 +358,11 @@ def _drop_bands(cf: CubeFile, idx: np.ndarray) -> None:
     cf.data = np.ascontiguousarray(cf.data[keep])
     cf.wavelengths = None if cf.wavelengths is None else cf.wavelengths[keep]
     cf.metadata["dropped_bands"] = [int(i) for i in idx]
+    bad = cf.metadata.pop("bad_bands", None)
+    if bad:  # renumbered onto the bands kept
+        left = np.flatnonzero(np.isin(keep, bad))
+        if left.size:
+            cf.metadata["bad_bands"] = [int(i) for i in left]
 
 
 def _apply_nodata(cf: CubeFile, nodata: float | None) -> None:
@@ -411,7 +501,35 @@ def _tiff_geo(page) -> dict:
     nodata = _parse_nodata(page.tags.get(GDAL_NODATA_TAG))
     if nodata is not None:
         out["nodata"] = nodata
+    scale = _gdal_scale(page.tags.get(GDAL_METADATA_TAG))
+    if scale is not None:
+        out["gdal_scale"] = scale
     return out
+
+
+def image_geo(path: str | os.PathLike) -> dict:
+    """A TIFF's ``{"geo", "nodata"}`` (as :func:`read_image_file` keeps them) without reading its
+    pixels; ``{}`` for other files and TIFFs without them."""
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        return {}
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            return _tiff_geo(tif.pages[0])
+    except Exception:  # noqa: BLE001 - unreadable here: the pixel reader says why
+        return {}
+
+
+def _gdal_scale(tag) -> float | None:
+    """GDAL's band scale (``<Item ... role="scale">``) when every band has the same one."""
+    if tag is None:
+        return None
+    found = set(re.findall(r'<Item[^>]*role="scale"[^>]*>\s*([-+0-9.eE]+)\s*</Item>', str(tag.value)))
+    try:
+        return float(found.pop()) if len(found) == 1 else None
+    except ValueError:
+        return None
 
 
 def _parse_nodata(tag) -> float | None:
@@ -446,6 +564,61 @@ def geo_transform(metadata: dict | None) -> tuple[float, float, float, float] | 
     if _raster_type(geo.get("geokeys")) == 2:  # PixelIsPoint: tie point is the pixel centre
         ox, oy = ox - px / 2, oy - py / 2
     return float(oy), float(ox), py, px
+
+
+def output_geo(hr_meta: dict | None, lr_meta: dict | None, scale: int, grid: str = "hr",
+               hr_zoom: tuple[float, float] | None = None) -> dict | None:
+    """The georeferencing of a fusion result (``metadata["geo"]`` form, PixelIsArea), or None.
+
+    ``grid="hr"``: the result lies on the HR image's pixels: its transform (divided by
+    ``hr_zoom``, (zy, zx), when the image was resampled to an exact multiple; a crop of trailing
+    rows keeps the corner), else the LR cube's with pixels ``scale`` times smaller.
+    ``grid="lr"``: the LR cube's frame at HR resolution. The CRS (GeoKeys) comes with the
+    transform, or from the other file when that one has none (the pair shares one scene)."""
+    hr_t, lr_t = geo_transform(hr_meta), geo_transform(lr_meta)
+    if grid == "hr" and hr_t is not None:
+        (oy, ox, py, px), source = hr_t, hr_meta
+        if hr_zoom is not None:
+            py, px = py / hr_zoom[0], px / hr_zoom[1]
+    elif lr_t is not None:
+        (oy, ox, py, px), source = lr_t, lr_meta
+        py, px = py / scale, px / scale
+    else:
+        return None
+    crs = [m["geo"] for m in (source, hr_meta, lr_meta) if m and (m.get("geo") or {}).get("geokeys")]
+    geo = {"pixel_scale": [abs(px), abs(py), 0.0], "tiepoint": [0.0, 0.0, 0.0, ox, oy, 0.0]}
+    if crs:
+        geo["geokeys"] = _as_pixel_is_area(crs[0]["geokeys"])
+        geo.update({k: crs[0][k] for k in ("geo_double", "geo_ascii") if k in crs[0]})
+    return geo
+
+
+def _as_pixel_is_area(keys) -> list[int]:
+    """A GeoKeyDirectory with GTRasterTypeGeoKey (1025) set to PixelIsArea: the tie point written
+    is the outer corner of the first pixel (:func:`geo_transform` moved a PixelIsPoint one)."""
+    keys = [int(k) for k in keys]
+    for i in range(4, min(len(keys), 4 + 4 * keys[3]), 4):
+        if keys[i] == 1025 and keys[i + 1] == 0:
+            keys[i + 3] = 1
+    return keys
+
+
+def _geo_tags(geo: dict | None) -> list[tuple]:
+    """tifffile ``extratags`` for GeoTIFF tags from a ``metadata["geo"]`` dict. tifffile writes these
+    standard tags itself, so a georeferenced result needs no GDAL/rasterio (a large binary stack for
+    four tags); GDAL, QGIS and rasterio read them back."""
+    if not geo:
+        return []
+    codes = {v: k for k, v in _GEO_TAGS.items()}
+    tags = []
+    for key, dtype in (("pixel_scale", "d"), ("tiepoint", "d"), ("transform", "d"), ("geokeys", "H"),
+                       ("geo_double", "d")):
+        if geo.get(key) is not None:
+            values = [float(v) for v in geo[key]] if dtype == "d" else [int(v) for v in geo[key]]
+            tags.append((codes[key], dtype, len(values), values, True))
+    if geo.get("geo_ascii"):
+        tags.append((codes["geo_ascii"], "s", 0, str(geo["geo_ascii"]), True))
+    return tags
 
 
 def _raster_type(keys) -> int | None:
@@ -901,8 +1074,12 @@ def _table_names(path: Path, body, header: list[str]) -> list[str] | None:
 # --------------------------------------------------------------------------- writing
 def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
                settings: dict | None = None, format: str = "imagej",
-               dtype: str = "float32", units: str = "nm", inputs=()) -> Path:
-    """Atomically write a (C, Y, X) cube as ImageJ hyperstack or OME-TIFF.
+               dtype: str = "float32", units: str = "nm", inputs=(), geo: dict | None = None) -> Path:
+    """Atomically write a (C, Y, X) cube as ImageJ hyperstack, OME-TIFF or GeoTIFF.
+
+    ``format="geotiff"``: one page of C bands (band-interleaved, as GDAL writes a multi-band
+    raster) with the GeoTIFF tags of ``geo`` (a ``metadata["geo"]`` dict, e.g. :func:`output_geo`),
+    wavelengths and settings in the private tag our readers take them from.
 
     ``dtype='uint16'`` never clips: the values are mapped linearly onto 0..65535 (cubes within
     0..1 as round(v * 65535), others from min(0, lowest) to max(1, highest)) and the mapping is
@@ -911,8 +1088,8 @@ def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
     a result of ours, and never when it is one of ``inputs`` (:func:`.outputs.claim`).
     """
     path = Path(path)
-    if format not in ("imagej", "ome"):
-        raise InputError(f"{path}: format '{format}' not supported; expected 'imagej' or 'ome'.")
+    if format not in ("imagej", "ome", "geotiff"):
+        raise InputError(f"{path}: format '{format}' not supported; expected 'imagej', 'ome' or 'geotiff'.")
     if dtype not in ("float32", "uint16"):
         raise InputError(f"{path}: dtype '{dtype}' not supported; expected 'float32' or 'uint16'.")
     arr = _as_cube(np.asarray(cube), path)
@@ -930,7 +1107,7 @@ def write_tiff(path: str | os.PathLike, cube: np.ndarray, wavelengths=None,
     else:
         out = arr.astype(np.float32)  # always a copy-or-new array; never modifies `cube`
     info, labels = _tiff_info(wl, settings, units, scale, arr.shape[0], offset)
-    _atomic_imwrite(dest, out, format, labels, info)
+    _atomic_imwrite(dest, out, format, labels, info, geo)
     return path
 
 
@@ -955,7 +1132,7 @@ def _tiff_info(wl, settings, units: str, scale, C: int, offset=None) -> tuple[st
 
 
 def write_tiff_tiles(path: str | os.PathLike, cube, tile: int, wavelengths=None, settings: dict | None = None,
-                     units: str = "nm") -> Path:
+                     units: str = "nm", geo: dict | None = None) -> Path:
     """Atomically write a (C, Y, X) float32 cube held on disk (zarr, memmap) as a tiled OME BigTIFF,
     reading one ``tile`` x ``tile`` block at a time (TIFF order: band after band), with the
     wavelengths and settings :func:`write_tiff` records. ``cube`` should be chunked by band."""
@@ -976,7 +1153,7 @@ def write_tiff_tiles(path: str | os.PathLike, cube, tile: int, wavelengths=None,
     with atomic_path(dest, suffix=".tmp.tif") as tmp:
         tifffile.imwrite(tmp, tiles(), shape=(C, Y, X), dtype="float32", tile=(tile, tile), bigtiff=True,
                          ome=True, photometric="minisblack", metadata={"axes": "CYX", "Channel": {"Name": labels}},
-                         extratags=[(HSISR_TAG, "s", 0, info, True)])
+                         extratags=[(HSISR_TAG, "s", 0, info, True), *_geo_tags(geo)])
     return path
 
 
@@ -1064,11 +1241,15 @@ def write_image(path: str | os.PathLike, image: np.ndarray, settings: dict | Non
     return path
 
 
-def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str], info: str):
+def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str], info: str, geo=None):
     import tifffile
 
     with atomic_path(path, suffix=".tmp.tif") as tmp:
-        if format == "imagej":
+        if format == "geotiff":
+            tifffile.imwrite(tmp, data, photometric="minisblack", planarconfig="separate", metadata=None,
+                             bigtiff=data.nbytes > 2**32 - 2**25, extratags=[(HSISR_TAG, "s", 0, info, True),
+                                                                             *_geo_tags(geo)])
+        elif format == "imagej":
             tifffile.imwrite(tmp, data, imagej=True, metadata={"axes": "CYX", "Labels": labels, "Info": info})
         else:
             tifffile.imwrite(tmp, data, ome=True, metadata={"axes": "CYX", "Channel": {"Name": labels}},

@@ -68,14 +68,28 @@ def fits(method: str, hr_shape: tuple, bands: int, rank: int = 20) -> bool:
     return free is None or estimate_bytes(method, Y * X, bands, rank) <= 0.9 * free
 
 
+# What one tile's window may take, whatever the machine: a scene fused in tiles runs in bounded
+# memory (hsisr fuse of 4096^2 x 31 bands, fast, to .tif: benchmarks/big_scene.py, docs/benchmarks.md)
+TILE_WINDOW_BUDGET = 1.5 * 2**30
+_HALO_PIXELS = 9  # per unit of scale: room for the halo and the blending band around a tile
+
+
 def suggest_tile(method: str, bands: int, scale: int, rank: int = 20, cap: int = 1024) -> int:
     """A tile side (HR pixels, a multiple of the scale) whose window, halo included, takes at most
-    half the free memory (the result itself is written to disk in a tiled run); at most ``cap``."""
+    half the free memory and :data:`TILE_WINDOW_BUDGET` (the result itself is written to disk in a
+    tiled run); at most ``cap``."""
     free = available_bytes()
-    budget = 0.5 * free if free is not None else 2 * 2**30
+    budget = min(0.5 * free, TILE_WINDOW_BUDGET) if free is not None else TILE_WINDOW_BUDGET
     per_pixel = max(estimate_bytes(method, 1, bands, rank), 1)
-    side = int((budget / per_pixel) ** 0.5) - 2 * 9 * scale  # room for the halo and the blending band
+    side = int((budget / per_pixel) ** 0.5) - 2 * _HALO_PIXELS * scale
     return max(4 * scale, min(cap, side) // scale * scale)
+
+
+def tiles_fit(method: str, bands: int, scale: int, rank: int = 20) -> bool:
+    """Whether the smallest tile's window fits in the memory there is (True when unknown)."""
+    free = available_bytes()
+    side = 4 * scale + 2 * _HALO_PIXELS * scale
+    return free is None or estimate_bytes(method, side * side, bands, rank) <= 0.9 * free
 
 
 def check_fits(method: str, hr_shape: tuple, bands: int, scale: int, rank: int = 20) -> None:

@@ -176,7 +176,9 @@ class TiffOutput:
         from .io import open_cube_lazy, write_tiff_tiles
 
         self.sums.finish()
-        write_tiff_tiles(self.path, self.sums.array, CHUNK, attrs.get("wavelengths"), attrs.get("settings"))
+        settings = attrs.get("settings") or {}  # output_geo: the result grid's GeoTIFF tags, when the caller knows
+        write_tiff_tiles(self.path, self.sums.array, CHUNK, attrs.get("wavelengths"), settings,
+                         geo=settings.get("output_geo"))
         self.discard()
         return open_cube_lazy(self.path).data
 
