@@ -464,20 +464,46 @@ def test_every_control_says_what_it_does(sample_viewer):
     assert not missing, missing
 
 
-def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
-    """All three docks open in a 1280x800 window: the window stays 1280x800 (the docks scroll) and
-    Run is on screen, whatever method (blind has the most options)."""
+LONG_NAME = "NEON_D01_HARV_DP3_726000_4699000_reflectance_crop"
+
+
+def _dock_of(widget):
+    from qtpy.QtWidgets import QDockWidget
+
+    while not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
+
+
+def _open_three_docks(viewer, qtbot):
     from napari_hsisr._widgets.fusion_widget import FusionWidget
     from napari_hsisr._widgets.quality_widget import QualityWidget
     from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
 
+    docks = {"Fusion": FusionWidget(viewer), "Spectrum probe": SpectrumWidget(viewer), "Quality": QualityWidget(viewer)}
+    for name, dock in docks.items():
+        viewer.window.add_dock_widget(dock, name=name, area="right")
+    qtbot.waitUntil(lambda: all(dock.in_plugin_tabs for dock in docks.values()), timeout=3000)  # once shown
+    return docks
+
+
+def _raise(dock, qtbot):
+    _dock_of(dock).raise_()
+    qtbot.wait(100)
+
+
+def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    """All three docks open in a 1280x800 window: they stack as tabs in the order opened, the
+    window stays 1280x800 (a dock scrolls) and Run is on screen, whatever method (blind has the
+    most options)."""
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-hsisr", "sample_pair")
-    fusion = FusionWidget(viewer)
-    for name, dock in (("Fusion", fusion), ("Spectrum probe", SpectrumWidget(viewer)),
-                       ("Quality", QualityWidget(viewer))):
-        viewer.window.add_dock_widget(dock, name=name, area="right")
+    docks = _open_three_docks(viewer, qtbot)
     window = viewer.window._qt_window
+    fusion = docks["Fusion"]
+    tabs = window.tabifiedDockWidgets(_dock_of(fusion))
+    assert {_dock_of(docks[n]) for n in ("Spectrum probe", "Quality")} == set(tabs)
+    _raise(fusion, qtbot)
     for method in ("unsupervised", "blind"):
         fusion.method_combo.setCurrentText(method)
         fusion.options.expand(animate=False)
@@ -486,6 +512,46 @@ def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
         assert (window.width(), window.height()) == (1280, 800)
         run = fusion.run_button.mapTo(window, fusion.run_button.rect().bottomLeft())
         assert fusion.run_button.isVisible() and 0 < run.y() < 800
+
+
+def test_real_file_names_keep_the_window_on_a_laptop_screen(make_napari_viewer, qtbot, evaluate_quality):
+    """A fused pair named like NEON's files, the three docks open at 1280x800: the window stays
+    within the screen, Run and Quality's metrics and per-band plot are visible without scrolling,
+    the spectrum plot is large, long names are elided with the full name in the tooltip."""
+    from qtpy.QtWidgets import QComboBox
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-hsisr", "sample_pair")
+    viewer.layers["sample_lr_hs"].name = LONG_NAME
+    viewer.layers["sample_rgb"].name = "2019_D01_HARV_DP3_726000_4699000_image_crop"
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    docks = _open_three_docks(viewer, qtbot)
+    fusion, spectrum, quality = docks["Fusion"], docks["Spectrum probe"], docks["Quality"]
+    assert fusion.run()
+    qtbot.waitUntil(lambda: f"{LONG_NAME}_fast" in viewer.layers, timeout=30000)
+    _wait_idle(qtbot, fusion)
+    window.resize(1280, 800)
+    qtbot.wait(200)
+    assert window.frameGeometry().width() <= 1280 and window.minimumSizeHint().width() <= 1280
+
+    _raise(fusion, qtbot)
+    assert not fusion.run_button.visibleRegion().isEmpty()
+    assert fusion.lr_combo.currentText() == LONG_NAME and LONG_NAME in fusion.lr_combo.toolTip()
+
+    _raise(quality, qtbot)
+    assert evaluate_quality(quality)["psnr"] > 30
+    qtbot.wait(100)
+    for output in (quality.table, quality.band_canvas):
+        shown = output.visibleRegion().boundingRect()
+        assert (shown.width(), shown.height()) == (output.width(), output.height())  # whole, unscrolled
+    assert quality.scroll.verticalScrollBar().value() == 0
+
+    _raise(spectrum, qtbot)
+    assert spectrum.canvas.height() >= 260 and spectrum.canvas.width() >= 400
+    combos = [c for d in docks.values() for c in d.findChildren(QComboBox)]
+    assert all(c.minimumSizeHint().width() < 250 for c in combos)
+    assert window.frameGeometry().width() <= 1280
 
 
 def test_plots_follow_the_viewer_theme(sample_viewer, qtbot):
