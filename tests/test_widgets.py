@@ -554,6 +554,21 @@ def test_real_file_names_keep_the_window_on_a_laptop_screen(make_napari_viewer, 
     assert window.frameGeometry().width() <= 1280
 
 
+def test_render_stays_under_probes_and_regions(sample_viewer, qtbot):
+    """An opaque true-colour render is inserted below the Points and Shapes layers, not over them."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = sample_viewer
+    viewer.add_points([[15, 100, 100]], name="probes")
+    viewer.add_shapes([np.array([[10, 10], [10, 50], [50, 50]])], shape_type="polygon", name="region")
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.result_combo.setCurrentText("sample_reference")
+    out = widget.add_truecolour()
+    names = [lay.name for lay in viewer.layers]
+    assert names.index(out.name) < names.index("probes") < names.index("region")
+
+
 def test_plots_follow_the_viewer_theme(sample_viewer, qtbot):
     """Labels, ticks and both legends take the theme's text colour on its background, and change
     with the theme (never black on black)."""

@@ -84,8 +84,21 @@ def _colour_layer(viewer, layer, rgb, name, meta):
         out = viewer.layers[name]
         out.data, out.scale, out.translate, out.metadata = rgb, hs, ht, meta
         return out
-    return viewer.add_image(rgb, name=name, rgb=True, scale=hs, translate=ht, metadata=meta,
-                            contrast_limits=(0.0, 1.0))
+    out = viewer.add_image(rgb, name=name, rgb=True, scale=hs, translate=ht, metadata=meta,
+                           contrast_limits=(0.0, 1.0))
+    _below_annotations(viewer, out)
+    return out
+
+
+def _below_annotations(viewer, layer) -> None:
+    """Move ``layer`` under the lowest Points or Shapes layer: an opaque render added on top would
+    hide the probes and regions drawn on the cube."""
+    from napari.layers import Points, Shapes
+
+    marks = [i for i, lay in enumerate(viewer.layers) if isinstance(lay, (Points, Shapes))]
+    index = viewer.layers.index(layer)
+    if marks and marks[0] < index:
+        viewer.layers.move(index, marks[0])
 
 
 class FusionWidget(JoinsPluginTabs, QWidget):
