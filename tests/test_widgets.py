@@ -255,10 +255,14 @@ def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
     assert probes.name == "probes" and probes.mode == "add"
     probes.add([[0, 10, 20], [0, 200, 100]])
     qtbot.waitUntil(lambda: "2 probe(s)" in widget.status.text(), timeout=3000)
-    # two compact legends: one entry per layer (colours), one per probe (line style and marker)
-    legends = [c for c in widget.ax.get_children() if isinstance(c, mlegend.Legend)]
+    # two compact legends: one entry per layer (colours), one per probe (line style and marker), under
+    # the axes (never over the curves)
+    legends = [c for c in widget.figure.legends if isinstance(c, mlegend.Legend)]
     texts = [[t.get_text() for t in leg.get_texts()] for leg in legends]
     assert ["sample_lr_hs"] in texts and ["probe 1", "probe 2"] in texts  # hidden reference not plotted
+    widget.canvas.draw()
+    axes_box = widget.ax.get_tightbbox()  # the x label included
+    assert all(leg.get_window_extent().y1 <= axes_box.y0 + 1 for leg in legends)
     lines = {ln.get_label(): ln for ln in widget.ax.get_lines()}
     l1, l2 = lines["probe 1: sample_lr_hs"], lines["probe 2: sample_lr_hs"]
     assert mcolors.to_rgb(l1.get_color()) == mcolors.to_rgb(l2.get_color())  # one colour per layer
@@ -302,7 +306,7 @@ def test_hover_plots_cursor_spectrum(sample_viewer, qtbot):
         position = (0, 50.0, 60.0)
 
     widget._on_mouse_move(sample_viewer, Event())
-    qtbot.waitUntil(lambda: widget.ax.get_legend() is not None, timeout=3000)
+    qtbot.waitUntil(lambda: bool(widget.figure.legends), timeout=3000)
     line = widget.ax.get_lines()[0]
     np.testing.assert_allclose(line.get_ydata(), sample_viewer.layers["sample_lr_hs"].data[:, 6, 7])
     assert widget.ax.get_xlabel() == "wavelength (nm)"

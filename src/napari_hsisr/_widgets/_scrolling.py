@@ -65,13 +65,13 @@ def _in_plugin_tabs(dock: QDockWidget) -> bool:
     return any(getattr(w, "in_plugin_tabs", False) for w in dock.findChildren(QWidget))
 
 
-def join_plugin_tabs(widget: QWidget) -> None:
+def join_plugin_tabs(widget: QWidget) -> bool:
     """Stack ``widget``'s dock as the last tab of this plugin's docks in the same area, raised (the
-    tabs keep the order the docks were opened in)."""
+    tabs keep the order the docks were opened in). False while it is not docked in a main window."""
     dock = _dock_of(widget)
     window = dock.parentWidget() if dock is not None else None
     if not isinstance(window, QMainWindow) or dock.isFloating():
-        return
+        return False
     area = window.dockWidgetArea(dock)
     siblings = [d for d in window.findChildren(QDockWidget) if d is not dock and not d.isFloating()
                 and not d.isHidden() and window.dockWidgetArea(d) == area and _in_plugin_tabs(d)]
@@ -79,26 +79,31 @@ def join_plugin_tabs(widget: QWidget) -> None:
         window.tabifyDockWidget(siblings[0], dock)
     widget.in_plugin_tabs = True
     dock.raise_()
+    return True
 
 
 class JoinsPluginTabs:
-    """Mixin for a dock widget: the first time it is shown, its dock joins the plugin's tabs (after
-    napari has finished placing it, hence the timer)."""
+    """Mixin for a dock widget: once docked (or shown), its dock joins the plugin's tabs, after napari
+    has finished placing it; until it is in a main window it tries again a little later."""
 
     in_plugin_tabs = False
-    _tabs_joined = False
+    _join_pending = False
 
-    def showEvent(self, event):
-        super().showEvent(event)
-        if not self._tabs_joined:
-            self._tabs_joined = True
-            QTimer.singleShot(0, self._join_tabs)
+    def event(self, event):
+        if (event.type() in (QEvent.Type.ParentChange, QEvent.Type.Show) and not self.in_plugin_tabs
+                and not self._join_pending):
+            self._join_pending = True
+            QTimer.singleShot(0, lambda: self._join_tabs(attempts=20))
+        return super().event(event)
 
-    def _join_tabs(self):
+    def _join_tabs(self, attempts: int):
         try:
-            join_plugin_tabs(self)
-        except RuntimeError:  # closed before the timer fired
-            pass
+            if not join_plugin_tabs(self) and attempts > 1:
+                QTimer.singleShot(100, lambda: self._join_tabs(attempts - 1))
+                return
+        except RuntimeError:  # closed meanwhile
+            return
+        self._join_pending = False
 
 
 class ScrollingDock(JoinsPluginTabs, QWidget):

@@ -14,7 +14,7 @@ _INSTALLED: weakref.WeakSet = weakref.WeakSet()
 
 def band_label(layer, world_point) -> str | None:
     """``"<name> band i: w nm"`` for the band of ``layer`` under the dims point, or None. A long name
-    is elided in the middle: the canvas of a laptop screen shows about 50 characters."""
+    is elided in the middle: the canvas of a laptop screen shows about 42 characters."""
     from ._compact import elide_middle
 
     wl = _layers.layer_wavelengths(layer)
@@ -25,7 +25,7 @@ def band_label(layer, world_point) -> str | None:
         return None
     data_pt = np.asarray(layer.world_to_data(point[-layer.ndim:]), float)
     i = int(np.clip(np.round(data_pt[0]), 0, layer.data.shape[0] - 1))
-    return f"{elide_middle(layer.name, 24)} band {i}: {wl[i]:g} nm"
+    return f"{elide_middle(layer.name, 18)} band {i}: {wl[i]:g} nm"
 
 
 def current_label(viewer) -> str | None:

@@ -157,7 +157,7 @@ class FusionWidget(JoinsPluginTabs, QWidget):
     def sizeHint(self):
         hint = super().sizeHint()
         hint.setHeight(min(hint.height(), 520))
-        hint.setWidth(max(hint.width(), 470))  # room for the spin boxes' texts; the minimum is less
+        hint.setWidth(max(hint.width(), 500))  # room for the spin boxes' texts; the minimum is less
         return hint
 
     def _connect(self):
