@@ -229,10 +229,18 @@ class QualityWidget(ScrollingDock):
             self.table.setItem(i, 0, QTableWidgetItem(label))
             v = (values or {}).get(key)
             self.table.setItem(i, 1, QTableWidgetItem("" if v is None else f"{v:.4g}"))
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """Every row visible: the table is as tall as its rows (it never hides 4 of 6)."""
         self.table.resizeColumnToContents(0)
-        # every row visible: the table is as tall as its rows (it never hides 4 of 6)
-        height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
+        height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i)
+                                                              for i in range(self.table.rowCount()))
         self.table.setFixedHeight(height + 2 * self.table.frameWidth() + 2)
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        self._fit_table()  # napari's style, applied once shown, makes the rows taller
 
     def _get(self, combo, what):
         from ..core.errors import InputError
