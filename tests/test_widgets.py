@@ -255,10 +255,14 @@ def test_spectrum_widget_probes_and_csv_export(sample_viewer, qtbot, tmp_path):
     assert probes.name == "probes" and probes.mode == "add"
     probes.add([[0, 10, 20], [0, 200, 100]])
     qtbot.waitUntil(lambda: "2 probe(s)" in widget.status.text(), timeout=3000)
-    # two compact legends: one entry per layer (colours), one per probe (line style and marker)
-    legends = [c for c in widget.ax.get_children() if isinstance(c, mlegend.Legend)]
+    # two compact legends: one entry per layer (colours), one per probe (line style and marker), under
+    # the axes (never over the curves)
+    legends = [c for c in widget.figure.legends if isinstance(c, mlegend.Legend)]
     texts = [[t.get_text() for t in leg.get_texts()] for leg in legends]
     assert ["sample_lr_hs"] in texts and ["probe 1", "probe 2"] in texts  # hidden reference not plotted
+    widget.canvas.draw()
+    axes_box = widget.ax.get_tightbbox()  # the x label included
+    assert all(leg.get_window_extent().y1 <= axes_box.y0 + 1 for leg in legends)
     lines = {ln.get_label(): ln for ln in widget.ax.get_lines()}
     l1, l2 = lines["probe 1: sample_lr_hs"], lines["probe 2: sample_lr_hs"]
     assert mcolors.to_rgb(l1.get_color()) == mcolors.to_rgb(l2.get_color())  # one colour per layer
@@ -302,7 +306,7 @@ def test_hover_plots_cursor_spectrum(sample_viewer, qtbot):
         position = (0, 50.0, 60.0)
 
     widget._on_mouse_move(sample_viewer, Event())
-    qtbot.waitUntil(lambda: widget.ax.get_legend() is not None, timeout=3000)
+    qtbot.waitUntil(lambda: bool(widget.figure.legends), timeout=3000)
     line = widget.ax.get_lines()[0]
     np.testing.assert_allclose(line.get_ydata(), sample_viewer.layers["sample_lr_hs"].data[:, 6, 7])
     assert widget.ax.get_xlabel() == "wavelength (nm)"
@@ -464,20 +468,46 @@ def test_every_control_says_what_it_does(sample_viewer):
     assert not missing, missing
 
 
-def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
-    """All three docks open in a 1280x800 window: the window stays 1280x800 (the docks scroll) and
-    Run is on screen, whatever method (blind has the most options)."""
+LONG_NAME = "NEON_D01_HARV_DP3_726000_4699000_reflectance_crop"
+
+
+def _dock_of(widget):
+    from qtpy.QtWidgets import QDockWidget
+
+    while not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
+
+
+def _open_three_docks(viewer, qtbot):
     from napari_hsisr._widgets.fusion_widget import FusionWidget
     from napari_hsisr._widgets.quality_widget import QualityWidget
     from napari_hsisr._widgets.spectrum_widget import SpectrumWidget
 
+    docks = {"Fusion": FusionWidget(viewer), "Spectrum probe": SpectrumWidget(viewer), "Quality": QualityWidget(viewer)}
+    for name, dock in docks.items():
+        viewer.window.add_dock_widget(dock, name=name, area="right")
+    qtbot.waitUntil(lambda: all(dock.in_plugin_tabs for dock in docks.values()), timeout=3000)  # once shown
+    return docks
+
+
+def _raise(dock, qtbot):
+    _dock_of(dock).raise_()
+    qtbot.wait(100)
+
+
+def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    """All three docks open in a 1280x800 window: they stack as tabs in the order opened, the
+    window stays 1280x800 (a dock scrolls) and Run is on screen, whatever method (blind has the
+    most options)."""
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-hsisr", "sample_pair")
-    fusion = FusionWidget(viewer)
-    for name, dock in (("Fusion", fusion), ("Spectrum probe", SpectrumWidget(viewer)),
-                       ("Quality", QualityWidget(viewer))):
-        viewer.window.add_dock_widget(dock, name=name, area="right")
+    docks = _open_three_docks(viewer, qtbot)
     window = viewer.window._qt_window
+    fusion = docks["Fusion"]
+    tabs = window.tabifiedDockWidgets(_dock_of(fusion))
+    assert {_dock_of(docks[n]) for n in ("Spectrum probe", "Quality")} == set(tabs)
+    _raise(fusion, qtbot)
     for method in ("unsupervised", "blind"):
         fusion.method_combo.setCurrentText(method)
         fusion.options.expand(animate=False)
@@ -486,6 +516,61 @@ def test_three_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
         assert (window.width(), window.height()) == (1280, 800)
         run = fusion.run_button.mapTo(window, fusion.run_button.rect().bottomLeft())
         assert fusion.run_button.isVisible() and 0 < run.y() < 800
+
+
+def test_real_file_names_keep_the_window_on_a_laptop_screen(make_napari_viewer, qtbot, evaluate_quality):
+    """A fused pair named like NEON's files, the three docks open at 1280x800: the window stays
+    within the screen, Run and Quality's metrics and per-band plot are visible without scrolling,
+    the spectrum plot is large, long names are elided with the full name in the tooltip."""
+    from qtpy.QtWidgets import QComboBox
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-hsisr", "sample_pair")
+    viewer.layers["sample_lr_hs"].name = LONG_NAME
+    viewer.layers["sample_rgb"].name = "2019_D01_HARV_DP3_726000_4699000_image_crop"
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    docks = _open_three_docks(viewer, qtbot)
+    fusion, spectrum, quality = docks["Fusion"], docks["Spectrum probe"], docks["Quality"]
+    assert fusion.run()
+    qtbot.waitUntil(lambda: f"{LONG_NAME}_fast" in viewer.layers, timeout=30000)
+    _wait_idle(qtbot, fusion)
+    window.resize(1280, 800)
+    qtbot.wait(200)
+    assert window.frameGeometry().width() <= 1280 and window.minimumSizeHint().width() <= 1280
+
+    _raise(fusion, qtbot)
+    assert not fusion.run_button.visibleRegion().isEmpty()
+    assert fusion.lr_combo.currentText() == LONG_NAME and LONG_NAME in fusion.lr_combo.toolTip()
+
+    _raise(quality, qtbot)
+    assert evaluate_quality(quality)["psnr"] > 30
+    qtbot.wait(100)
+    for output in (quality.table, quality.band_canvas):
+        shown = output.visibleRegion().boundingRect()
+        assert (shown.width(), shown.height()) == (output.width(), output.height())  # whole, unscrolled
+    assert quality.scroll.verticalScrollBar().value() == 0
+
+    _raise(spectrum, qtbot)
+    assert spectrum.canvas.height() >= 260 and spectrum.canvas.width() >= 400
+    combos = [c for d in docks.values() for c in d.findChildren(QComboBox)]
+    assert all(c.minimumSizeHint().width() < 250 for c in combos)
+    assert window.frameGeometry().width() <= 1280
+
+
+def test_render_stays_under_probes_and_regions(sample_viewer, qtbot):
+    """An opaque true-colour render is inserted below the Points and Shapes layers, not over them."""
+    from napari_hsisr._widgets.fusion_widget import FusionWidget
+
+    viewer = sample_viewer
+    viewer.add_points([[15, 100, 100]], name="probes")
+    viewer.add_shapes([np.array([[10, 10], [10, 50], [50, 50]])], shape_type="polygon", name="region")
+    widget = FusionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.result_combo.setCurrentText("sample_reference")
+    out = widget.add_truecolour()
+    names = [lay.name for lay in viewer.layers]
+    assert names.index(out.name) < names.index("probes") < names.index("region")
 
 
 def test_plots_follow_the_viewer_theme(sample_viewer, qtbot):

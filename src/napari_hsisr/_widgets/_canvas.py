@@ -26,9 +26,10 @@ def theme_colours(viewer=None) -> dict:
 
 
 def _legends(ax) -> list:
+    """The axes' legends and its figure's (legends placed outside the axes are the figure's)."""
     from matplotlib.legend import Legend
 
-    return [child for child in ax.get_children() if isinstance(child, Legend)]
+    return [child for child in ax.get_children() if isinstance(child, Legend)] + list(ax.figure.legends)
 
 
 class ThemedCanvas(QWidget):

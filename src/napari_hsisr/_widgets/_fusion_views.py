@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._compact import breakable
 from ._fusion_state import FAILED, READY, RUNNING, STOPPED, STOPPING, FusionState
 from ._options_form import OptionsForm
 
@@ -339,7 +340,7 @@ class RunBar(QWidget):
         self.state = state
         state.events.status.connect(self._on_status)
         state.events.step.connect(self._on_step)
-        state.events.message.connect(lambda text: self.progress_label.setText(str(text)))
+        state.events.message.connect(lambda text: self.progress_label.setText(breakable(str(text))))
 
     def _on_status(self, status):
         running = status in (RUNNING, STOPPING)

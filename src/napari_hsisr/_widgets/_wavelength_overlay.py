@@ -16,7 +16,10 @@ _SAVED_AXIS_LABEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def band_label(layer, world_point) -> str | None:
-    """``"<name> band i: w nm"`` for the band of ``layer`` under the dims point, or None."""
+    """``"<name> band i: w nm"`` for the band of ``layer`` under the dims point, or None. A long name
+    is elided in the middle: the canvas of a laptop screen shows about 42 characters."""
+    from ._compact import elide_middle
+
     wl = _layers.layer_wavelengths(layer)
     if wl is None:
         return None
@@ -25,7 +28,7 @@ def band_label(layer, world_point) -> str | None:
         return None
     data_pt = np.asarray(layer.world_to_data(point[-layer.ndim:]), float)
     i = int(np.clip(np.round(data_pt[0]), 0, layer.data.shape[0] - 1))
-    return f"{layer.name} band {i}: {wl[i]:g} nm"
+    return f"{elide_middle(layer.name, 18)} band {i}: {wl[i]:g} nm"
 
 
 def current_label(viewer) -> str | None:

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..core.errors import InputError
 from . import _layers
+from ._compact import compact_controls
 from ._fusion_state import DONE, FAILED, READY, RUNNING, STOPPED, STOPPING, FusionState
 from ._fusion_views import (  # noqa: F401 - re-exported names used by tests and other docks
     CHANNEL_COLORS,
@@ -42,7 +43,7 @@ from ._fusion_worker import (
     save_layer,
     show_preview,
 )
-from ._scrolling import vertical_scroll
+from ._scrolling import JoinsPluginTabs, vertical_scroll
 from ._truecolour import parse_wavelength_triplet
 
 
@@ -83,8 +84,10 @@ def _colour_layer(viewer, layer, rgb, name, meta):
         out = viewer.layers[name]
         out.data, out.scale, out.translate, out.metadata = rgb, hs, ht, meta
         return out
-    return viewer.add_image(rgb, name=name, rgb=True, scale=hs, translate=ht, metadata=meta,
-                            contrast_limits=(0.0, 1.0))
+    out = viewer.add_image(rgb, name=name, rgb=True, scale=hs, translate=ht, metadata=meta,
+                           contrast_limits=(0.0, 1.0))
+    _below_annotations(viewer, out)
+    return out
 
 
 def _best_pick(names, prev, preferences, known) -> str | None:
@@ -97,7 +100,18 @@ def _best_pick(names, prev, preferences, known) -> str | None:
     return next((n for n in names if rank[n] == best), None)
 
 
-class FusionWidget(QWidget):
+def _below_annotations(viewer, layer) -> None:
+    """Move ``layer`` under the lowest Points or Shapes layer: an opaque render added on top would
+    hide the probes and regions drawn on the cube."""
+    from napari.layers import Points, Shapes
+
+    marks = [i for i, lay in enumerate(viewer.layers) if isinstance(lay, (Points, Shapes))]
+    index = viewer.layers.index(layer)
+    if marks and marks[0] < index:
+        viewer.layers.move(index, marks[0])
+
+
+class FusionWidget(JoinsPluginTabs, QWidget):
     """Fuse an HR RGB/MSI layer with an LR hyperspectral layer into an HR cube."""
 
     def __init__(self, napari_viewer, parent=None):
@@ -133,6 +147,8 @@ class FusionWidget(QWidget):
         for view in (self.data_view, self.degradation_view, self.method_view, self.result_view):
             column.addWidget(view)
         column.addStretch(1)
+        compact_controls(inner)  # before the scroll area takes the content's minimum width
+        compact_controls(self.run_bar)
         scroll = vertical_scroll(inner)
         self.scroll = scroll
         root = QVBoxLayout(self)
@@ -154,6 +170,7 @@ class FusionWidget(QWidget):
     def sizeHint(self):
         hint = super().sizeHint()
         hint.setHeight(min(hint.height(), 520))
+        hint.setWidth(max(hint.width(), 500))  # room for the spin boxes' texts; the minimum is less
         return hint
 
     def _connect(self):

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _layers
+from ._compact import compact_controls
 from ._scrolling import ScrollingDock
 
 METRICS = (("psnr", "PSNR (dB)"), ("psnr_bandwise", "PSNR band-wise (dB)"), ("sam", "SAM (deg)"),
@@ -101,7 +102,7 @@ class QualityWidget(ScrollingDock):
         self.metrics: dict = {}
         self.worker = None
         root = self.body_layout
-        form = QFormLayout()
+        form = self.form = QFormLayout()
         self.result_combo, self.reference_combo = QComboBox(), QComboBox()
         self.hr_combo, self.lr_combo = QComboBox(), QComboBox()
         self.hr_combo.setToolTip("HR image the result was fused from (no-reference consistency)")
@@ -131,7 +132,7 @@ class QualityWidget(ScrollingDock):
         root.addWidget(self.table)
         from ._canvas import ThemedCanvas
 
-        self.band_canvas = ThemedCanvas(napari_viewer, toolbar=False, height=150)
+        self.band_canvas = ThemedCanvas(napari_viewer, toolbar=False, height=230)
         self.band_ax = self.band_canvas.figure.add_subplot(111)
         self.band_canvas.setVisible(False)
         root.addWidget(self.band_canvas)
@@ -144,6 +145,7 @@ class QualityWidget(ScrollingDock):
         self.result_combo.setToolTip("The cube to judge (the newest result by default)")
         self.reference_combo.setToolTip("Ground truth of the same shape, or none: then the no-reference "
                                         "consistency with the HR and LR inputs")
+        compact_controls(self)
         self.evaluate_button.clicked.connect(self.evaluate)
         self.sam_button.clicked.connect(self.add_sam_map)
         self.result_combo.currentTextChanged.connect(self._on_result_changed)
@@ -216,9 +218,8 @@ class QualityWidget(ScrollingDock):
 
     def _update_mode(self, *_):
         nr = self.no_reference()
-        self.hr_combo.setEnabled(nr)
-        self.lr_combo.setEnabled(nr)
-        self.scale_spin.setEnabled(not nr)
+        for field, shown in ((self.hr_combo, nr), (self.lr_combo, nr), (self.scale_spin, not nr)):
+            self._show_row(field, shown)
         self.sam_button.setEnabled(not nr)
         # the figures stay while they describe the chosen layers (another layer added or removed
         # changes nothing), and go when the choice changes
@@ -227,16 +228,30 @@ class QualityWidget(ScrollingDock):
         if not current:
             self.band_canvas.setVisible(False)
 
+    def _show_row(self, field, shown: bool) -> None:
+        """Only the rows the mode uses: the table and the plot stay above the fold."""
+        field.setEnabled(shown)
+        field.setVisible(shown)
+        self.form.labelForField(field).setVisible(shown)
+
     def _set_rows(self, rows, values: dict | None = None):
         self.table.setRowCount(len(rows))
         for i, (key, label) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(label))
             v = (values or {}).get(key)
             self.table.setItem(i, 1, QTableWidgetItem("" if v is None else format_value(key, v)))
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """Every row visible: the table is as tall as its rows (it never hides 4 of 6)."""
         self.table.resizeColumnToContents(0)
-        # every row visible: the table is as tall as its rows (it never hides 4 of 6)
-        height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
+        height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i)
+                                                              for i in range(self.table.rowCount()))
         self.table.setFixedHeight(height + 2 * self.table.frameWidth() + 2)
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        self._fit_table()  # napari's style, applied once shown, makes the rows taller
 
     def _get(self, combo, what):
         from ..core.errors import InputError
@@ -339,7 +354,8 @@ class QualityWidget(ScrollingDock):
         twin.set_ylabel("rel. RMSE (%)")
         ax.set_title("per band", fontsize=8)
         lines = ax.get_lines() + twin.get_lines()
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=6, frameon=False, loc="lower left")
+        fig.legend(lines, [ln.get_label() for ln in lines], fontsize=6, frameon=False, loc="outside lower center",
+                   ncols=2)  # under the axes: never over the curves
         self.band_canvas.draw()
         for spine in twin.spines.values():
             spine.set_color(colours["text"])

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from ..core import metrics
 from . import _layers
+from ._compact import breakable, compact_controls, elide_middle
 from ._scrolling import ScrollingDock
 
 PROBES = "probes"
@@ -190,7 +191,7 @@ class SpectrumWidget(ScrollingDock):
         self.ax = self.figure.add_subplot(111)
 
         root = self.body_layout
-        self.canvas.setMinimumHeight(150)
+        self.canvas.setMinimumHeight(260)  # readable: the axes keep ~170 px under the legends
         root.addWidget(self.plot, 1)
         row = QHBoxLayout()
         self.hover_check = QCheckBox("hover")
@@ -235,6 +236,7 @@ class SpectrumWidget(ScrollingDock):
         self.status = QLabel("")
         root.addWidget(self.status)
         self.finish_layout()
+        compact_controls(self)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -414,16 +416,23 @@ class SpectrumWidget(ScrollingDock):
         ax.set_xlabel("wavelength (nm)" if has_wl else "band")
         ax.set_ylabel("value")
         if shown_layers:
-            layer_handles = [Line2D([], [], color=colour[n], lw=2, label=n) for n in colour if n in shown_layers]
-            first = ax.legend(handles=layer_handles, fontsize=6, frameon=True, loc="upper left", title="layer",
-                              title_fontsize=6, framealpha=0.6)
-            if probe_handles:
-                ax.add_artist(first)
-                ax.legend(handles=probe_handles, fontsize=6, frameon=True, loc="upper right", framealpha=0.6)
-            self._legend_texts = [t.get_text() for t in first.get_texts()]
-        self.errors_label.setText("\n".join(self.probe_error_lines()))
+            self._legends_under_axes(colour, shown_layers, probe_handles)
+        self.errors_label.setText(breakable("\n".join(self.probe_error_lines())))
         self.status.setText(f"{len(world)} probe(s), {len(layers)} cube layer(s)")
         self.plot.draw()
+
+    def _legends_under_axes(self, colour: dict, shown_layers: set, probe_handles: list) -> None:
+        """Layers (colours) under the axes on the left, probes (styles) on the right: outside the axes,
+        never over the curves; long layer names elided (the full names are in the layer list)."""
+        from matplotlib.lines import Line2D
+
+        layer_handles = [Line2D([], [], color=colour[n], lw=2, label=elide_middle(n, 30))
+                         for n in colour if n in shown_layers]
+        style = {"fontsize": 6, "frameon": True, "framealpha": 0.6, "title_fontsize": 6}
+        first = self.figure.legend(handles=layer_handles, loc="outside lower left", title="layer", **style)
+        if probe_handles:
+            self.figure.legend(handles=probe_handles, loc="outside lower right", ncols=2, **style)
+        self._legend_texts = [t.get_text() for t in first.get_texts()]
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path) -> Path:
