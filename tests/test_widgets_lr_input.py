@@ -48,3 +48,21 @@ def test_spectrum_plot_skips_the_noisy_bands(make_napari_viewer):
     layer = viewer.add_image(np.ones((5, 4, 4), np.float32), metadata={"bad_bands": [1, 3]})
     shown = without_bad_bands(np.arange(5.0), layer)
     assert np.isnan(shown[[1, 3]]).all() and shown[[0, 2, 4]].tolist() == [0, 2, 4]
+
+
+def test_quality_band_plot_skips_the_reference_noisy_bands(make_napari_viewer, qtbot, evaluate_quality):
+    from napari_hsisr._widgets.quality_widget import QualityWidget
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    ref = rng.random((6, 16, 16)).astype(np.float32)
+    viewer.add_image(ref, name="reference", metadata={"wavelengths": np.arange(6) * 50.0 + 400, "bad_bands": [2, 5]})
+    viewer.add_image(ref + rng.normal(0, 0.01, ref.shape).astype(np.float32), name="result")
+    widget = QualityWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.result_combo.setCurrentText("result")
+    widget.reference_combo.setCurrentText("reference")
+    assert evaluate_quality(widget)["psnr"] > 30
+    for line in widget.band_ax.get_lines() + widget.band_ax.right_ax.get_lines():
+        y = np.asarray(line.get_ydata(), float)
+        assert np.isnan(y[[2, 5]]).all() and np.isfinite(y[[0, 1, 3, 4]]).all(), line.get_label()

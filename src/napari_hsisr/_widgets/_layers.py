@@ -187,3 +187,14 @@ def unique_name(names, base: str) -> str:
     while f"{base}[{i}]" in names:
         i += 1
     return f"{base}[{i}]"
+
+
+def without_bad_bands(values: np.ndarray, layer) -> np.ndarray:
+    """``values`` (one per band) with the layer's noisy bands (``metadata["bad_bands"]``, marked by
+    the reader) as NaN: a plot skips them, so water bands spiking to 25,000 squash nothing."""
+    bad = [i for i in (getattr(layer, "metadata", None) or {}).get("bad_bands") or () if 0 <= int(i) < len(values)]
+    if not bad:
+        return values
+    out = np.array(values, dtype=float)
+    out[bad] = np.nan
+    return out

@@ -307,6 +307,7 @@ class QualityWidget(ScrollingDock):
                 fn, args = _reference_and_bands, (_layers.whole_data(res, "the metrics"),
                                                   _layers.whole_data(ref, "the metrics"), self.scale_spin.value())
                 self._band_wavelengths = _layers.layer_wavelengths(ref)
+                self._band_layer = ref
         except (InputError, ValueError) as exc:
             self._failed(exc)
             return None
@@ -342,7 +343,9 @@ class QualityWidget(ScrollingDock):
         fig.clear()
         ax = fig.add_subplot(111)
         self.band_ax = ax
-        psnr = np.asarray(bands["band_psnr"])
+        ref = getattr(self, "_band_layer", None)  # the reference's noisy bands (marked by the reader) are not drawn
+        psnr = _layers.without_bad_bands(np.asarray(bands["band_psnr"]), ref)
+        rmse = _layers.without_bad_bands(np.asarray(bands["band_relative_rmse"]), ref)
         wl = getattr(self, "_band_wavelengths", None)
         x = wl if wl is not None and len(wl) == len(psnr) else np.arange(len(psnr))
         colours = self.band_canvas.colours
@@ -350,7 +353,8 @@ class QualityWidget(ScrollingDock):
         ax.set_xlabel("wavelength (nm)" if x is wl else "band")
         ax.set_ylabel("PSNR (dB)")
         twin = ax.twinx()
-        twin.plot(x, bands["band_relative_rmse"], lw=1, color="#4ecdc4", label="relative RMSE (%)")
+        ax.right_ax = twin  # tests read both curves
+        twin.plot(x, rmse, lw=1, color="#4ecdc4", label="relative RMSE (%)")
         twin.set_ylabel("rel. RMSE (%)")
         ax.set_title("per band", fontsize=8)
         lines = ax.get_lines() + twin.get_lines()

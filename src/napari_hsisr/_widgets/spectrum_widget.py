@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from ..core import metrics
 from . import _layers
+from ._layers import without_bad_bands
 from ._compact import breakable, compact_controls, elide_middle
 from ._scrolling import ScrollingDock
 
@@ -38,17 +39,6 @@ def cube_wavelengths(layer) -> np.ndarray:
     """The layer's wavelengths (nm), or band indices when it has none."""
     wl = _layers.layer_wavelengths(layer)
     return wl if wl is not None else np.arange(layer.data.shape[0], dtype=np.float64)
-
-
-def without_bad_bands(values: np.ndarray, layer) -> np.ndarray:
-    """``values`` (one per band) with the layer's noisy bands (``metadata["bad_bands"]``, marked by
-    the reader) as NaN: a plot skips them, so water bands spiking to 25,000 squash nothing."""
-    bad = [i for i in (layer.metadata or {}).get("bad_bands") or () if 0 <= int(i) < len(values)]
-    if not bad:
-        return values
-    out = np.array(values, dtype=float)
-    out[bad] = np.nan
-    return out
 
 
 def spectrum_at(layer, world_point, size: int = 1) -> np.ndarray | None:
