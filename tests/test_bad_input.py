@@ -332,7 +332,7 @@ def test_stale_temporary_files_are_removed_on_the_next_write(tmp_path):
 def test_sigterm_during_a_run_leaves_nothing(files):
     """SIGTERM unwinds like Ctrl-C: exit 130, no output, no temporary file."""
     script = ("import sys, time\n"
-              "import napari_hsisr.core.io as io\n"
+              "import napari_hsisr.core.io.tiff as io\n"
               "real = io._atomic_imwrite\n"
               "def slow(*a, **k):\n"
               "    def stall(path, *b, **c):\n"

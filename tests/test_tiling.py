@@ -167,7 +167,8 @@ def test_ome_zarr_result_is_a_multiscale_image(pair, tmp_path, monkeypatch):
     import zarr
 
     from napari_hsisr._reader import napari_get_reader
-    from napari_hsisr.core import io, tiled_output
+    from napari_hsisr.core import tiled_output
+    from napari_hsisr.core.io import ome_zarr as io
     from napari_hsisr.core.io import read_cube
 
     monkeypatch.setattr(io, "PYRAMID_MIN", 64)  # 128 -> 64 -> 32, as 4096 -> ... -> 512 in use
