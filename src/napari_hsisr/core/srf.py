@@ -210,7 +210,8 @@ def load_srf_file(path: str | Path) -> SpectralResponse:
     try:
         return _load_table(path)
     except _PlainMatrix as plain:
-        raise InputError(f"{Path(path).name} holds a {plain.matrix.shape[0]} x {plain.matrix.shape[1]} matrix without a "
+        rows, cols = plain.matrix.shape[:2]
+        raise InputError(f"{Path(path).name} holds a {rows} x {cols} matrix without a "
                          "wavelength column; use it as the degradation's srf (one row per band of the cube), or "
                          "add the wavelengths in nm as the first column.") from None
 

@@ -272,8 +272,9 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
             yield TrainProgress(epoch + 1, step, total_steps, loss=run_loss / (it + 1),
                                 message=f"epoch {epoch + 1}/{st.epochs}")
         val = validate(model, val_pairs, device) if val_pairs else None
+        scores = {"val_" + k: v for k, v in val.items()} if val else {}
         history.append({"epoch": epoch + 1, "train_loss": run_loss / st.steps_per_epoch,
-                        "seconds": time.perf_counter() - t0, **({"val_" + k: v for k, v in val.items()} if val else {})})
+                        "seconds": time.perf_counter() - t0, **scores})
         if checkpoint is not None:
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -305,8 +306,6 @@ def export_weights(model, path: str | Path, record: dict, half: bool = True) -> 
 def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | None = None):
     """Load exported weights; refuses a file whose SHA-256 differs from its record (or from
     ``expected_sha256``). Returns ``(model, record)``."""
-    import torch
-
     from .nets.msfn import MSFN
 
     path = Path(path)

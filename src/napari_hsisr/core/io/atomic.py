@@ -36,7 +36,8 @@ def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out",
         os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         probe.unlink()
     except OSError as exc:
-        raise InputError(f"{flag} {path}: cannot write in {parent} ({exc.strerror}); choose a writable folder.") from None
+        raise InputError(f"{flag} {path}: cannot write in {parent} ({exc.strerror}); "
+                         "choose a writable folder.") from None
     return path
 
 

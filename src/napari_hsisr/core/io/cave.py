@@ -35,10 +35,10 @@ def read_cave(path: Path, bands: list[tuple[int, Path]]) -> CubeFile:
     import imageio.v3 as iio
 
     planes, scales = [], set()
-    for nn, p in bands:
+    for _, p in bands:
         try:
             img = np.asarray(iio.imread(p))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise read_error(p, exc) from exc
         if img.ndim == 3:
             img = img[..., 0]

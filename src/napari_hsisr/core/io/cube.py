@@ -83,6 +83,6 @@ def read_cube(path: str | os.PathLike, variable: str | None = None, *,
 def _read_npy(path: Path) -> CubeFile:
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise read_error(path, exc) from exc
     return CubeFile(as_cube(arr, path), None, {"format": "npy"})

@@ -16,7 +16,7 @@ def read_envi(path: Path) -> CubeFile:
     try:
         img = envi.open(str(path))
         arr = np.asarray(img.load())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise read_error(path, exc) from exc
     arr = as_cube(np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr, path)
     md = dict(img.metadata)

@@ -53,7 +53,7 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
         else:
             import imageio.v3 as iio
             img = np.asarray(iio.imread(path))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise read_error(path, exc) from exc
     return ImageFile(as_yxk(img, path), meta)
 

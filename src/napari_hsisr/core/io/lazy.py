@@ -46,7 +46,7 @@ def open_cube_lazy(path: str | os.PathLike) -> CubeFile:
             return CubeFile(z, head.wavelengths, {**head.metadata, "source": str(path), "lazy": True})
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one line
+    except Exception as exc:  # any reader failure becomes one line
         raise read_error(path, exc) from exc
     return read_cube(path)
 
@@ -78,6 +78,6 @@ def open_image_lazy(path: str | os.PathLike):
             return z
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise read_error(path, exc) from exc
     return read_image(path)

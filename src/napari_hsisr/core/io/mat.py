@@ -28,7 +28,7 @@ def _load_mat(path: Path) -> tuple[dict[str, np.ndarray], str]:
         raw = scipy.io.loadmat(str(path))
         return {k: v for k, v in raw.items() if not k.startswith("__")
                 and isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}, "v5"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise read_error(path, exc) from exc
 
 
@@ -44,7 +44,7 @@ def _load_mat_h5(path: Path) -> dict[str, np.ndarray]:
                         and not name.split("/")[-1].startswith(("__", "#")):
                     out[name] = np.asarray(obj[()]).T  # column-major -> MATLAB order
             f.visititems(visit)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise read_error(path, exc) from exc
     return out
 

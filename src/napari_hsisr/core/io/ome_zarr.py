@@ -124,7 +124,7 @@ def open_zarr_cube(path: Path) -> CubeFile:
         levels, attrs = open_zarr_levels(path)
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one line
+    except Exception as exc:  # any reader failure becomes one line
         raise read_error(path, exc) from exc
     wl = attrs.get("wavelengths")
     meta = {"format": "ome-zarr" if len(levels) > 1 or "ome" in attrs else "zarr", "source": str(path),

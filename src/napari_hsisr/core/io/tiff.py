@@ -42,7 +42,7 @@ def read_tiff(path: Path) -> CubeFile:
             geo = tiff_geo(tif.pages[0])
         if errors.messages:
             raise ValueError("; ".join(errors.messages[:3]))
-    except Exception as exc:  # noqa: BLE001 - library errors vary
+    except Exception as exc:  # library errors vary: each becomes one line
         raise read_error(path, exc) from exc
     finally:
         logger.removeHandler(errors)
