@@ -202,8 +202,8 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
                  width: int = 16, init: str = "shipped", consistency: bool = True, mu: float = 1e-3):
     import torch
 
-    from ..nets.msfn import MSFN
     from ..nets.augment import augment as _augment
+    from ..nets.msfn import MSFN
     from ..training import load_weights, multilevel_loss
 
     deg = inputs.degradation
