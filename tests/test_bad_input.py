@@ -18,10 +18,7 @@ from napari_hsisr.cli import main
 from napari_hsisr.core.io import read_cube, write_tiff
 from napari_hsisr.core.sample import sample_pair
 
-
-@pytest.fixture(scope="module")
-def pair():
-    return sample_pair(size=32, scale=4)
+PAIR_SIZE, PAIR_SCALE = 32, 4  # the shared `pair` fixture (conftest.py)
 
 
 @pytest.fixture

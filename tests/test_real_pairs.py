@@ -16,11 +16,6 @@ CAVE = DATA / "cave" / "complete_ms_data"
 NEON = DATA / "real_pairs" / "neon_harv"
 
 
-@pytest.fixture(scope="module")
-def pair():
-    return sample_pair(size=64)
-
-
 @pytest.mark.parametrize("name", ["linear", "srgb", "gamma:2.2"])
 def test_tone_curves_invert(name):
     v = np.linspace(0, 1, 101)
