@@ -5,8 +5,9 @@
 A synthetic x8 pair (random smooth abundances of 5 random smooth spectra, Gaussian PSF sigma 2,
 the Nikon D700 response) is written to a temporary folder: the HR image as a float32 TIFF, the LR
 cube as a float32 ImageJ TIFF with wavelengths. Then ``hsisr fuse --method fast --out x.tif`` runs
-in its own process (no ``--tile``; ``--estimate``: no ``--srf``/``--psf-sigma`` either) and the peak resident memory of that process (``ru_maxrss`` of
-the child, Python and torch included) and its wall time are printed as one JSON line.
+in its own process (no ``--tile``; ``--estimate``: no ``--srf``/``--psf-sigma`` either) and the peak
+resident memory of that process (``ru_maxrss`` of the child, Python and torch included) and its wall
+time are printed as one JSON line.
 """
 
 from __future__ import annotations

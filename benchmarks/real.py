@@ -178,8 +178,10 @@ def neon_full(figure: str | None, methods: list[str]) -> None:
         start = time.perf_counter()
         r = hsisr.fuse(rgb, cube.astype(np.float32), deg, method=method, seed=0, device="cpu", **opts)
         fit = r.settings.get("fit", {})
-        print(f"| {label} | {time.perf_counter() - start:.1f} s | LR fit {fit.get('lr', {}).get('relative', float('nan')):.3f} "
-              f"| HR fit {fit.get('hr', {}).get('relative', float('nan')):.3f} | {'; '.join(r.settings.get('warnings', [])) or '-'} |")
+        lr_fit, hr_fit = (fit.get(side, {}).get("relative", float("nan")) for side in ("lr", "hr"))
+        warnings = "; ".join(r.settings.get("warnings", [])) or "-"
+        seconds = time.perf_counter() - start
+        print(f"| {label} | {seconds:.1f} s | LR fit {lr_fit:.3f} | HR fit {hr_fit:.3f} | {warnings} |")
         for note in r.settings.get("estimation_notes", []):
             print(f"    {note}")
         results[label] = r

@@ -184,7 +184,7 @@ def bands200(size: int, tile: int):
             return
         r = json.loads(proc.stdout.strip().splitlines()[-1])
     mp = size * size / 1e6
-    print(f"\n| method | HR size | bands | seconds | s / megapixel | peak RSS MB | tiles | LR fit |")
+    print("\n| method | HR size | bands | seconds | s / megapixel | peak RSS MB | tiles | LR fit |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| fast | {size}^2 | {cube.shape[0]} | {r['seconds']:.1f} | {r['seconds'] / mp:.2f} | {r['peak_mb']:.0f} | "
           f"{r['tiles']} | {100 * r['fit']['lr']['relative']:.2f} % |")
@@ -221,10 +221,10 @@ def batch(n_pairs: int):
             start = time.perf_counter()
             outcomes = fuse_many(rows, out, workers=workers)
             wall = time.perf_counter() - start
-            same = all(np.array_equal(read_cube(out / f"{r['name']}.tif").data, read_cube(single / f"{r['name']}.tif").data)
-                       for r in rows)
+            same = all(np.array_equal(read_cube(out / f"{r['name']}.tif").data,
+                                      read_cube(single / f"{r['name']}.tif").data) for r in rows)
             table.append((workers, wall, sum(o.status == "done" for o in outcomes), same))
-    print(f"\n| workers | pairs | wall s (cluster start included) | done | every output equals the single-process one |")
+    print("\n| workers | pairs | wall s (cluster start included) | done | every output equals the single-process one |")
     print("|---|---|---|---|---|")
     for workers, wall, done, same in table:
         print(f"| {workers} | {len(scenes)} | {wall:.1f} | {done} | {'yes' if same else 'NO'} |")

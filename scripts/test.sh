@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on a fresh Debian/Ubuntu machine, then run it.
+# Install everything the test suite needs on a fresh Debian/Ubuntu machine, lint, then run it.
 # System packages (Xvfb and the Qt xcb libraries) are installed only where missing; the pinned
 # CPU torch is installed before the package so pip never pulls a multi-GB CUDA build.
 set -euo pipefail
@@ -23,6 +23,9 @@ fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q --disable-pip-version-check "torch==2.13.0"
 $PY -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# lint first ([tool.ruff] in pyproject.toml): a style or pyflakes error fails in seconds, not after the suite
+$PY -m ruff check src tests benchmarks scripts
 
 unset QT_QPA_PLATFORM  # napari's canvas needs a real (virtual) X server: pytest-xvfb starts one
 exec $PY -m pytest "$@"

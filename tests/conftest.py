@@ -14,6 +14,16 @@ def cave_dir():
     return CAVE
 
 
+@pytest.fixture(scope="module")
+def pair(request):
+    """The bundled synthetic pair (:func:`napari_hsisr.core.sample.sample_pair`: reference, Nikon D700
+    RGB, noise-free LR-HS), made once per test module so that no module sees another's changes:
+    64 x 64 at x8 unless the module sets ``PAIR_SIZE`` / ``PAIR_SCALE``."""
+    from napari_hsisr.core.sample import sample_pair
+
+    return sample_pair(size=getattr(request.module, "PAIR_SIZE", 64), scale=getattr(request.module, "PAIR_SCALE", 8))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

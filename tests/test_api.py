@@ -2,12 +2,6 @@ import numpy as np
 import pytest
 
 import napari_hsisr as hsisr
-from napari_hsisr.core.sample import sample_pair
-
-
-@pytest.fixture(scope="module")
-def pair():
-    return sample_pair(size=64)
 
 
 def test_inputs_not_modified(pair):

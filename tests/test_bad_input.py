@@ -18,10 +18,7 @@ from napari_hsisr.cli import main
 from napari_hsisr.core.io import read_cube, write_tiff
 from napari_hsisr.core.sample import sample_pair
 
-
-@pytest.fixture(scope="module")
-def pair():
-    return sample_pair(size=32, scale=4)
+PAIR_SIZE, PAIR_SCALE = 32, 4  # the shared `pair` fixture (conftest.py)
 
 
 @pytest.fixture
@@ -60,7 +57,8 @@ API_ROWS = [
     ("mu -1", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, mu=-1), "'mu' of method 'fast' must be >= 1e-06 (or 0"),
     ("mu 1e-30", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, mu=1e-30), "'mu' of method 'fast' must be >= 1e-06"),
     ("lam 1e30", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, lam=1e30), "'lam' of method 'fast' must be <= 10000"),
-    ("eps 1e-30", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, eps=1e-30), "'eps' of method 'fast' must be >= 1e-08"),
+    ("eps 1e-30", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, eps=1e-30),
+     "'eps' of method 'fast' must be >= 1e-08"),
     ("unsupervised mu 1e-30", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="unsupervised", mu=1e-30),
      "'mu' of method 'unsupervised' must be >= 1e-06"),
     ("msfn mu 1e9", lambda p: hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", mu=1e9), "must be <= 1000"),
@@ -332,7 +330,7 @@ def test_stale_temporary_files_are_removed_on_the_next_write(tmp_path):
 def test_sigterm_during_a_run_leaves_nothing(files):
     """SIGTERM unwinds like Ctrl-C: exit 130, no output, no temporary file."""
     script = ("import sys, time\n"
-              "import napari_hsisr.core.io as io\n"
+              "import napari_hsisr.core.io.tiff as io\n"
               "real = io._atomic_imwrite\n"
               "def slow(*a, **k):\n"
               "    def stall(path, *b, **c):\n"

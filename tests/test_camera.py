@@ -119,7 +119,9 @@ def test_jpeg_420_subsamples_chroma():
     img[:, ::2, 0] = 255  # a one-pixel red/green stripe: chroma at the Nyquist frequency
     full = cam.jpeg_roundtrip(img, 95, "444")
     sub = cam.jpeg_roundtrip(img, 95, "420")
-    err = lambda a: np.abs(a.astype(float) - img).mean()
+    def err(a):
+        return np.abs(a.astype(float) - img).mean()
+
     assert err(sub) > 2 * err(full)
 
 

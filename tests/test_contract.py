@@ -24,7 +24,7 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def pair(scene):
+def scene_pair(scene):
     cube, wl = scene
     deg = Degradation(scale=4, psf="gaussian", psf_sigma=1.2, psf_size=8, srf="Nikon D700", wavelengths=wl)
     rgb, lr = simulate(cube, deg, seed=0)
@@ -46,8 +46,8 @@ def _register_test_method(name, transform):
     register(MethodInfo(name, run, "test method", needs_srf=True))
 
 
-def test_a_diverging_method_yields_the_safe_candidate_and_says_so(pair):
-    cube, rgb, lr, deg = pair
+def test_a_diverging_method_yields_the_safe_candidate_and_says_so(scene_pair):
+    cube, rgb, lr, deg = scene_pair
     _register_test_method("test-explodes", lambda c: c * 1e9)
     res = hsisr.fuse(rgb, lr, deg, method="test-explodes")
     check = res.settings["result_check"]
@@ -61,8 +61,8 @@ def test_a_diverging_method_yields_the_safe_candidate_and_says_so(pair):
     assert raw.cube.max() > 1e6 and "kept raw" in " ".join(raw.settings["warnings"])
 
 
-def test_a_result_that_explains_the_pair_worse_is_replaced(pair):
-    cube, rgb, lr, deg = pair
+def test_a_result_that_explains_the_pair_worse_is_replaced(scene_pair):
+    cube, rgb, lr, deg = scene_pair
     _register_test_method("test-biased", lambda c: c * 0.7)  # in range, but 30 % too dark
     res = hsisr.fuse(rgb, lr, deg, method="test-biased")
     check = res.settings["result_check"]
@@ -70,8 +70,8 @@ def test_a_result_that_explains_the_pair_worse_is_replaced(pair):
     assert _psnr(res.cube, cube) > _psnr(hsisr.fuse(rgb, lr, deg, method="test-biased", safe=False).cube, cube) + 5
 
 
-def test_a_good_result_is_kept_unchanged(pair):
-    cube, rgb, lr, deg = pair
+def test_a_good_result_is_kept_unchanged(scene_pair):
+    cube, rgb, lr, deg = scene_pair
     res = hsisr.fuse(rgb, lr, deg, method="fast")
     assert res.settings["result_check"]["kept"] == "fast" and "replaced" not in res.settings["result_check"]
     assert _psnr(res.cube, cube) > 40  # measured 46.6
@@ -101,10 +101,10 @@ def test_hr_holes_are_filled_from_the_lr_cube(cave_dir):
         assert not any("misregistration" in w for w in res.settings["warnings"])
 
 
-def test_an_hr_nodata_value_masks_its_pixels(pair):
+def test_an_hr_nodata_value_masks_its_pixels(scene_pair):
     """A uint8 camera image whose no-data fill is 0 (a mosaic's black border): with hr_nodata=0
     those pixels are holes, filled from the LR cube, and say so."""
-    cube, rgb, lr, deg = pair
+    cube, rgb, lr, deg = scene_pair
     img = np.round(np.clip(rgb, 0, 1) * 254 + 1).astype(np.uint8)  # 1..255: 0 only where nodata
     img[:, :32] = 0
     srgb = deg.with_(hr_encoding="linear")

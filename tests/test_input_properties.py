@@ -17,8 +17,12 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import napari_hsisr as hsisr  # noqa: E402
@@ -133,8 +137,15 @@ def test_to_unit_float_returns_finite_float32_or_refuses(a, allow_nan):
 @PROPS
 @given(any_array())
 def test_every_check_refuses_in_one_line_or_passes(a):
-    from napari_hsisr.core.validation import (as_array, check_finite_cube, check_layout, check_lr, check_values,
-                                              hr_to_channels_first, to_unit_float)
+    from napari_hsisr.core.validation import (
+        as_array,
+        check_finite_cube,
+        check_layout,
+        check_lr,
+        check_values,
+        hr_to_channels_first,
+        to_unit_float,
+    )
 
     refused_in_one_line(lambda: as_array(a, "x"))
     refused_in_one_line(lambda: check_finite_cube(a, "reference cube"))
@@ -215,7 +226,7 @@ def test_simulate_gives_finite_data_or_refuses(cube, snr, hr_snr, seed):
     deg = Degradation(scale=2, psf="box")  # no spectral response: any band count
     deg_rgb = Degradation(scale=2, psf_sigma=0.5, srf="Nikon D700", wavelengths=np.linspace(400, 700, 31))
     for d in (deg, deg_rgb):
-        got = refused_in_one_line(lambda: hsisr.simulate(cube, d, noise_snr_db=snr, hr_snr_db=hr_snr, seed=seed))
+        got = refused_in_one_line(lambda d=d: hsisr.simulate(cube, d, noise_snr_db=snr, hr_snr_db=hr_snr, seed=seed))
         if got is not None:  # never a silent NaN
             hr, lr = got
             assert np.isfinite(hr).all() and np.isfinite(lr).all()
@@ -290,7 +301,7 @@ def test_readers_read_any_saved_array_or_refuse(a):
                 pass
         for path in paths:
             for read in _readers():
-                got = refused_in_one_line(lambda: read(path))
+                got = refused_in_one_line(lambda read=read, path=path: read(path))
                 if got is not None:
                     data = got if isinstance(got, np.ndarray) or not hasattr(got, "data") else got.data
                     assert np.ndim(data) in (2, 3), (read.__name__, np.shape(data))
@@ -317,7 +328,7 @@ def test_readers_refuse_corrupt_files_in_one_line(content, suffix):
         with open(path, "wb") as fh:
             fh.write(content)
         for read in _readers():
-            refused_in_one_line(lambda: read(path))
+            refused_in_one_line(lambda read=read: read(path))
         _napari_reader_reads_or_refuses(path)
 
 

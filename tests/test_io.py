@@ -6,8 +6,18 @@ import pytest
 from napari_hsisr._reader import napari_get_reader, read_layers
 from napari_hsisr._writer import write_cube_tiff
 from napari_hsisr.core.errors import InputError
-from napari_hsisr.core.io import (BandTable, CubeFile, ImageFile, geo_transform, read_band_table,
-                                   read_cube, read_image, read_image_file, to_jsonable, write_tiff)
+from napari_hsisr.core.io import (
+    BandTable,
+    CubeFile,
+    ImageFile,
+    geo_transform,
+    read_band_table,
+    read_cube,
+    read_image,
+    read_image_file,
+    to_jsonable,
+    write_tiff,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CAVE = SHARED / "cave" / "complete_ms_data"

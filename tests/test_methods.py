@@ -3,12 +3,8 @@ import pytest
 
 import napari_hsisr as hsisr
 from napari_hsisr.core.io import read_cube
-from napari_hsisr.core.sample import sample_pair
 
-
-@pytest.fixture(scope="module")
-def pair():
-    return sample_pair(size=128)
+PAIR_SIZE = 128  # the shared `pair` fixture (conftest.py) at 128 x 128
 
 
 def psnr(a, b):
@@ -29,6 +25,8 @@ def test_fast_beats_gsa_beats_bicubic_on_sample(pair):
               for m in ("bicubic", "gsa", "fast")}
     assert scores["gsa"] > scores["bicubic"] + 3
     assert scores["fast"] > scores["gsa"] + 2, scores
+    # measured 19.31 / 32.14 / 40.20 dB: each method within 1.5 dB of what it reaches
+    assert scores["bicubic"] > 17.8 and scores["gsa"] > 30.6 and scores["fast"] > 38.7, scores
 
 
 def test_fast_honours_both_observations(pair):

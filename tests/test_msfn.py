@@ -24,9 +24,10 @@ REFERENCE_OUTPUT = Path(__file__).parent / "data" / "msfn_x8_reference_output.np
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(pair):
+    """The shared pair (conftest.py), with torch on two threads as these tests were measured."""
     torch.set_num_threads(2)
-    return sample_pair(size=64)
+    return pair
 
 
 @pytest.mark.parametrize("scale, factors", [(2, [2]), (8, [2, 2, 2]), (12, [2, 2, 3]), (5, [5]), (32, [2] * 5)])

@@ -28,7 +28,7 @@ def cube():
 def ms_viewer(make_napari_viewer, tmp_path, monkeypatch, cube):
     """A viewer with ``big`` (a 2-level OME-Zarr result read by our reader) and ``mem`` (the same
     cube in memory)."""
-    from napari_hsisr.core import io
+    from napari_hsisr.core.io import ome_zarr as io
 
     monkeypatch.setattr(io, "PYRAMID_MIN", 64)  # levels 64 x 64 and 32 x 32
     settings = {"method": "fast", "degradation": {"scale": 4}}

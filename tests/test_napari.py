@@ -40,7 +40,7 @@ def test_reader_and_writer_roundtrip(make_napari_viewer, tmp_path):
 def test_reader_opens_an_ome_zarr_result_as_a_multiscale_layer(make_napari_viewer, tmp_path, monkeypatch):
     """A large result (here a small one with the pyramid threshold lowered) is a dask-backed
     multiscale layer: napari reads the level that fits the zoom."""
-    from napari_hsisr.core import io
+    from napari_hsisr.core.io import ome_zarr as io
 
     monkeypatch.setattr(io, "PYRAMID_MIN", 32)
     cube = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)

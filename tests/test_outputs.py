@@ -185,7 +185,7 @@ def test_fuse_out_on_an_input_is_refused_from_python(work, capsys):
 
 
 def _manifest(work, rows, name="pairs.csv"):
-    (work / name).write_text("name,hr,lr,scale,psf_sigma\n" + "".join(f"{n},{h},{l},8,2\n" for n, h, l in rows))
+    (work / name).write_text("name,hr,lr,scale,psf_sigma\n" + "".join(f"{n},{h},{lr},8,2\n" for n, h, lr in rows))
     return work / name
 
 
@@ -474,6 +474,7 @@ def test_the_docks_save_scales_uint16_and_replaces_only_ours(work):
     cube = np.linspace(0, 3000, 2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)  # physical units
     layer = Image(cube, name="r", metadata={"wavelengths": [500.0, 600.0], "settings": {"method": "fast"}})
     back = read_cube(save_layer(layer, work / "d.tif", dtype="uint16"))
-    assert np.abs(back.data - cube).max() <= 3000 / 65535 and back.metadata["value_scale"] == pytest.approx(3000 / 65535)
+    assert np.abs(back.data - cube).max() <= 3000 / 65535
+    assert back.metadata["value_scale"] == pytest.approx(3000 / 65535)
     with nothing_lost(work), pytest.raises(InputError, match="did not write"):
         save_layer(layer, work / "camera.tif")

@@ -9,10 +9,7 @@ from napari_hsisr.core.errors import InputError
 from napari_hsisr.core.sample import sample_pair
 from napari_hsisr.core.tiling import blend_weights, fuse_tiled, fuse_tiled_iter, plan_tiles
 
-
-@pytest.fixture(scope="module")
-def pair():
-    return sample_pair(size=128)  # x8: LR 16 x 16
+PAIR_SIZE = 128  # the shared `pair` fixture (conftest.py): x8, LR 16 x 16
 
 
 def _psnr(cube, pair):
@@ -167,8 +164,8 @@ def test_ome_zarr_result_is_a_multiscale_image(pair, tmp_path, monkeypatch):
     import zarr
 
     from napari_hsisr._reader import napari_get_reader
-    from napari_hsisr.core import io, tiled_output
-    from napari_hsisr.core.io import read_cube
+    from napari_hsisr.core import tiled_output
+    from napari_hsisr.core.io import ome_zarr as io, read_cube
 
     monkeypatch.setattr(io, "PYRAMID_MIN", 64)  # 128 -> 64 -> 32, as 4096 -> ... -> 512 in use
     monkeypatch.setattr(tiled_output, "CHUNK", 48)  # chunks that no tile edge falls on

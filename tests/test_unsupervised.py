@@ -13,9 +13,10 @@ FAST = dict(patch=32, batch=2, width=12, depth=3, patience=0, refits=1)
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(pair):
+    """The shared pair (conftest.py), with torch on two threads as these tests were measured."""
     torch.set_num_threads(2)
-    return sample_pair(size=64)
+    return pair
 
 
 def _consistency(cube, pair):
@@ -46,7 +47,7 @@ def test_refits_raise_quality_and_keep_consistency(pair):
     fast5 = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="fast", iterations=5).cube
     np.testing.assert_allclose(refit.cube, fast5, atol=1e-5)
     psnr = [hsisr.evaluate(r.cube, pair.reference, scale=8)["psnr"] for r in (warm, refit)]
-    assert psnr[1] > psnr[0] + 0.5  # measured 39.37 -> 40.51 dB
+    assert psnr[1] > psnr[0] + 0.5 and psnr[1] > 39.0  # measured 39.37 -> 40.51 dB
     lr0, hr0 = _consistency(warm.cube, pair)
     lr1, hr1 = _consistency(refit.cube, pair)
     assert lr1 + hr1 < 1.5 * (lr0 + hr0) + 1e-9
@@ -71,7 +72,7 @@ def test_prior_mode_fits_and_stays_consistent(pair):
     lr0, hr0 = _consistency(warm.cube, pair)
     lr1, hr1 = _consistency(res.cube, pair)
     assert lr1 + hr1 < 1.5 * (lr0 + hr0) + 1e-9  # the closed-form solve keeps it consistent
-    assert hsisr.evaluate(res.cube, pair.reference, scale=8)["psnr"] > 25
+    assert hsisr.evaluate(res.cube, pair.reference, scale=8)["psnr"] > 38.4  # measured 39.90 dB: 1.5 dB margin
 
 
 def test_seed_determinism(pair):

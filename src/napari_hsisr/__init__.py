@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _API = {
     "Degradation": "core.degradation", "simulate": "core.simulate", "fuse": "core.api",
-    "fuse_iter": "core.api", "evaluate": "core.api", "InputError": "core.errors", "Cancelled": "core.errors",
+    "fuse_iter": "core.api", "evaluate": "core.api", "InputError": "core.errors",
     "Progress": "core.methods", "FusionResult": "core.methods", "list_methods": "core.methods",
     "get_method": "core.methods", "gaussian_psf": "core.psf", "box_psf": "core.psf", "load_psf": "core.psf",
     "read_cube": "core.io", "read_image": "core.io", "write_tiff": "core.io", "sample_pair": "core.sample",

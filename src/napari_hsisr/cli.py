@@ -188,7 +188,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_srfs(args) -> int:
-    from .core.srf import _ALIASES, list_presets
+    from .core.srf import ALIASES as _ALIASES, list_presets
 
     aliases: dict = {}
     for alias, name in _ALIASES.items():

@@ -40,9 +40,9 @@ def _table(srf):
 
     if isinstance(srf, SpectralResponse):
         return srf
-    from ..core.srf import _find_preset
+    from ..core.srf import find_preset
 
-    if isinstance(srf, str) and _find_preset(srf) is not None:
+    if isinstance(srf, str) and find_preset(srf) is not None:
         return get_preset(srf)
     return load_srf_file(srf)
 

@@ -164,7 +164,10 @@ class QualityWidget(ScrollingDock):
         names = [lay.name for lay in layers if _layers.is_cube(lay)]
         lr_names = [lay.name for lay in layers if _layers.is_input_cube(lay)]
         hr_names = [lay.name for lay in layers if _layers.is_hr_candidate(lay)]
-        is_result = lambda n: _layers.is_result(self.viewer.layers[n])
+
+        def is_result(n):
+            return _layers.is_result(self.viewer.layers[n])
+
         combos = ((self.result_combo, names, is_result),
                   (self.reference_combo, [NO_REFERENCE, *names], lambda n: "reference" in n),
                   (self.hr_combo, hr_names, lambda n: self.viewer.layers[n].rgb),

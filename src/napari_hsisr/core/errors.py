@@ -13,7 +13,3 @@ class InputError(ValueError):
         if isinstance(message, str):
             message = re.sub(r"\s*[\r\n]+\s*", " ", message).strip()
         super().__init__(message, *args)
-
-
-class Cancelled(RuntimeError):
-    """A run was stopped by the caller before it finished; nothing was produced."""

@@ -133,19 +133,42 @@ def _kind_of(settings) -> str:
     return "fused" if is_fusion_settings(settings) else "ours"
 
 
+HSISR_TAG = 65000  # the private TIFF tag holding our JSON record (OME-TIFF, GeoTIFF)
+
+
+def tiff_record(tif) -> dict | None:
+    """The JSON record :func:`.io.write_tiff` stored (ImageJ Info or :data:`HSISR_TAG`), if any: what
+    marks a TIFF as ours, read by the TIFF readers too."""
+    texts = []
+    if tif.is_imagej and tif.imagej_metadata:
+        texts.append(tif.imagej_metadata.get("Info"))
+    tag = tif.pages[0].tags.get(HSISR_TAG)
+    if tag is not None:
+        texts.append(tag.value)
+    for text in texts:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        if isinstance(text, str) and text.strip().startswith("{"):
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and "wavelengths" in obj:
+                return obj
+    return None
+
+
 def _tiff_kind(path: Path) -> str | None:
     import logging
 
     import tifffile
-
-    from .io import _tiff_json
 
     logger = logging.getLogger("tifffile")
     level = logger.level
     logger.setLevel(logging.CRITICAL)  # a damaged file is judged here, not reported
     try:
         with tifffile.TiffFile(str(path)) as tif:
-            info = _tiff_json(tif)
+            info = tiff_record(tif)
             if info is not None:
                 return _kind_of(info.get("settings"))
             text = tif.pages[0].description if len(tif.pages) else ""  # write_image's JSON

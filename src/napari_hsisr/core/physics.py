@@ -88,7 +88,7 @@ class ToneCurve:
         return out
 
     @classmethod
-    def parse(cls, spec) -> "ToneCurve":
+    def parse(cls, spec) -> ToneCurve:
         """``"linear"``, ``"srgb"``, ``"gamma:2.2"`` (or a ToneCurve) -> ToneCurve."""
         if isinstance(spec, ToneCurve):
             return spec

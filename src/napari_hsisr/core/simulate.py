@@ -33,8 +33,8 @@ def simulate(reference_cube, degradation: Degradation, noise_snr_db: float | Non
 
     ``noise_snr_db`` sets the LR-HS SNR and ``hr_snr_db`` the HR image's (default: same as
     ``noise_snr_db``); None means noise-free. A cube holding NaN/Inf, a non-finite SNR or one
-    outside -20..200 dB is refused (``InputError``), never turned into NaN outputs. Outputs are float32 (quantise them yourself to
-    mimic an 8-bit camera); the input is not modified.
+    outside -20..200 dB is refused (``InputError``), never turned into NaN outputs. Outputs are float32
+    (quantise them yourself to mimic an 8-bit camera); the input is not modified.
     """
     if not isinstance(degradation, Degradation):
         raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths), got "

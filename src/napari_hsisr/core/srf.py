@@ -56,7 +56,7 @@ XYZ_TO_SRGB = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [
 #: Wavelengths assumed for a 31-band cube given without wavelengths (CAVE / ICVL / Harvard layout).
 DEFAULT_31_BAND_WAVELENGTHS = np.linspace(400.0, 700.0, 31)
 
-_ALIASES = {
+ALIASES = {
     "nikon_d700_cave": NIKON_D700_CAVE,
     "cie1931_2deg": CIE_1931,
     "cie 1931 2 degree": CIE_1931,
@@ -154,7 +154,7 @@ def _presets() -> dict[str, SpectralResponse]:
 @lru_cache(maxsize=1)
 def _lookup() -> dict[str, str]:
     table = {_key(n): n for n in _presets()}
-    for alias, canonical in _ALIASES.items():
+    for alias, canonical in ALIASES.items():
         table.setdefault(_key(alias), canonical)
     return table
 
@@ -164,13 +164,13 @@ def list_presets() -> list[str]:
     return list(_presets())
 
 
-def _find_preset(name: str) -> str | None:
+def find_preset(name: str) -> str | None:
     return _lookup().get(_key(name))
 
 
 def get_preset(name: str) -> SpectralResponse:
     """The built-in preset called ``name`` (case, spaces, underscores and hyphens ignored)."""
-    canonical = _find_preset(name)
+    canonical = find_preset(name)
     if canonical is None:
         close = difflib.get_close_matches(_key(name), list(_lookup()), n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(repr(_lookup()[c]) for c in close)}?" if close else ""
@@ -210,7 +210,8 @@ def load_srf_file(path: str | Path) -> SpectralResponse:
     try:
         return _load_table(path)
     except _PlainMatrix as plain:
-        raise InputError(f"{Path(path).name} holds a {plain.matrix.shape[0]} x {plain.matrix.shape[1]} matrix without a "
+        rows, cols = plain.matrix.shape[:2]
+        raise InputError(f"{Path(path).name} holds a {rows} x {cols} matrix without a "
                          "wavelength column; use it as the degradation's srf (one row per band of the cube), or "
                          "add the wavelengths in nm as the first column.") from None
 
@@ -397,7 +398,7 @@ def resolve_srf(
     if isinstance(spec, SpectralResponse):
         srf = spec
     elif isinstance(spec, (str, Path)):
-        if isinstance(spec, str) and _find_preset(spec) is not None:
+        if isinstance(spec, str) and find_preset(spec) is not None:
             srf = get_preset(spec)
         elif Path(spec).exists():
             try:

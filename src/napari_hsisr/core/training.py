@@ -26,6 +26,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .io import atomic_path
+from .nets.augment import augment
 from .validation import check_finite_cube, check_seed, check_snr
 
 LEVEL_WEIGHT_DECAY = 0.5  # coarser levels weigh 1/2, 1/4, ... of the finest
@@ -98,15 +99,6 @@ def sha256(path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _augment(t, code: int):
-    """One of the 8 flips/rotations of a (B, C, P, P) tensor."""
-    import torch
-
-    if code & 4:
-        t = torch.flip(t, (-1,))
-    return torch.rot90(t, code & 3, (-2, -1))
 
 
 def simulate_batch(ref, deg: Degradation, noise_snr_db=None, generator=None):
@@ -266,7 +258,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
                 iy = int(torch.randint((Yc - P) // s + 1, (1,), generator=gen)) * s
                 ix = int(torch.randint((Xc - P) // s + 1, (1,), generator=gen)) * s
                 code = int(torch.randint(8, (1,), generator=gen))
-                crops.append(_augment(ref[None, :, iy:iy + P, ix:ix + P], code))
+                crops.append(augment(ref[None, :, iy:iy + P, ix:ix + P], code))
             ref_b = torch.cat(crops).to(device)
             hr_b, lr_b = simulate_batch(ref_b, deg, st.noise_snr_db, gen)
             preds = model(hr_b, lr_b, fast_base(hr_b, lr_b, deg) if st.residual else None)
@@ -280,8 +272,9 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
             yield TrainProgress(epoch + 1, step, total_steps, loss=run_loss / (it + 1),
                                 message=f"epoch {epoch + 1}/{st.epochs}")
         val = validate(model, val_pairs, device) if val_pairs else None
+        scores = {"val_" + k: v for k, v in val.items()} if val else {}
         history.append({"epoch": epoch + 1, "train_loss": run_loss / st.steps_per_epoch,
-                        "seconds": time.perf_counter() - t0, **({"val_" + k: v for k, v in val.items()} if val else {})})
+                        "seconds": time.perf_counter() - t0, **scores})
         if checkpoint is not None:
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -313,8 +306,6 @@ def export_weights(model, path: str | Path, record: dict, half: bool = True) -> 
 def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | None = None):
     """Load exported weights; refuses a file whose SHA-256 differs from its record (or from
     ``expected_sha256``). Returns ``(model, record)``."""
-    import torch
-
     from .nets.msfn import MSFN
 
     path = Path(path)

@@ -189,7 +189,7 @@ def _valid_augmentations(deg) -> list[int]:
     (and its placement around the block) is unchanged by the flip/rotation."""
     import torch
 
-    from ..training import _augment
+    from ..nets.augment import augment as _augment
 
     pb, pa = deg.pad
     if pb != pa:
@@ -202,8 +202,9 @@ def run_zeroshot(inputs: FusionInputs, steps: int = 150, patch: int = 0, batch: 
                  width: int = 16, init: str = "shipped", consistency: bool = True, mu: float = 1e-3):
     import torch
 
+    from ..nets.augment import augment as _augment
     from ..nets.msfn import MSFN
-    from ..training import _augment, load_weights, multilevel_loss
+    from ..training import load_weights, multilevel_loss
 
     deg = inputs.degradation
     s = deg.scale

@@ -19,8 +19,8 @@ bands ``C`` and HR channels ``k``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def stage_factors(scale: int) -> list[int]:

@@ -125,7 +125,8 @@ class SubspaceSystem:
     # ---------------------------------------------------------------- operators on the extended grid
     def lr(self, a: np.ndarray) -> np.ndarray:
         """``D a``: (p, Ye, Xe) -> (p, ye, xe)."""
-        return np.real(fft.ifft2(fold(np.conj(self.H) * fft.fft2(a, workers=fft_workers()), self.s), workers=fft_workers()))
+        folded = fold(np.conj(self.H) * fft.fft2(a, workers=fft_workers()), self.s)
+        return np.real(fft.ifft2(folded, workers=fft_workers()))
 
     def adjoint_lr(self, x: np.ndarray) -> np.ndarray:
         """``D^T x``: (p, ye, xe) -> (p, Ye, Xe)."""

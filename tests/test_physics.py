@@ -1,0 +1,127 @@
+"""Every linear operator of the forward model against its adjoint: <A x, y> == <x, A^T y>.
+
+One parametrised test over the operators (physics' spatial and spectral operators, the degradation
+built from them with a shifted kernel, their composition, and the Fourier solver's circular blur +
+decimation), at several scales, kernel sizes (the block offset ``(K - s) // 2`` and an uneven
+padding), boundaries and shapes, on numpy and torch inputs. An adjoint that is off by a flip, a
+one-pixel offset or a boundary rule fails by far more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hsisr.core.degradation import Degradation
+from napari_hsisr.core.physics import SpatialOperator, SpectralOperator, shifted_kernel
+
+BOUNDARIES = ("reflect", "symmetric", "wrap", "zero")
+
+
+def _kernel(rng, size: int) -> np.ndarray:
+    k = rng.random((size, size))  # no symmetry: a flipped adjoint cannot pass
+    return k / k.sum()
+
+
+def _spatial(rng, scale, size, boundary, lead=(3,), lr=(4, 5)):
+    op = SpatialOperator(_kernel(rng, size), scale, boundary)
+    hr = (lr[0] * scale, lr[1] * scale)
+    return op, op.adjoint, (*lead, *hr), (*lead, *lr)
+
+
+def _shifted(rng, scale, shift, boundary):
+    """A degradation's spatial operator: a Gaussian PSF moved by a fractional misregistration."""
+    deg = Degradation(scale=scale, psf="gaussian", psf_sigma=scale / 3, psf_size=scale + 2, boundary=boundary,
+                      shift=shift)
+    assert deg.kernel.shape[0] > scale + 2  # the shift widened the support: a new offset
+    return deg.spatial, deg.spatial_adjoint, (2, 5 * scale, 4 * scale), (2, 5, 4)
+
+
+def _spectral(rng, bands, channels):
+    response = rng.standard_normal((bands, channels))  # negative lobes, as a colour-corrected camera
+    op = SpectralOperator(response / response.sum(0))
+    return op.linear, op.adjoint, (bands, 6, 7), (channels, 6, 7)
+
+
+def _preset_spectral(rng):
+    deg = Degradation(scale=4, srf="Nikon D700", wavelengths=np.linspace(400, 700, 31))
+    return deg.spectral, deg.spectral_adjoint, (31, 8, 8), (3, 8, 8)
+
+
+def _composed(rng, scale, boundary):
+    """The HR image seen at LR resolution, ``D R^T``: what blind estimation compares."""
+    deg = Degradation(scale=scale, psf="gaussian", psf_size=scale + 1, srf="Nikon D700",
+                      wavelengths=np.linspace(400, 700, 31), boundary=boundary, shift=(0.5, -0.25))
+    return (lambda z: deg.spatial(deg.spectral(z)), lambda x: deg.spectral_adjoint(deg.spatial_adjoint(x)),
+            (31, 4 * scale, 3 * scale), (3, 4, 3))
+
+
+def _fourier(rng, scale, size):
+    """The Fourier solver's circular blur + decimation on its extended domain."""
+    from napari_hsisr.core.solvers.fourier import SubspaceSystem
+
+    deg = Degradation(scale=scale, psf=_kernel(rng, size))
+    Y, X, p = 4 * scale, 5 * scale, 2
+    system = SubspaceSystem(deg, rng.random((3, Y, X)), rng.random((p, Y // scale, X // scale)),
+                            rng.random((3, p)), lam=1.0, mu=1e-2)
+    ye, xe = system.ext[0] // scale, system.ext[1] // scale
+    return system.lr, system.adjoint_lr, (p, *system.ext), (p, ye, xe)
+
+
+CASES = {
+    **{f"spatial s={s} K={k} {b}": (_spatial, dict(scale=s, size=k, boundary=b))
+       for s, k in ((2, 2), (2, 3), (2, 5), (3, 4), (3, 6), (4, 4), (4, 7)) for b in BOUNDARIES},
+    "spatial with a batch axis": (_spatial, dict(scale=3, size=5, boundary="reflect", lead=(2, 3))),
+    "spatial, one LR row": (_spatial, dict(scale=2, size=2, boundary="zero", lr=(1, 6))),
+    **{f"shifted {shift} {b}": (_shifted, dict(scale=4, shift=shift, boundary=b))
+       for shift in ((0.4, -1.3), (-2.0, 0.75)) for b in BOUNDARIES},
+    "spectral 31 -> 3": (_spectral, dict(bands=31, channels=3)),
+    "spectral 5 -> 8": (_spectral, dict(bands=5, channels=8)),
+    "spectral Nikon D700 preset": (_preset_spectral, {}),
+    **{f"spatial after spectral s={s} {b}": (_composed, dict(scale=s, boundary=b))
+       for s in (2, 4) for b in ("reflect", "zero")},
+    **{f"fourier s={s} K={k}": (_fourier, dict(scale=s, size=k)) for s, k in ((2, 2), (2, 5), (4, 7))},
+}
+
+
+# the Fourier solver works on numpy arrays only; every other operator also takes torch tensors
+PARAMS = [pytest.param(case, as_torch, id=f"{case} {'torch' if as_torch else 'numpy'}")
+          for case in CASES for as_torch in (False, True) if not (as_torch and case.startswith("fourier"))]
+
+
+@pytest.mark.parametrize("case, as_torch", PARAMS)
+def test_every_linear_operator_matches_its_adjoint(case, as_torch):
+    rng = np.random.default_rng(sum(map(ord, case)))
+    factory, params = CASES[case]
+    forward, adjoint, in_shape, out_shape = factory(rng, **params)
+    x = rng.standard_normal(in_shape)
+    y = rng.standard_normal(out_shape)
+    if as_torch:
+        import torch
+
+        ax, aty = forward(torch.from_numpy(x)).numpy(), adjoint(torch.from_numpy(y)).numpy()
+    else:
+        ax, aty = forward(x), adjoint(y)
+    assert ax.shape == out_shape and aty.shape == in_shape
+    lhs, rhs = float(np.vdot(ax, y)), float(np.vdot(x, aty))
+    scale = np.linalg.norm(ax) * np.linalg.norm(y) + np.linalg.norm(x) * np.linalg.norm(aty)
+    assert abs(lhs - rhs) <= 1e-12 * scale, (lhs, rhs)
+
+
+def test_the_adjoint_test_catches_a_wrong_adjoint():
+    """The check above is sharp: a kernel flipped in the adjoint (the classic mistake) fails it."""
+    rng = np.random.default_rng(0)
+    op = SpatialOperator(_kernel(rng, 5), 3, "reflect")
+    flipped = SpatialOperator(op.kernel[::-1, ::-1].copy(), 3, "reflect")
+    x, y = rng.standard_normal((2, 12, 15)), rng.standard_normal((2, 4, 5))
+    assert abs(np.vdot(op(x), y) - np.vdot(x, flipped.adjoint(y))) > 1e-3 * abs(np.vdot(op(x), y))
+
+
+def test_a_whole_pixel_shift_moves_the_samples_by_that_many_pixels():
+    """The shift baked into the kernel: (0, 1) samples the scene one HR pixel to the right."""
+    rng = np.random.default_rng(1)
+    kernel = _kernel(rng, 4)
+    z = rng.random((1, 16, 20))
+    moved = SpatialOperator(shifted_kernel(kernel, 4, (0.0, 1.0)), 4, "wrap")(z)
+    expected = SpatialOperator(kernel, 4, "wrap")(np.roll(z, -1, axis=-1))
+    np.testing.assert_allclose(moved, expected, atol=1e-12)
