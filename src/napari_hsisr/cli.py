@@ -251,6 +251,8 @@ def _lazy_pair(args):
     if any(v is not None for v in (args.band_table, args.drop_bands, args.lr_nodata, args.variable)) \
             or args.value_scale != "auto":
         return None
+    if _georeferenced_pair(args):  # paired by map coordinates on the whole read
+        return None
     try:
         lr = open_cube_lazy(args.lr)
         hr = open_image_lazy(args.hr)
@@ -264,6 +266,12 @@ def _lazy_pair(args):
         return None
     args.scale = match.scale
     return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr), **image_geo(args.hr)}), match
+
+
+def _georeferenced_pair(args) -> bool:
+    from .core.georef import read_georef
+
+    return read_georef(args.hr) is not None and read_georef(args.lr) is not None
 
 
 def _needs_whole_read(path, lazy) -> bool:
@@ -303,6 +311,9 @@ def _read_pair(args):
                       ("band_table", "wavelengths from {band_table}")):
         if key in lr.metadata and not (key == "band_table" and args.band_table):
             print("note: --lr: " + what.format(**lr.metadata), file=sys.stderr)
+    paired = _pair_by_coordinates(args, lr)  # two georeferenced files: the HR image put on the cube's grid
+    if paired is not None:
+        return paired
     hr_file = read_image_file(args.hr)
     hr = hr_file.data
     check_layout(hr.shape, lr.data.shape, "--hr", "--lr")  # swapped? bands-last?
@@ -319,6 +330,26 @@ def _read_pair(args):
             hr = np.clip(np.rint(hr), 0, np.iinfo(dtype).max).astype(dtype)
     args.scale = match.scale
     return lr, hr, hr_file, match
+
+
+def _pair_by_coordinates(args, lr):
+    """``_read_pair``'s answer for a georeferenced pair (:func:`.core.georef.pair_by_coordinates`), else None."""
+    from .core.georef import as_image_file, pair_by_coordinates
+    from .core.grids import GridMatch
+    from .core.io import parse_band_numbers
+
+    pair = pair_by_coordinates(args.hr, lr, args.lr, scale=args.scale, lr_crs=getattr(args, "lr_crs", None),
+                               hr_bands=parse_band_numbers(getattr(args, "hr_bands", None), "--hr-bands"),
+                               hr_nodata=getattr(args, "hr_nodata", None))
+    if pair is None:
+        return None
+    for note in pair.notes:
+        print(f"note: {note}", file=sys.stderr)
+    shape = pair.hr.shape[:2]
+    args.scale = pair.scale
+    message = "paired by map coordinates" + "".join(f"; {n}" for n in pair.notes)
+    match = GridMatch(shape, tuple(np.shape(pair.lr.data)[-2:]), pair.scale, "georef", shape, None, None, message)
+    return pair.lr, pair.hr, as_image_file(pair, args.hr), match
 
 
 def cmd_fuse(args) -> int:
@@ -695,6 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
                                            "the one band table beside an LR file without wavelengths)")
     real.add_argument("--drop-bands", help="'auto' (the band table's/ENVI bad-band flags) or 1-based numbers, e.g. "
                                            "193-210,284-315")
+    real.add_argument("--lr-crs", help="the cube's CRS when its file has a map transform but none, e.g. EPSG:32618 "
+                                       "(georeferenced pairs are paired by map coordinates)")
+    real.add_argument("--hr-bands", help="1-based HR bands to use from a georeferenced multi-band image, e.g. 2-4 "
+                                         "(default: all)")
     common_run(q)
     _add_degradation_args(q, scale_required=False)
     q.set_defaults(func=cmd_fuse)
