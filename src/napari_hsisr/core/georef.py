@@ -227,7 +227,19 @@ def pair_by_coordinates(hr_path, lr: CubeFile, lr_path=None, scale: int | None =
         hr, valid = _reproject_onto(hr_path, hr_ref, out_t, lr_c, hr_c, hr_bands, nodata, (ly * ratio, lx * ratio))
         notes.append(f"the HR image was reprojected from {_crs_name(hr_c)} onto the cube's grid in "
                      f"{_crs_name(lr_c)} at 1/{ratio} of its pixel")
-    return _crop_to_footprint(hr, valid, lr, lr_ref, ratio, out_t, lr_c, notes)
+    crs_tags = _crs_tags(lr_ref, hr_ref, lr_crs, lr_c)
+    return _crop_to_footprint(hr, valid, lr, lr_ref, ratio, crs_tags, lr_c, notes)
+
+
+def _crs_tags(lr_ref: Georef, hr_ref: Georef, lr_crs, lr_c) -> dict:
+    """The GeoKey tags of the output's CRS (the cube's): the cube file's own, else the HR file's when
+    the cube's CRS was taken from it (all its keys kept), else built from the EPSG code."""
+    for ref in ((lr_ref,) if not lr_crs else ()) + (hr_ref,):
+        keys = (ref.geo or {}).get("geokeys")
+        if keys and (ref is lr_ref or same_crs(ref.crs, lr_c)):
+            tags = {k: ref.geo[k] for k in ("geo_double", "geo_ascii") if k in ref.geo}
+            return {"geokeys": _as_pixel_is_area(keys), **tags}  # the corner written is the outer one
+    return geokeys_for(lr_c)
 
 
 def _resolve_crs(lr_ref: Georef, hr_ref: Georef, lr_crs, notes) -> tuple[str | None, str | None]:
@@ -242,12 +254,22 @@ def _resolve_crs(lr_ref: Georef, hr_ref: Georef, lr_crs, notes) -> tuple[str | N
         notes.append(f"the cube has a map transform but no CRS: taken as the HR image's ({_crs_name(hr_c)}); "
                      "--lr-crs to give it")
         lr_c = hr_c
+        _check_in_geographic(lr_ref, lr_c, "the cube has a map transform but no CRS; --lr-crs EPSG:<code> to give it")
     elif hr_c is None and lr_c is not None:
         notes.append(f"the HR image has a map transform but no CRS: taken as the cube's ({_crs_name(lr_c)})")
         hr_c = lr_c
     elif hr_c is None and lr_c is None:
         notes.append("neither file names its CRS: both map transforms taken as in the same one (--lr-crs to give it)")
     return lr_c, hr_c
+
+
+def _check_in_geographic(ref: Georef, crs, what: str) -> None:
+    """A transform in metres read in degrees is a wrong guess of the CRS, not a pair far away."""
+    c = _pyproj_crs(crs) if crs else None
+    oy, ox = ref.transform[:2]
+    if c is not None and c.is_geographic and (abs(ox) > 360 or abs(oy) > 90):
+        raise InputError(f"{what}: its origin ({ox:g}, {oy:g}) cannot be in the HR image's {_crs_name(crs)} "
+                         "(longitude/latitude).")
 
 
 def _crs_name(crs: str | None) -> str:
@@ -267,6 +289,9 @@ def _ratio(lr_ref: Georef, hr_ref: Georef, lr_c, hr_c, scale) -> int:
     else:
         hpy, hpx = _hr_pixel_in(lr_c, hr_ref, hr_c)
         ratio = int(math.floor((lpy / hpy + lpx / hpx) / 2 + 0.5))
+    if ratio > 1000:
+        raise InputError(f"the cube's pixels ({lpx:g} map units) are {ratio} times the HR image's: the two CRSs or "
+                         "pixel sizes do not match; check them (--lr-crs), or give --scale.")
     if ratio < 1:
         raise InputError(f"the HR image's pixels are larger than the cube's ({lpx:g} map units): fusion needs a finer "
                          "HR image; check the files, or give --scale.")
@@ -394,7 +419,8 @@ def _source_window(src, out_t, block, lr_c, hr_c):
     if not same_crs(lr_c, hr_c):
         xs, ys = _transform_points(lr_c, hr_c, xs, ys)
     inv = ~src.transform
-    hc, hr_ = inv * (np.asarray(xs), np.asarray(ys))
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    hc, hr_ = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
     c0, c1 = int(math.floor(np.min(hc))) - 2, int(math.ceil(np.max(hc))) + 2
     r0, r1 = int(math.floor(np.min(hr_))) - 2, int(math.ceil(np.max(hr_))) + 2
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, src.width), min(r1, src.height)
@@ -425,7 +451,7 @@ def _warp_block(data, ok, src_t, dst_t, shape, lr_c, hr_c, finer):
     return out.astype(data.dtype), frac > 0.5
 
 
-def _crop_to_footprint(hr, valid, lr: CubeFile, lr_ref: Georef, ratio, out_t, lr_c, notes) -> GeoPair:
+def _crop_to_footprint(hr, valid, lr: CubeFile, lr_ref: Georef, ratio, crs_tags: dict, lr_c, notes) -> GeoPair:
     """Crop the cube (and the HR image with it) to the bounding box of the cube pixels the HR image
     fully covers; the uncovered pixels left inside it are masked. No such pixel is an InputError."""
     from scipy.ndimage import binary_fill_holes
@@ -451,13 +477,7 @@ def _crop_to_footprint(hr, valid, lr: CubeFile, lr_ref: Georef, ratio, out_t, lr
         notes.append(f"{holes} cube pixels inside the footprint have no HR data: masked")
     oy, ox, py, px = lr_ref.transform
     oy, ox = oy + r0 * py, ox + c0 * px
-    cube_geo = dict(lr_ref.geo or {})
-    cube_geo.update({"pixel_scale": [abs(px), abs(py), 0.0], "tiepoint": [0.0, 0.0, 0.0, ox, oy, 0.0]})
-    cube_geo.pop("transform", None)
-    if cube_geo.get("geokeys"):
-        cube_geo["geokeys"] = _as_pixel_is_area(cube_geo["geokeys"])  # the corner written is the outer one
-    else:
-        cube_geo.update(geokeys_for(lr_c))
+    cube_geo = {"pixel_scale": [abs(px), abs(py), 0.0], "tiepoint": [0.0, 0.0, 0.0, ox, oy, 0.0], **crs_tags}
     if lr_c:
         cube_geo["crs"] = lr_c
     out_geo = {**cube_geo, "pixel_scale": [abs(px) / ratio, abs(py) / ratio, 0.0]}
