@@ -163,13 +163,15 @@ def test_a_4096_tile_reads_only_the_window_over_the_cube(tmp_path, offset):
     del tile
     cube = _cube(tmp_path, side=16, px=4.0, e=E0 + 400, n=N0 - 300)  # 64 m in a 1024 m tile
     lr = read_cube(cube)
+    pair_by_coordinates(hr, lr, cube)  # modules imported (their memory is not the pairing's)
     tracemalloc.start()
     pair = pair_by_coordinates(hr, lr, cube)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert pair.hr.shape == (256, 256, 3) and np.shape(pair.lr.data) == (6, 16, 16)
     whole = side * side * 3  # the uint8 frame alone
-    assert peak < whole / 8, f"pairing peaked at {peak / 2**20:.1f} MiB; the whole frame is {whole / 2**20:.0f} MiB"
+    # measured 1.3 MiB sliced, 3.1 MiB reprojected (the frame: 48 MiB)
+    assert peak < whole / 10, f"pairing peaked at {peak / 2**20:.1f} MiB; the whole frame is {whole / 2**20:.0f} MiB"
 
 
 def test_neon_pair_in_other_crs_fuses_like_the_hand_aligned_one(tmp_path):
