@@ -201,3 +201,23 @@ def test_neon_pair_in_other_crs_fuses_like_the_hand_aligned_one(tmp_path):
         assert res.transform.a == pytest.approx(0.1) and res.transform.e == pytest.approx(-0.1)
         assert abs(res.transform.c - plot_t.c) < 0.05 and abs(res.transform.f - plot_t.f) < 0.05
     assert fits["wgs84"] <= 1.25 * fits["hand"] + 0.005, fits
+
+
+def test_batch_pairs_by_coordinates(tmp_path):
+    cube = _cube(tmp_path)
+    hr = _to_wgs84(_rgb(tmp_path, E0, N0, 144, 0.25)[0], tmp_path / "wgs.tif")
+    (tmp_path / "pairs.csv").write_text(f"name,hr,lr,method,response\ngeo,{hr.name},{cube.name},bicubic,estimate\n")
+    assert main(["batch", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    with rasterio.open(tmp_path / "out" / "geo.tif") as res:
+        assert res.crs.to_epsg() == 32618 and res.shape == (64, 64)
+        assert res.transform.almost_equals(Affine(0.25, 0, E0 + 10, 0, -0.25, N0 - 10))
+
+
+def test_envi_cube_with_map_info_is_georeferenced(tmp_path):
+    from spectral import envi
+
+    data = np.random.default_rng(0).random((8, 8, 4)).astype(np.float32)
+    envi.save_image(str(tmp_path / "c.hdr"), data, metadata={
+        "map info": "{UTM, 1, 1, 726010, 4698990, 2, 2, 18, North, WGS-84, units=Meters}"})
+    ref = read_georef(tmp_path / "c.hdr", read_cube(tmp_path / "c.hdr").metadata)
+    assert ref.crs == "EPSG:32618" and ref.transform == pytest.approx((N0 - 10, E0 + 10, -2.0, 2.0))
