@@ -221,3 +221,31 @@ def test_envi_cube_with_map_info_is_georeferenced(tmp_path):
         "map info": "{UTM, 1, 1, 726010, 4698990, 2, 2, 18, North, WGS-84, units=Meters}"})
     ref = read_georef(tmp_path / "c.hdr", read_cube(tmp_path / "c.hdr").metadata)
     assert ref.crs == "EPSG:32618" and ref.transform == pytest.approx((N0 - 10, E0 + 10, -2.0, 2.0))
+
+
+def _band_folder(tmp_path):
+    """A Sentinel-2 style folder: one uint16 GeoTIFF per band, B02-B04 and B08 at 0.5 m, B05 and B11 at 1 m."""
+    folder = tmp_path / "tile"
+    folder.mkdir()
+    for name, px, gain in (("B02", 0.5, 1.0), ("B03", 0.5, 1.1), ("B04", 0.5, 1.2), ("B05", 1.0, 1.3),
+                           ("B08", 0.5, 1.4), ("B11", 1.0, 1.5)):
+        n = int(36 / px)
+        xs, ys = E0 + (np.arange(n) + 0.5) * px, N0 - (np.arange(n) + 0.5) * px
+        band = (_scene(xs[None, :], ys[:, None]) * 5000 * gain).astype(np.uint16)[None]
+        _write(folder / f"{name}.tif", band, from_origin(E0, N0, px, px), nodata=0)
+    return folder
+
+
+def test_a_folder_of_band_files_takes_the_finest_bands_or_the_ones_picked(tmp_path):
+    cube = _cube(tmp_path)
+    folder = _band_folder(tmp_path)
+    pair = pair_by_coordinates(folder, read_cube(cube), cube)
+    assert pair.scale == 4 and pair.hr.shape == (32, 32, 4) and pair.hr.dtype == np.uint16
+    assert any("B02, B03, B04, B08" in n and "left out: B05, B11" in n for n in pair.notes)
+    with rasterio.open(folder / "B08.tif") as b08:  # sliced, not resampled: the file's own values
+        np.testing.assert_array_equal(pair.hr[..., 3], b08.read(1)[20:52, 20:52])
+    picked = pair_by_coordinates(folder, read_cube(cube), cube, hr_bands=[0, 5])  # B02 (0.5 m), B11 (1 m) resampled
+    assert picked.hr.shape == (32, 32, 2) and picked.scale == 4
+    with rasterio.open(folder / "B11.tif") as b11:
+        coarse = b11.read(1)[10:26, 10:26].astype(float)  # B11's 1 m pixels over the cube
+    assert np.abs(picked.hr[..., 1].astype(float).reshape(16, 2, 16, 2).mean(axis=(1, 3)) - coarse).mean() < 0.01 * coarse.mean()

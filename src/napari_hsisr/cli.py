@@ -698,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("fuse", help="HR image + LR-HS cube -> HR-HS cube (TIFF)")
-    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
+    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG), or a "
+                                               "folder of georeferenced per-band files (a Sentinel-2 tile's bands)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
     q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; a tiled run (--tile, "

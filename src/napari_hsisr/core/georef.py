@@ -76,10 +76,24 @@ def read_georef(path, metadata: dict | None = None) -> Georef | None:
             meta["geo"] = out
     t = geo_transform(meta)
     if t is None:
-        return None
+        return _rasterio_georef(path) if path.suffix.lower() == ".jp2" else None
     geo = meta["geo"]
     crs = geo.get("crs") or _crs_from_geokeys(geo.get("geokeys"), path)
     return Georef(t, crs, _raster_shape(path), meta.get("nodata"), geo)
+
+
+def _rasterio_georef(path: Path) -> Georef | None:
+    """A raster only GDAL reads (JPEG 2000, as Sentinel-2 tiles ship): None without rasterio."""
+    try:
+        import rasterio
+
+        with rasterio.open(path) as src:
+            t = src.transform
+            if t.b or t.d:
+                return None  # a rotated grid
+            return Georef((t.f, t.c, t.e, t.a), src.crs.to_wkt() if src.crs else None, src.shape, src.nodata)
+    except Exception:  # noqa: BLE001 - no rasterio, or not a raster
+        return None
 
 
 def _crs_from_geokeys(keys, path: Path) -> str | None:
@@ -209,26 +223,62 @@ def pair_by_coordinates(hr_path, lr: CubeFile, lr_path=None, scale: int | None =
     bands to keep (default all); ``hr_nodata``: the HR value meaning no data (default the file's).
     No overlap, or one that needs reprojection without rasterio, is one-line InputError."""
     notes: list[str] = []
-    hr_ref = read_georef(hr_path)
+    sources = _hr_sources(hr_path, hr_bands, notes)
     lr_ref = read_georef(lr_path or lr.metadata.get("source", ""), lr.metadata)
-    if hr_ref is None or lr_ref is None or hr_ref.shape is None:
-        if lr_crs and lr_ref is not None:
-            notes.append("--lr-crs ignored: the HR image has no georeferencing")
+    if sources is None or lr_ref is None:
         return None
+    hr_ref = min((ref for _, ref, _ in sources), key=lambda r: abs(r.transform[3]))  # the finest sets the ratio
     lr_c, hr_c = _resolve_crs(lr_ref, hr_ref, lr_crs, notes)
     ly, lx = np.shape(lr.data)[-2:]
     ratio = _ratio(lr_ref, hr_ref, lr_c, hr_c, scale)
     out_t = (lr_ref.transform[0], lr_ref.transform[1], lr_ref.transform[2] / ratio, lr_ref.transform[3] / ratio)
-    nodata = hr_nodata if hr_nodata is not None else hr_ref.nodata
-    aligned = _offset_if_aligned(out_t, hr_ref, lr_c, hr_c)
-    if aligned is not None:
-        hr, valid = _cut_aligned(hr_path, hr_ref, aligned, (ly * ratio, lx * ratio), hr_bands, nodata)
-    else:
-        hr, valid = _reproject_onto(hr_path, hr_ref, out_t, lr_c, hr_c, hr_bands, nodata, (ly * ratio, lx * ratio))
-        notes.append(f"the HR image was reprojected from {_crs_name(hr_c)} onto the cube's grid in "
-                     f"{_crs_name(lr_c)} at 1/{ratio} of its pixel")
+    parts = [_on_output_grid(path, ref, bands, out_t, (ly * ratio, lx * ratio), lr_c,
+                             ref.crs or hr_c, hr_nodata if hr_nodata is not None else ref.nodata)
+             for path, ref, bands in sources]
+    if any(resampled for *_, resampled in parts):
+        how = "resampled" if same_crs(lr_c, hr_c) else f"reprojected from {_crs_name(hr_c)}"
+        notes.append(f"the HR image was {how} onto the cube's grid in {_crs_name(lr_c)} at 1/{ratio} of its pixel")
+    hr = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts], axis=-1)
+    valid = np.logical_and.reduce([p[1] for p in parts])
     crs_tags = _crs_tags(lr_ref, hr_ref, lr_crs, lr_c)
     return _crop_to_footprint(hr, valid, lr, lr_ref, ratio, crs_tags, lr_c, notes)
+
+
+def _on_output_grid(path, ref: Georef, bands, out_t, out_shape, lr_c, hr_c, nodata):
+    """(image (Y, X, k), valid, resampled?) of one HR file on the output grid: sliced when its pixels
+    are the output pixels, else reprojected."""
+    aligned = _offset_if_aligned(out_t, ref, lr_c, hr_c)
+    if aligned is not None and Path(path).suffix.lower() in TIFF_SUFFIXES:  # others: GDAL reads them
+        return (*_cut_aligned(path, ref, aligned, out_shape, bands, nodata), False)
+    return (*_reproject_onto(path, ref, out_t, lr_c, hr_c, bands, nodata, out_shape), True)
+
+
+RASTER_SUFFIXES = TIFF_SUFFIXES + (".jp2",)
+
+
+def _hr_sources(hr_path, hr_bands, notes) -> list[tuple[Path, Georef, list | None]] | None:
+    """The HR files to read, in name order, each with its bands (None = all), or None when the HR
+    input is not georeferenced. A folder of per-band files (a Sentinel-2 tile's B02.jp2, B03.jp2,
+    ...) gives one band per file: by default those at the finest pixel size; ``hr_bands`` (0-based,
+    in name order) picks others, which are resampled onto the same grid."""
+    path = Path(hr_path)
+    if not path.is_dir():
+        ref = read_georef(path)
+        return None if ref is None or ref.shape is None else [(path, ref, hr_bands)]
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+    refs = [read_georef(f) for f in files]
+    if not files or any(r is None or r.shape is None for r in refs):
+        return None
+    size = [abs(r.transform[3]) for r in refs]
+    if hr_bands is None or hr_bands == "auto":
+        keep = [i for i, s in enumerate(size) if s <= min(size) * (1 + _ALIGN_TOL)]
+        left = [files[i].stem for i in range(len(files)) if i not in keep]
+        if left:
+            notes.append(f"HR bands at the finest pixel ({min(size):g}): {', '.join(files[i].stem for i in keep)}; "
+                         f"left out: {', '.join(left)} (--hr-bands to pick, 1-based in name order)")
+    else:
+        keep = _select_bands(len(files), hr_bands)
+    return [(files[i], refs[i], None) for i in sorted(keep)]
 
 
 def _crs_tags(lr_ref: Georef, hr_ref: Georef, lr_crs, lr_c) -> dict:
