@@ -249,3 +249,23 @@ def test_a_folder_of_band_files_takes_the_finest_bands_or_the_ones_picked(tmp_pa
     with rasterio.open(folder / "B11.tif") as b11:
         coarse = b11.read(1)[10:26, 10:26].astype(float)  # B11's 1 m pixels over the cube
     assert np.abs(picked.hr[..., 1].astype(float).reshape(16, 2, 16, 2).mean(axis=(1, 3)) - coarse).mean() < 0.01 * coarse.mean()
+
+
+def test_sentinel2a_response_on_its_grid_and_picked_bands():
+    from napari_hsisr.core.sentinel import S2A_CENTRES, band_integrated_srf, load_mat_response, pick_channels
+    from napari_hsisr.core.srf import resolve_srf
+
+    mat = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "srf" / "HIFtool_srflib" / "Sentinel2A_191_13.mat"
+    if not mat.exists():
+        pytest.skip(f"real data not here: {mat}")
+    srf = load_mat_response(mat)
+    centroid = (srf.matrix * srf.wavelengths[:, None]).sum(0) / srf.matrix.sum(0)
+    assert np.all(np.abs(centroid - np.array(S2A_CENTRES))[:12] < 12)  # the inferred 400..2400 nm grid holds
+    wl = np.arange(400.0, 1000.0, 10.0)
+    m, name, channels = resolve_srf(f"{mat}:B02,B03,B04,B8", wl, wl.size)
+    assert m.shape == (60, 4) and channels == ("B02", "B03", "B04", "B08") and "Sentinel-2A" in name
+    assert (wl @ m).tolist() == pytest.approx([492, 560, 665, 833], abs=15)  # centroids near ESA's centres
+    fwhm = band_integrated_srf(pick_channels(srf, ["B02", "B03", "B04"]), wl, np.full(wl.size, 10.0))  # EnMAP-like
+    assert fwhm.shape == (60, 3) and np.allclose(fwhm.sum(0), 1)
+    with pytest.raises(InputError, match="B13 not in"):
+        resolve_srf(f"{mat}:B13", wl, wl.size)
