@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 rasterio = pytest.importorskip("rasterio")
-from rasterio.transform import Affine, from_origin  # noqa: E402
-from rasterio.warp import Resampling, calculate_default_transform, reproject  # noqa: E402
+from rasterio.transform import Affine, from_origin
+from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from napari_hsisr.cli import main  # noqa: E402
-from napari_hsisr.core.errors import InputError  # noqa: E402
-from napari_hsisr.core.georef import pair_by_coordinates, read_georef  # noqa: E402
-from napari_hsisr.core.io import geo_transform, read_cube  # noqa: E402
+from napari_hsisr.cli import main
+from napari_hsisr.core.errors import InputError
+from napari_hsisr.core.georef import pair_by_coordinates, read_georef
+from napari_hsisr.core.io import geo_transform, read_cube
 
 E0, N0 = 726000.0, 4699000.0  # a UTM 18N corner
 
@@ -23,7 +23,7 @@ E0, N0 = 726000.0, 4699000.0  # a UTM 18N corner
 def _write(path, data, transform, crs="EPSG:32618", nodata=None):
     """A (k, Y, X) GeoTIFF written with rasterio (tiled when large, as real tiles are)."""
     k, h, w = data.shape
-    extra = dict(tiled=True, blockxsize=256, blockysize=256) if min(h, w) >= 256 else {}
+    extra = {"tiled": True, "blockxsize": 256, "blockysize": 256} if min(h, w) >= 256 else {}
     with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=k, dtype=data.dtype, crs=crs,
                        transform=transform, nodata=nodata, **extra) as dst:
         dst.write(data)
@@ -252,7 +252,12 @@ def test_a_folder_of_band_files_takes_the_finest_bands_or_the_ones_picked(tmp_pa
 
 
 def test_sentinel2a_response_on_its_grid_and_picked_bands():
-    from napari_hsisr.core.sentinel import S2A_CENTRES, band_integrated_srf, load_mat_response, pick_channels
+    from napari_hsisr.core.sentinel import (
+        S2A_CENTRES,
+        band_integrated_srf,
+        load_mat_response,
+        pick_channels,
+    )
     from napari_hsisr.core.srf import resolve_srf
 
     mat = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "srf" / "HIFtool_srflib" / "Sentinel2A_191_13.mat"

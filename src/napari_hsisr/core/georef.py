@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import TIFF_SUFFIXES, CubeFile, ImageFile, _as_pixel_is_area, geo_transform, image_geo, open_image_lazy
+from .io import (
+    TIFF_SUFFIXES,
+    CubeFile,
+    ImageFile,
+    geo_transform,
+    image_geo,
+    open_image_lazy,
+)
 
 GEO_EXTRA = 'pip install "napari-hsisr[geo]"'
 BLOCK = 1024  # output pixels a side reprojected at a time: a block's source window bounds memory
@@ -181,7 +188,7 @@ def _pyproj_crs(crs: str):
         return None
     try:
         return CRS.from_user_input(crs)
-    except Exception as exc:  # noqa: BLE001 - a typo in --lr-crs
+    except Exception as exc:
         raise InputError(f"CRS {crs!r} is not one pyproj knows; give it as EPSG:<code> (e.g. --lr-crs EPSG:32618) "
                          "or as WKT.") from exc
 
@@ -281,6 +288,16 @@ def _hr_sources(hr_path, hr_bands, notes) -> list[tuple[Path, Georef, list | Non
     return [(files[i], refs[i], None) for i in sorted(keep)]
 
 
+def _pixel_is_area(keys) -> list[int]:
+    """A GeoKeyDirectory with GTRasterTypeGeoKey (1025) set to PixelIsArea: the tie point written is
+    the outer corner of the first pixel (a PixelIsPoint file's was moved by :func:`.io.geo_transform`)."""
+    keys = [int(k) for k in keys]
+    for i in range(4, min(len(keys), 4 + 4 * keys[3]), 4):
+        if keys[i] == 1025 and keys[i + 1] == 0:
+            keys[i + 3] = 1
+    return keys
+
+
 def _crs_tags(lr_ref: Georef, hr_ref: Georef, lr_crs, lr_c) -> dict:
     """The GeoKey tags of the output's CRS (the cube's): the cube file's own, else the HR file's when
     the cube's CRS was taken from it (all its keys kept), else built from the EPSG code."""
@@ -288,7 +305,7 @@ def _crs_tags(lr_ref: Georef, hr_ref: Georef, lr_crs, lr_c) -> dict:
         keys = (ref.geo or {}).get("geokeys")
         if keys and (ref is lr_ref or same_crs(ref.crs, lr_c)):
             tags = {k: ref.geo[k] for k in ("geo_double", "geo_ascii") if k in ref.geo}
-            return {"geokeys": _as_pixel_is_area(keys), **tags}  # the corner written is the outer one
+            return {"geokeys": _pixel_is_area(keys), **tags}  # the corner written is the outer one
     return geokeys_for(lr_c)
 
 
@@ -338,7 +355,7 @@ def _ratio(lr_ref: Georef, hr_ref: Georef, lr_c, hr_c, scale) -> int:
         ratio = int(scale)
     else:
         hpy, hpx = _hr_pixel_in(lr_c, hr_ref, hr_c)
-        ratio = int(math.floor((lpy / hpy + lpx / hpx) / 2 + 0.5))
+        ratio = math.floor((lpy / hpy + lpx / hpx) / 2 + 0.5)
     if ratio > 1000:
         raise InputError(f"the cube's pixels ({lpx:g} map units) are {ratio} times the HR image's: the two CRSs or "
                          "pixel sizes do not match; check them (--lr-crs), or give --scale.")
@@ -382,7 +399,7 @@ def _offset_if_aligned(out_t, hr_ref: Georef, lr_c, hr_c) -> tuple[int, int] | N
     r, c = (oy - hoy) / py, (ox - hox) / px
     if abs(r - round(r)) > _ALIGN_TOL or abs(c - round(c)) > _ALIGN_TOL:
         return None
-    return int(round(r)), int(round(c))
+    return round(r), round(c)
 
 
 def _valid(block: np.ndarray, nodata) -> np.ndarray:
@@ -471,8 +488,8 @@ def _source_window(src, out_t, block, lr_c, hr_c):
     inv = ~src.transform
     xs, ys = np.asarray(xs), np.asarray(ys)
     hc, hr_ = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
-    c0, c1 = int(math.floor(np.min(hc))) - 2, int(math.ceil(np.max(hc))) + 2
-    r0, r1 = int(math.floor(np.min(hr_))) - 2, int(math.ceil(np.max(hr_))) + 2
+    c0, c1 = math.floor(np.min(hc)) - 2, math.ceil(np.max(hc)) + 2
+    r0, r1 = math.floor(np.min(hr_)) - 2, math.ceil(np.max(hr_)) + 2
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, src.width), min(r1, src.height)
     if c1 <= c0 or r1 <= r0:
         return None
