@@ -274,3 +274,14 @@ def test_sentinel2a_response_on_its_grid_and_picked_bands():
     assert fwhm.shape == (60, 3) and np.allclose(fwhm.sum(0), 1)
     with pytest.raises(InputError, match="B13 not in"):
         resolve_srf(f"{mat}:B13", wl, wl.size)
+
+
+def test_scale_overrides_the_ratio_and_a_big_tile_is_sized_by_the_cube(tmp_path):
+    from napari_hsisr.core.georef import paired_shape
+
+    cube = _cube(tmp_path)
+    hr, _ = _rgb(tmp_path, E0, N0, 144, 0.25)
+    pair = pair_by_coordinates(hr, read_cube(cube), cube, scale=4)  # 0.25 m pixels averaged onto 0.5 m
+    assert pair.scale == 4 and pair.hr.shape == (32, 32, 3)
+    assert any("resampled onto the cube's grid" in n for n in pair.notes)
+    assert paired_shape(hr, cube, (8, 8)) == (64, 64)  # not the HR image's 144 x 144

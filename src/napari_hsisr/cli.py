@@ -404,8 +404,13 @@ def _whole_frame_too_big(args) -> bool:
     from .core.io import open_cube_lazy, open_image_lazy
     from .core.memory import estimate_bytes, fits
 
+    from .core.georef import paired_shape
+
     try:
-        hr_shape, bands = np.shape(open_image_lazy(args.hr))[:2], np.shape(open_cube_lazy(args.lr).data)[0]
+        lr_shape = np.shape(open_cube_lazy(args.lr).data)
+        hr_shape = paired_shape(args.hr, args.lr, lr_shape[1:], args.scale, getattr(args, "lr_crs", None)) \
+            or np.shape(open_image_lazy(args.hr))[:2]  # georeferenced: the cube's extent, not the HR tile's
+        bands = lr_shape[0]
     except InputError:
         return False
     if fits(args.method, tuple(hr_shape), bands):

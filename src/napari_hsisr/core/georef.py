@@ -251,6 +251,20 @@ def pair_by_coordinates(hr_path, lr: CubeFile, lr_path=None, scale: int | None =
     return _crop_to_footprint(hr, valid, lr, lr_ref, ratio, crs_tags, lr_c, notes)
 
 
+def paired_shape(hr_path, lr_path, lr_shape, scale: int | None = None, lr_crs: str | None = None):
+    """The (rows, columns) :func:`pair_by_coordinates` makes at most (the cube's extent refined by
+    the ratio), without reading pixels; None for a pair that is not georeferenced. For the memory
+    check: a large HR tile over a small cube is fused at the cube's extent, not the tile's."""
+    sources = _hr_sources(hr_path, None, [])
+    lr_ref = read_georef(lr_path)
+    if sources is None or lr_ref is None:
+        return None
+    hr_ref = min((ref for _, ref, _ in sources), key=lambda r: abs(r.transform[3]))
+    lr_c, hr_c = _resolve_crs(lr_ref, hr_ref, lr_crs, [])
+    ratio = _ratio(lr_ref, hr_ref, lr_c, hr_c, scale)
+    return int(lr_shape[0]) * ratio, int(lr_shape[1]) * ratio
+
+
 def _on_output_grid(path, ref: Georef, bands, out_t, out_shape, lr_c, hr_c, nodata):
     """(image (Y, X, k), valid, resampled?) of one HR file on the output grid: sliced when its pixels
     are the output pixels, else reprojected."""
