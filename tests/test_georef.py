@@ -252,12 +252,8 @@ def test_a_folder_of_band_files_takes_the_finest_bands_or_the_ones_picked(tmp_pa
 
 
 def test_sentinel2a_response_on_its_grid_and_picked_bands():
-    from napari_hsisr.core.sentinel import (
-        S2A_CENTRES,
-        band_integrated_srf,
-        load_mat_response,
-        pick_channels,
-    )
+    from napari_hsisr.core.band_responses import band_integrated_srf
+    from napari_hsisr.core.sentinel import S2A_CENTRES, load_mat_response, pick_channels
     from napari_hsisr.core.srf import resolve_srf
 
     mat = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "srf" / "HIFtool_srflib" / "Sentinel2A_191_13.mat"

@@ -352,6 +352,28 @@ def _pair_by_coordinates(args, lr):
     return pair.lr, pair.hr, as_image_file(pair, args.hr), match
 
 
+def _integrate_over_bands(args, lr) -> None:
+    """``--srf`` (a response table) made a matrix on the cube's bands by integrating it over each
+    band's Gaussian when the band table gives FWHMs (EnMAP/PRISMA style; :mod:`.core.band_responses`)."""
+    from .core.band_responses import cube_band_srf, read_band_fwhm
+
+    table = args.band_table or lr.metadata.get("band_table")
+    if not table or getattr(args, "srf", None) is None or lr.wavelengths is None:
+        return
+    fwhm = read_band_fwhm(table)
+    if fwhm is None:
+        return
+    fwhm = np.delete(fwhm, lr.metadata.get("dropped_bands") or [])
+    if fwhm.size != np.size(lr.wavelengths):
+        raise InputError(f"{table}: {fwhm.size} FWHM values for a cube of {np.size(lr.wavelengths)} bands; give one per "
+                         "band.")
+    made = cube_band_srf(args.srf, lr.wavelengths, fwhm)
+    if made is not None:
+        args.srf = made[0]
+        print(f"note: --srf {made[1]} integrated over each band's Gaussian (FWHM {fwhm.min():g}-{fwhm.max():g} nm "
+              f"from {Path(table).name})", file=sys.stderr)
+
+
 def cmd_fuse(args) -> int:
     from .core.api import _fuse_gen
     from .core.fit_report import describe
@@ -365,6 +387,7 @@ def cmd_fuse(args) -> int:
     if args.tile is None and _whole_frame_too_big(args):
         args.tile = "auto"  # not a refusal: tiles of a size that fits, read and written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
+    _integrate_over_bands(args, lr)  # a band table with FWHM: the response over each band's Gaussian
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None,
                        hr.dtype)

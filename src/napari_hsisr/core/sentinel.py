@@ -6,7 +6,9 @@ The measured Sentinel-2A responses most fusion code uses ship as HIFtool's ``Sen
 ESA's published centre wavelength for B01..B11 (tests/test_georef.py checks it), so the grid is
 taken as that, and said so in the response's name.
 
-``--srf Sentinel2A_191_13.mat:B02,B03,B04,B08`` picks the bands the HR image holds, in its order.
+``--srf Sentinel2A_191_13.mat:B02,B03,B04,B08`` picks the bands the HR image holds, in its order;
+with a band table giving FWHMs, the picked response is integrated over the cube's bands
+(:mod:`.band_responses`).
 """
 
 from __future__ import annotations
@@ -67,28 +69,3 @@ def pick_channels(srf, names):
         raise InputError(f"--srf: {', '.join(missing)} not in {srf.name}; its channels are {', '.join(srf.channels)}.")
     idx = [srf.channels.index(n) for n in names]
     return SpectralResponse(f"{srf.name} {','.join(names)}", srf.wavelengths, srf.matrix[:, idx], tuple(names))
-
-
-def gaussian_band_responses(centres_nm, fwhm_nm, grid_nm) -> np.ndarray:
-    """(L, C) Gaussian responses of a cube's bands (EnMAP/PRISMA band tables give centre and FWHM)
-    sampled on ``grid_nm``; each column sums to 1."""
-    c, f, g = (np.asarray(v, float).reshape(-1) for v in (centres_nm, fwhm_nm, grid_nm))
-    if c.shape != f.shape or np.any(f <= 0):
-        raise InputError("band table: one positive FWHM (nm) per band centre is needed.")
-    sigma = f / (2 * np.sqrt(2 * np.log(2)))
-    m = np.exp(-0.5 * ((g[:, None] - c[None, :]) / sigma[None, :]) ** 2)
-    return m / np.maximum(m.sum(axis=0, keepdims=True), 1e-300)
-
-
-def band_integrated_srf(srf, centres_nm, fwhm_nm) -> np.ndarray:
-    """(C, k) response of an HR sensor on a cube's bands: each cube band's Gaussian (centre, FWHM)
-    integrated against the HR sensor's measured response, rather than the response sampled at the
-    band centres (which misses narrow HR bands between wide cube bands). Columns sum to 1."""
-    g = np.asarray(srf.wavelengths, float)
-    fine = np.arange(g[0], g[-1] + 0.5, 1.0)  # 1 nm: finer than any band
-    hr = np.stack([np.interp(fine, g, srf.matrix[:, j], left=0, right=0) for j in range(srf.n_channels)], axis=1)
-    m = gaussian_band_responses(centres_nm, fwhm_nm, fine).T @ hr
-    s = m.sum(axis=0, keepdims=True)
-    if np.any(s <= 0):
-        raise InputError(f"{srf.name}: some channels fall outside the cube's bands; pick the channels the cube covers.")
-    return m / s
