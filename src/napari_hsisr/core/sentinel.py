@@ -22,8 +22,6 @@ from .errors import InputError
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 #: ESA's centre wavelengths of Sentinel-2A (nm), for checks and messages
 S2A_CENTRES = (442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1373.5, 1613.7, 2202.4)
-#: native pixel sizes (m): the 10 m bands reach the finest grid
-S2_PIXEL = dict(zip(S2_BANDS, (60, 10, 10, 10, 20, 20, 20, 10, 20, 60, 60, 20, 20)))
 HIFTOOL_GRID = np.linspace(400.0, 2400.0, 191)
 
 
