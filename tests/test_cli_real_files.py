@@ -67,7 +67,8 @@ def test_geotiff_round_trip_scaled_to_the_output_grid(tmp_path):
 def test_fuse_neon_like_pair_without_flags_writes_a_geotiff(tmp_path, capsys):
     lr = _neon_like(tmp_path, bands=31)
     hr = (np.random.default_rng(2).random((32, 32, 3)) * 255).astype(np.uint8)
-    # the camera's own tie point (0.5 m east of the cube's): a result on its pixels takes the camera's grid
+    # the camera's own tie point (0.5 m east of the cube's): paired by map coordinates (issue 25), the cube's
+    # first column is half covered, so it is cropped and the result starts at the cube's second column
     tags = [(33550, "d", 3, (0.25, 0.25, 0.0), True), (33922, "d", 6, (0, 0, 0, 726491.5, 4699078.4, 0), True),
             (34735, "H", len(UTM18N), UTM18N, True)]
     tifffile.imwrite(tmp_path / "rgb.tif", hr, photometric="rgb", extratags=tags)
@@ -77,13 +78,14 @@ def test_fuse_neon_like_pair_without_flags_writes_a_geotiff(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "values x 0.0001" in err and "neon_aop_bands.csv" in err and "GeoTIFF" in err
     back = read_cube(out)
-    assert back.data.shape == (29, 32, 32) and back.data.max() < 1  # reflectance, 2 noisy bands dropped
-    assert geo_transform(back.metadata) == pytest.approx((4699078.4, 726491.5, -0.25, 0.25))
+    assert back.data.shape == (29, 32, 28) and back.data.max() < 1  # reflectance, 2 noisy bands dropped
+    assert "cube cropped to the HR image's footprint: 8x7 of 8x8" in err
+    assert geo_transform(back.metadata) == pytest.approx((4699078.4, 726492.0, -0.25, 0.25))
     assert back.metadata["geo"]["geokeys"] == UTM18N
     tiled = tmp_path / "tiled.tif"  # written tile by tile (a tiled OME BigTIFF): the same georeferencing
     assert main(["fuse", "--hr", str(tmp_path / "rgb.tif"), "--lr", str(lr), "--method", "bicubic",
                  "--tile", "16", "--out", str(tiled)]) == 0
-    assert geo_transform(read_cube(tiled).metadata) == pytest.approx((4699078.4, 726491.5, -0.25, 0.25))
+    assert geo_transform(read_cube(tiled).metadata) == pytest.approx((4699078.4, 726492.0, -0.25, 0.25))
 
 
 def test_batch_creates_its_folder_and_carries_the_real_file_options(tmp_path, capsys):

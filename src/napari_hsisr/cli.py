@@ -251,6 +251,8 @@ def _lazy_pair(args):
     if any(v is not None for v in (args.band_table, args.drop_bands, args.lr_nodata, args.variable)) \
             or args.value_scale != "auto":
         return None
+    if _georeferenced_pair(args):  # paired by map coordinates on the whole read
+        return None
     try:
         lr = open_cube_lazy(args.lr)
         hr = open_image_lazy(args.hr)
@@ -264,6 +266,12 @@ def _lazy_pair(args):
         return None
     args.scale = match.scale
     return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr), **image_geo(args.hr)}), match
+
+
+def _georeferenced_pair(args) -> bool:
+    from .core.georef import read_georef
+
+    return read_georef(args.hr) is not None and read_georef(args.lr) is not None
 
 
 def _needs_whole_read(path, lazy) -> bool:
@@ -303,6 +311,9 @@ def _read_pair(args):
                       ("band_table", "wavelengths from {band_table}")):
         if key in lr.metadata and not (key == "band_table" and args.band_table):
             print("note: --lr: " + what.format(**lr.metadata), file=sys.stderr)
+    paired = _pair_by_coordinates(args, lr)  # two georeferenced files: the HR image put on the cube's grid
+    if paired is not None:
+        return paired
     hr_file = read_image_file(args.hr)
     hr = hr_file.data
     check_layout(hr.shape, lr.data.shape, "--hr", "--lr")  # swapped? bands-last?
@@ -321,6 +332,48 @@ def _read_pair(args):
     return lr, hr, hr_file, match
 
 
+def _pair_by_coordinates(args, lr):
+    """``_read_pair``'s answer for a georeferenced pair (:func:`.core.georef.pair_by_coordinates`), else None."""
+    from .core.georef import as_image_file, pair_by_coordinates
+    from .core.grids import GridMatch
+    from .core.io import parse_band_numbers
+
+    pair = pair_by_coordinates(args.hr, lr, args.lr, scale=args.scale, lr_crs=getattr(args, "lr_crs", None),
+                               hr_bands=parse_band_numbers(getattr(args, "hr_bands", None), "--hr-bands"),
+                               hr_nodata=getattr(args, "hr_nodata", None))
+    if pair is None:
+        return None
+    for note in pair.notes:
+        print(f"note: {note}", file=sys.stderr)
+    shape = pair.hr.shape[:2]
+    args.scale = pair.scale
+    message = "paired by map coordinates" + "".join(f"; {n}" for n in pair.notes)
+    match = GridMatch(shape, tuple(np.shape(pair.lr.data)[-2:]), pair.scale, "georef", shape, None, None, message)
+    return pair.lr, pair.hr, as_image_file(pair, args.hr), match
+
+
+def _integrate_over_bands(args, lr) -> None:
+    """``--srf`` (a response table) made a matrix on the cube's bands by integrating it over each
+    band's Gaussian when the band table gives FWHMs (EnMAP/PRISMA style; :mod:`.core.band_responses`)."""
+    from .core.band_responses import cube_band_srf, read_band_fwhm
+
+    table = args.band_table or lr.metadata.get("band_table")
+    if not table or getattr(args, "srf", None) is None or lr.wavelengths is None:
+        return
+    fwhm = read_band_fwhm(table)
+    if fwhm is None:
+        return
+    fwhm = np.delete(fwhm, lr.metadata.get("dropped_bands") or [])
+    if fwhm.size != np.size(lr.wavelengths):
+        raise InputError(f"{table}: {fwhm.size} FWHM values for a cube of {np.size(lr.wavelengths)} bands; give one per "
+                         "band.")
+    made = cube_band_srf(args.srf, lr.wavelengths, fwhm)
+    if made is not None:
+        args.srf = made[0]
+        print(f"note: --srf {made[1]} integrated over each band's Gaussian (FWHM {fwhm.min():g}-{fwhm.max():g} nm "
+              f"from {Path(table).name})", file=sys.stderr)
+
+
 def cmd_fuse(args) -> int:
     from .core.api import _fuse_gen
     from .core.fit_report import describe
@@ -334,6 +387,7 @@ def cmd_fuse(args) -> int:
     if args.tile is None and _whole_frame_too_big(args):
         args.tile = "auto"  # not a refusal: tiles of a size that fits, read and written tile by tile
     lr, hr, hr_file, match = _read_pair(args)
+    _integrate_over_bands(args, lr)  # a band table with FWHM: the response over each band's Gaussian
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None,
                        hr.dtype)
@@ -373,8 +427,13 @@ def _whole_frame_too_big(args) -> bool:
     from .core.io import open_cube_lazy, open_image_lazy
     from .core.memory import estimate_bytes, fits
 
+    from .core.georef import paired_shape
+
     try:
-        hr_shape, bands = np.shape(open_image_lazy(args.hr))[:2], np.shape(open_cube_lazy(args.lr).data)[0]
+        lr_shape = np.shape(open_cube_lazy(args.lr).data)
+        hr_shape = paired_shape(args.hr, args.lr, lr_shape[1:], args.scale, getattr(args, "lr_crs", None)) \
+            or np.shape(open_image_lazy(args.hr))[:2]  # georeferenced: the cube's extent, not the HR tile's
+        bands = lr_shape[0]
     except InputError:
         return False
     if fits(args.method, tuple(hr_shape), bands):
@@ -667,7 +726,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("fuse", help="HR image + LR-HS cube -> HR-HS cube (TIFF)")
-    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG)")
+    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG), or a "
+                                               "folder of georeferenced per-band files (a Sentinel-2 tile's bands)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
     q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; a tiled run (--tile, "
@@ -695,6 +755,10 @@ def build_parser() -> argparse.ArgumentParser:
                                            "the one band table beside an LR file without wavelengths)")
     real.add_argument("--drop-bands", help="'auto' (the band table's/ENVI bad-band flags) or 1-based numbers, e.g. "
                                            "193-210,284-315")
+    real.add_argument("--lr-crs", help="the cube's CRS when its file has a map transform but none, e.g. EPSG:32618 "
+                                       "(georeferenced pairs are paired by map coordinates)")
+    real.add_argument("--hr-bands", help="1-based HR bands to use from a georeferenced multi-band image, e.g. 2-4 "
+                                         "(default: all)")
     common_run(q)
     _add_degradation_args(q, scale_required=False)
     q.set_defaults(func=cmd_fuse)

@@ -36,7 +36,7 @@ from .io import parse_band_numbers
 from .outputs import claim, confine_name, remove_stale, same_file
 
 COLUMNS = ("name", "hr", "lr", "method", "scale", "psf", "psf_sigma", "srf", "wavelengths", "hr_encoding",
-           "tile", "options", "value_scale", "band_table", "drop_bands", "lr_nodata")
+           "tile", "options", "value_scale", "band_table", "drop_bands", "lr_nodata", "lr_crs", "hr_bands")
 # the command line's words for two columns (hsisr fuse --srf/--hr-encoding say response and encoding)
 ALIASES = {"response": "srf", "encoding": "hr_encoding"}
 ESTIMATE = ("estimate", "auto")  # srf: estimated from the pair, as hsisr fuse does without --srf
@@ -147,6 +147,7 @@ def _check_row(row: dict, where: str) -> None:
         number("lr_nodata")
     try:
         parse_band_numbers(row.get("drop_bands"), "drop_bands")
+        parse_band_numbers(row.get("hr_bands"), "hr_bands")
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
 
@@ -279,7 +280,11 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         from .io import output_geo, read_image_file, write_tiff
 
         lr = read_pair_cube(row)
-        hr_file = read_image_file(row["hr"])
+        geo_pair = _pair_by_coordinates(row, lr)  # two georeferenced files: the HR image on the cube's grid
+        if geo_pair is not None:
+            lr, hr_file = geo_pair
+        else:
+            hr_file = read_image_file(row["hr"])
         hr = hr_file.data
         match = match_ratio(hr.shape[:2], lr.data.shape[-2:])
         if match.action != "exact":
@@ -305,6 +310,16 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
         return PairOutcome(name, "failed", round(time.perf_counter() - start, 2), None,
                            message=message.splitlines()[0][:300] if message else type(exc).__name__)
+
+
+def _pair_by_coordinates(row: dict, lr):
+    """(cube cropped, HR image on its grid) for a georeferenced pair (:mod:`.georef`), else None."""
+    from .georef import as_image_file, pair_by_coordinates
+
+    scale = row.get("scale")
+    pair = pair_by_coordinates(row["hr"], lr, row["lr"], scale=None if scale in (None, "") else int(float(scale)),
+                               lr_crs=row.get("lr_crs"), hr_bands=parse_band_numbers(row.get("hr_bands"), "hr_bands"))
+    return None if pair is None else (pair.lr, as_image_file(pair, row["hr"]))
 
 
 def fuse_many(pairs, out_dir: str | os.PathLike, client=None, scheduler: str | None = None,

@@ -235,6 +235,10 @@ def _load_table(path: str | Path) -> SpectralResponse:
         raise InputError(f"SRF file {str(p)!r} does not exist; check the path.")
     suffix = p.suffix.lower()
     header: list[str] | None = None
+    if suffix == ".mat":  # HIFtool's Sentinel-2A table (core/sentinel.py)
+        from .sentinel import load_mat_response
+
+        return load_mat_response(p)
     if suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
@@ -395,6 +399,9 @@ def resolve_srf(
         m = normalize_columns(a)
         return m, "user matrix", tuple(f"channel {i + 1}" for i in range(m.shape[1]))
 
+    from .sentinel import pick_channels, split_band_pick
+
+    spec, pick = split_band_pick(spec)  # "Sentinel2A_191_13.mat:B02,B03,B04": the HR image's bands
     if isinstance(spec, SpectralResponse):
         srf = spec
     elif isinstance(spec, (str, Path)):
@@ -426,6 +433,8 @@ def resolve_srf(
             "path, a SpectralResponse or a (C, k) array."
         )
 
+    if pick:
+        srf = pick_channels(srf, pick)
     if wavelengths is None:
         if n_bands == 31:
             wl = DEFAULT_31_BAND_WAVELENGTHS
