@@ -32,7 +32,8 @@ def test_fuse_integrates_the_response_over_the_band_table_fwhm(tmp_path, capsys)
     rng = np.random.default_rng(0)
     np.save(tmp_path / "lr.npy", rng.random((20, 8, 8)).astype(np.float32))
     np.save(tmp_path / "hr.npy", rng.random((32, 32, 3)).astype(np.float32))
-    rows = ["band,wavelength_um,fwhm_um,bad"] + [f"{i + 1},{0.42 + 0.015 * i:.3f},0.025,{int(i == 4)}" for i in range(20)]
+    rows = ["band,wavelength_um,fwhm_um,bad"]
+    rows += [f"{i + 1},{0.42 + 0.015 * i:.3f},0.025,{int(i == 4)}" for i in range(20)]
     (tmp_path / "bands.csv").write_text("\n".join(rows) + "\n")
     assert read_band_fwhm(tmp_path / "bands.csv") == pytest.approx(np.full(20, 25.0))
     assert main(["fuse", "--hr", str(tmp_path / "hr.npy"), "--lr", str(tmp_path / "lr.npy"), "--band-table",

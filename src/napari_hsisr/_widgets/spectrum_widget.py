@@ -19,8 +19,8 @@ from qtpy.QtWidgets import (
 
 from ..core import metrics
 from . import _layers
-from ._layers import without_bad_bands
 from ._compact import breakable, compact_controls, elide_middle
+from ._layers import without_bad_bands
 from ._scrolling import ScrollingDock
 
 PROBES = "probes"

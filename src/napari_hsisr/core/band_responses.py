@@ -71,8 +71,8 @@ def cube_band_srf(spec, centres_nm, fwhm_nm):
     """(matrix (C, k), name) for a response table ``spec`` (a preset name, a file, a
     ``file.mat:B02,...`` pick, a SpectralResponse) integrated over the cube's Gaussian bands; None
     when ``spec`` is not a table (a matrix on the cube's bands, or a request to estimate it)."""
-    from .sentinel import pick_channels, split_band_pick
-    from .srf import SpectralResponse, get_preset, load_srf_file
+    from .sentinel import split_band_pick
+    from .srf import SpectralResponse, get_preset, load_srf_file, pick_channels
 
     if not isinstance(spec, (str, Path, SpectralResponse)):
         return None

@@ -40,12 +40,11 @@ def _band_name(text: str) -> str:
     return "B8A" if t == "8A" else f"B{int(t):02d}" if t.isdigit() else f"B{t}"
 
 
-def load_mat_response(path: Path):
+def load_mat_response(path: Path) -> tuple[str, np.ndarray, np.ndarray, tuple[str, ...]]:
     """A response table from a MATLAB file: HIFtool's Sentinel-2A table (``R``, 191 x 13) on its
-    400..2400 nm grid, channels B01..B12; other .mat files are refused with what is expected."""
+    400..2400 nm grid, channels B01..B12, as (name, wavelengths, matrix, channels) for
+    :class:`.srf.SpectralResponse`; other .mat files are refused with what is expected."""
     from scipy.io import loadmat
-
-    from .srf import SpectralResponse
 
     try:
         arrays = {k: v for k, v in loadmat(str(path)).items() if not k.startswith("__")}
@@ -55,15 +54,4 @@ def load_mat_response(path: Path):
     if r.shape != (191, 13):
         raise InputError(f"{path.name}: holds {sorted(arrays)}; a .mat response is read only as HIFtool's Sentinel-2A "
                          "table (R, 191 x 13); give other responses as CSV (wavelength in nm, one column per channel).")
-    return SpectralResponse(f"Sentinel-2A ({path.name}, 400..2400 nm in 191 steps)", HIFTOOL_GRID, r, S2_BANDS)
-
-
-def pick_channels(srf, names):
-    """The response restricted to the named channels, in that order."""
-    from .srf import SpectralResponse
-
-    missing = [n for n in names if n not in srf.channels]
-    if missing:
-        raise InputError(f"--srf: {', '.join(missing)} not in {srf.name}; its channels are {', '.join(srf.channels)}.")
-    idx = [srf.channels.index(n) for n in names]
-    return SpectralResponse(f"{srf.name} {','.join(names)}", srf.wavelengths, srf.matrix[:, idx], tuple(names))
+    return f"Sentinel-2A ({path.name}, 400..2400 nm in 191 steps)", HIFTOOL_GRID, r, S2_BANDS

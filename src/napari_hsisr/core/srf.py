@@ -238,7 +238,7 @@ def _load_table(path: str | Path) -> SpectralResponse:
     if suffix == ".mat":  # HIFtool's Sentinel-2A table (core/sentinel.py)
         from .sentinel import load_mat_response
 
-        return load_mat_response(p)
+        return SpectralResponse(*load_mat_response(p))
     if suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
@@ -399,7 +399,7 @@ def resolve_srf(
         m = normalize_columns(a)
         return m, "user matrix", tuple(f"channel {i + 1}" for i in range(m.shape[1]))
 
-    from .sentinel import pick_channels, split_band_pick
+    from .sentinel import split_band_pick
 
     spec, pick = split_band_pick(spec)  # "Sentinel2A_191_13.mat:B02,B03,B04": the HR image's bands
     if isinstance(spec, SpectralResponse):
@@ -468,3 +468,12 @@ def normalize_signed(m: Any, n_bands: int) -> np.ndarray:
         raise InputError(f"Spectral response column(s) {bad.tolist()} sum to <= 0; each channel must respond "
                          "positively to a flat spectrum.")
     return a / s
+
+
+def pick_channels(srf, names):
+    """The response restricted to the named channels, in that order."""
+    missing = [n for n in names if n not in srf.channels]
+    if missing:
+        raise InputError(f"--srf: {', '.join(missing)} not in {srf.name}; its channels are {', '.join(srf.channels)}.")
+    idx = [srf.channels.index(n) for n in names]
+    return SpectralResponse(f"{srf.name} {','.join(names)}", srf.wavelengths, srf.matrix[:, idx], tuple(names))
