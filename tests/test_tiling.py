@@ -317,3 +317,28 @@ def test_manifest_errors_are_one_line(tmp_path):
     (tmp_path / "nolr.csv").write_text("name,hr\na,x.tif\n")
     with pytest.raises(InputError, match="no 'lr' path"):
         read_manifest(tmp_path / "nolr.csv")
+
+
+def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tmp_path):
+    """fuse(..., client=): tiles as tasks on 2 worker processes, blended and written here; the same
+    cube (to 1e-5) and fit as the tiles fused in this process; a progress report per finished
+    tile; a stopped run cancels what is pending and leaves nothing at ``out``."""
+    from distributed import Client, LocalCluster
+
+    here = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        seen = []
+        there = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, client=client, progress=seen.append)
+        steps = [p.step for p in seen]
+        assert steps == sorted(steps) and sum("on the cluster" in p.message for p in seen) == 16
+        assert there.settings["tiling"]["workers"] == 2 and there.settings["tiling"]["tiles"] == 16
+        gen = hsisr.fuse_iter(pair.hr, pair.lr, pair.degradation, tile=32, client=client,
+                              out=str(tmp_path / "stopped.zarr"))
+        for p in gen:
+            if "on the cluster" in p.message:
+                break
+        gen.close()
+        assert not any(tmp_path.iterdir())
+    np.testing.assert_allclose(np.asarray(there.cube), np.asarray(here.cube), atol=1e-5, rtol=0)
+    assert there.settings["fit"] == here.settings["fit"]

@@ -48,6 +48,35 @@ def monotone(gen: Generator) -> Generator:
         gen.close()
 
 
+def run_to_end(gen: Generator, progress: Callable | None = None):
+    """Drive a generator to its return value, calling ``progress`` with each item it yields (the
+    one loop every front end and method uses); an exception or interrupt in between closes it."""
+    try:
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None:
+                progress(item)
+    finally:
+        gen.close()
+
+
+def relayed(gen: Generator, transform: Callable) -> Generator:
+    """``gen``'s items passed through ``transform`` (e.g. a tile's progress as the scene's); returns
+    what ``gen`` returns; closing this closes ``gen``."""
+    try:
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield transform(item)
+    finally:
+        gen.close()
+
+
 PREVIEW_EVERY_S = 2.0  # methods send an intermediate estimate at most this often
 
 
@@ -81,6 +110,7 @@ class FusionInputs:
     lr_valid: np.ndarray | None = None  # (y, x) bool: False where the LR cube is nodata
     hr_display: np.ndarray | None = None  # (k, Y, X) the HR image as given (display-encoded), for blind
     scene: dict | None = None  # quantities computed once for a whole scene that is fused in tiles
+    encoding_given: bool = False  # the HR image's encoding was given, not decided from its type (blind keeps it)
 
     def crop(self, region: tuple[slice, slice]) -> FusionInputs:
         """These inputs on an HR ``region`` (row and column slices on LR pixel edges)."""

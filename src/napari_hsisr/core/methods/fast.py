@@ -36,7 +36,7 @@ from ..degradation import Degradation
 from ..solvers.fourier import SubspaceSystem
 from ..solvers.guided import GuidedFilter, default_radius, prior_from_lr
 from ..solvers.subspace import band_weights, default_eps, noise_covariance, noise_to_signal, signal_rank, subspace
-from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, small_preview
+from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, run_to_end, small_preview
 
 
 @dataclass
@@ -308,12 +308,7 @@ def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, scene: dict | Non
     """The fast method's cube for ``hr`` (k, Y, X) and ``lr`` (C, y, x), without the API's checks
     (for networks that refine it, on crops during training), with :data:`NETWORK_BASE_OPTIONS`
     unless ``options`` say otherwise; ``scene``: a tiled run's shared subspace."""
-    gen = run(FusionInputs(hr, lr, deg, scene=scene), **{**NETWORK_BASE_OPTIONS, **options})
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value[0]
+    return run_to_end(run(FusionInputs(hr, lr, deg, scene=scene), **{**NETWORK_BASE_OPTIONS, **options}))[0]
 
 
 def project_consistent(deg: Degradation, hr: np.ndarray, lr: np.ndarray, prior_cube: np.ndarray,
