@@ -16,7 +16,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionInputs, FusionResult, Progress, get_method
-from .methods.base import monotone
+from .methods.base import SceneContext, monotone
 from .parallel import blas_pinned
 from .validation import (check_layout, check_lr, check_result, check_seed, check_values, hr_to_channels_first,
                          resolve_device, to_unit_float)
@@ -99,7 +99,7 @@ def _given_lr_valid(lr_cube, lr_nodata, lr_valid, shape):
 @blas_pinned  # one BLAS thread in every step: the same bits at any thread count (core/parallel.py)
 def fuse_frame_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
                     device: str = "auto", lr_nodata: float | None = None, grid: str = "hr",
-                    lr_valid: np.ndarray | None = None, scene: dict | None = None, safe: bool = True,
+                    lr_valid: np.ndarray | None = None, scene: SceneContext | None = None, safe: bool = True,
                     hr_nodata: float | None = None, **options) -> Generator[Progress, None, FusionResult]:
     """The whole frame fused (no tiles; :func:`.api.fuse_iter` is the public entry that tiles):
     yields :class:`Progress`, returns a :class:`FusionResult`.
@@ -126,7 +126,7 @@ def fuse_frame_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
         check_fits(method, np.shape(hr_image)[:2], np.shape(lr_cube)[0], degradation.scale)
     inputs = prepare_inputs(hr_image, lr_cube, degradation, method, seed, device, lr_nodata, lr_valid,
                             check_range=scene is None,  # a tile: the scene was checked
-                            hr_clip=(scene or {}).get("hr_clip"), hr_nodata=hr_nodata)
+                            hr_clip=scene.hr_clip if scene is not None else None, hr_nodata=hr_nodata)
     inputs.scene = scene
     _seed_everything(inputs.seed, info.uses_torch)
     start = time.perf_counter()
@@ -134,15 +134,15 @@ def fuse_frame_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     cube, extras = out if isinstance(out, tuple) else (out, {})
     used = extras.get("degradation_object", inputs.degradation)
     check = None
-    if (scene or {}).get("skip_fit") or (scene or {}).get("keep"):  # a tile: holes filled, judged on its kept part
+    if scene is not None and (scene.skip_fit or scene.keep is not None):  # a tile: holes filled, judged on its kept part
         from .contract import fill_holes
 
         cube, _ = fill_holes(cube, inputs, used)
         check_result(cube, method)
-        if (scene or {}).get("skip_fit"):  # a tiled run checks the fit on a sample of its tiles
+        if scene.skip_fit:  # a tiled run checks the fit on a sample of its tiles
             fit, fit_warnings = {}, []
         else:
-            keep = scene["keep"]
+            keep = scene.keep
             fit, fit_warnings = _fit_report(cube[(slice(None),) + keep], inputs.crop(keep), used, method, info)
     else:
         from .contract import enforce
@@ -190,7 +190,7 @@ def _fit_report(cube, inputs, used, method, info, causes: bool = True):
 
 def _judged(inputs, used, method, info):
     """What the fit judges: without a response (a method that uses none) only the LR side."""
-    if not (info.needs_srf or method == "blind"):
+    if not (info.needs_srf or info.fit_uses_response):
         inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)
         used = used.with_(srf=None) if used.srf is not None else used
     return inputs, used

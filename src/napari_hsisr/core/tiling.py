@@ -30,7 +30,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionResult, Progress, get_method
-from .methods.base import relayed, run_to_end
+from .methods.base import SceneContext, SceneRequest, relayed, run_to_end
 from .parallel import blas_pinned
 from .tiled_output import make_output
 
@@ -110,8 +110,9 @@ def default_halo(method: str, deg: Degradation) -> int:
     s = deg.scale
     psf_reach = math.ceil(deg.kernel.shape[0] / s) + 1
     lr_pixels = psf_reach + default_radius(s)
-    if method in ("unsupervised", "blind"):
-        lr_pixels = max(lr_pixels, math.ceil(32 / s) + psf_reach)  # the CNN's receptive field (HR px)
+    field = get_method(method).receptive_field  # e.g. a CNN's (HR pixels)
+    if field:
+        lr_pixels = max(lr_pixels, math.ceil(field / s) + psf_reach)
     return lr_pixels * s
 
 
@@ -157,10 +158,11 @@ def _hr_slice(hr, rows: slice, cols: slice) -> np.ndarray:
 def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: int, device: str,
                   lr_nodata, lr_valid, crop: int = SCENE_CROP, tiles: list[Tile] | None = None):
     """Generator: what every tile shares. Returns ``(degradation, tile method, tile options, scene,
-    notes, extras)``: the degradation with the encoding, gains and offsets resolved (or estimated,
-    for ``blind``), the method the tiles run (``blind`` -> its solver), and ``scene`` (the
-    subspace of the whole LR cube, the prior's choice and, given ``tiles``, the guided prior's
-    regularisation scale) for :class:`~.methods.FusionInputs`."""
+    notes, extras)``: the degradation with the encoding, gains and offsets resolved on the central
+    crop (or estimated: a method's ``scene_estimate``, e.g. ``blind``, which names the method the
+    tiles run), and the :class:`~.methods.base.SceneContext` the tile method's ``scene_setup``
+    computes (e.g. the subspace of the whole LR cube, the prior's choice and, given ``tiles``, the
+    guided prior's regularisation scale, streamed over the scene)."""
     from .frame import prepare_inputs
     from .observations import nodata_mask
 
@@ -172,72 +174,44 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
                                                                 cols.start // s:cols.stop // s]
     notes = [f"scene context from the central {rows.stop - rows.start}x{cols.stop - cols.start} HR pixels "
              "(encoding, gains, prior choice) and the whole LR cube (subspace)"]
-    extras: dict = {}
-    tile_method, tile_options = method, dict(options)
-    if method == "blind":
-        from .methods import blind
 
-        inputs = prepare_inputs(hr_c, lr_c, deg, "blind", seed, device, lr_nodata, valid_c)
-        est_keys = ("known", "psf_model", "psf_size", "est_iterations")
-        est_opts = {k: tile_options.pop(k) for k in est_keys if k in tile_options}
-        est, used, est_notes, _ = yield from blind.estimate_iter(inputs, **est_opts)
-        tile_method = tile_options.pop("solver", "unsupervised")
-        if tile_method == "fast":
-            tile_options = {k: v for k, v in tile_options.items()
-                            if k in {o.name for o in get_method("fast").options}}
-        notes += est_notes
-        extras = {"psf": used.psf, "srf": used.srf, "shift": est.shift, "degradation": used.settings(),
-                  "degradation_object": used, "encoding": est.tone.name}
-    else:
-        inputs = prepare_inputs(hr_c, lr_c, deg, method, seed, device, lr_nodata, valid_c)
-        used = inputs.degradation  # encoding, gains and offsets resolved on the crop
-        yield Progress(1, 2, message="scene context")
-    scene = {}
-    if tiles is not None and np.issubdtype(np.dtype(getattr(hr, "dtype", np.float32)), np.floating):
-        scene["hr_clip"] = scene_clip_level(hr, tiles)  # else each tile would take its own maximum
-    if tile_method in ("fast", "unsupervised", "msfn"):
-        from .methods import fast
-        from .solvers.subspace import subspace
+    def crop_inputs_for(name: str):
+        def crop_inputs(degradation: Degradation, scene: SceneContext | None = None):
+            inputs = prepare_inputs(hr_c, lr_c, degradation, name, seed, device, lr_nodata, valid_c)
+            inputs.scene = scene
+            return inputs
+        return crop_inputs
 
-        full_lr = np.asarray(lr, dtype=np.float64)
-        valid = nodata_mask(full_lr, lr_nodata)
+    def full_lr():
+        """The whole LR cube (float64, non-finite values 0) and its valid pixels (None: all)."""
+        cube = np.asarray(lr, dtype=np.float64)
+        valid = nodata_mask(cube, lr_nodata)
         if lr_valid is not None:
             valid &= np.asarray(lr_valid, bool)
-        full_lr = np.where(np.isfinite(full_lr), full_lr, 0.0)
-        valid = None if valid.all() else valid
-        if tile_method == "msfn":  # the networks' pinned base, and the consistency step's subspace
-            base = fast.NETWORK_BASE_OPTIONS
-            scene["subspace"] = fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"])
-            scene["consistency_E"] = subspace(full_lr, 16, valid)
-        else:
-            scene["subspace"] = fast.scene_subspace(full_lr, valid, tile_options.get("rank", 0),
-                                                    tile_options.get("eps", 0.0),
-                                                    tile_options.get("band_weights", True))
-        del full_lr
-        if tile_method in ("fast", "unsupervised") and tile_options.get("prior", "auto") == "auto":
-            crop_inputs = prepare_inputs(hr_c, lr_c, used, tile_method, seed, device, lr_nodata, valid_c)
-            crop_inputs.scene = scene
-            st = fast.setup(crop_inputs, weighting=tile_options.get("band_weights", True))
-            from .solvers.guided import default_radius
+        return np.where(np.isfinite(cube), cube, 0.0), (None if valid.all() else valid)
 
-            weight, ratio = fast.prior_weight(st, default_radius(s), st.eps)
-            scene["prior_guided_weight"] = weight
-            notes.append(f"prior chosen for the scene: guided weight {weight:.2f} (error ratio {ratio:.3f})")
-        if tiles is not None and (tile_method == "msfn" or (tile_options.get("prior", "auto") != "cs"
-                                                            and scene.get("prior_guided_weight", 1.0) > 0)):
-            from .solvers.guided import default_radius
+    info = get_method(method)
+    if info.scene_estimate is not None:
+        request = SceneRequest(hr, lr, deg, dict(options), crop_inputs_for(method), full_lr, None, s)
+        used, tile_method, tile_options, est_notes, extras = yield from info.scene_estimate(request)
+        notes += est_notes
+    else:
+        used = crop_inputs_for(method)(deg).degradation  # encoding, gains and offsets resolved on the crop
+        tile_method, tile_options, extras = method, dict(options), {}
+        yield Progress(1, 2, message="scene context")
+    scene = SceneContext()
+    if tiles is not None and np.issubdtype(np.dtype(getattr(hr, "dtype", np.float32)), np.floating):
+        scene = SceneContext(hr_clip=scene_clip_level(hr, tiles))  # else each tile would take its own maximum
+    setup = get_method(tile_method).scene_setup
+    if setup is not None:
+        def guide_variance(radius: int, refit_radius: int | None = None, hr_clip=scene.hr_clip):
+            return scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata, lr_valid, tiles, radius,
+                                        refit_radius, hr_clip)
 
-            radius = 0 if tile_method == "msfn" else int(tile_options.get("radius", 0))
-            radius = radius or default_radius(s)
-            refits = tile_options.get("refits", 0) if tile_method == "unsupervised" else \
-                tile_options.get("iterations", 1) - 1
-            refit_radius = int(tile_options.get("refit_radius", 4)) if refits and tile_method != "msfn" else None
-            lr_value, hr_value = yield from scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata,
-                                                                 lr_valid, tiles, radius, refit_radius,
-                                                                 scene.get("hr_clip"))
-            scene["guide_variance"] = {"radius": radius, "value": lr_value}
-            if refit_radius:
-                scene["refit_variance"] = {"radius": refit_radius, "value": hr_value}
+        request = SceneRequest(hr, lr, used, tile_options, crop_inputs_for(tile_method), full_lr,
+                               guide_variance if tiles is not None else None, s)
+        scene, setup_notes = yield from setup(request, scene)
+        notes += setup_notes
     return used, tile_method, tile_options, scene, notes, extras
 
 
@@ -336,7 +310,7 @@ def _tile_run(shared: dict, hr_t, lr_t, valid_t, keys: dict):
     from .frame import fuse_frame_iter
 
     return fuse_frame_iter(hr_t, lr_t, shared["degradation"], shared["method"], shared["seed"], shared["device"],
-                           shared["lr_nodata"], "hr", valid_t, scene={**shared["scene"], **keys}, **shared["options"])
+                           shared["lr_nodata"], "hr", valid_t, scene=shared["scene"].for_tile(**keys), **shared["options"])
 
 
 def _kept(res, keys: dict):
@@ -450,9 +424,8 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     inputs = array_files(hr_image) + array_files(lr_cube) + [p for k in ("hr_file", "lr_file")
                                                              if (p := (provenance or {}).get(k))]
     check_out(out, inputs)  # before any work: out replaces no input and nothing that is not a result of ours
-    if method == "msfn-zeroshot":
-        raise InputError("msfn-zeroshot learns from the whole pair and cannot run in tiles; use 'msfn' (shipped "
-                         "weights), 'fast' or 'unsupervised' for large scenes, or crop the pair.")
+    if info.whole_frame_only:
+        raise InputError(info.whole_frame_only)
     if not isinstance(degradation, Degradation):
         raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths).")
     s = degradation.scale
@@ -470,7 +443,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     used, tile_method, tile_opts, scene, notes, extras = yield from scene_context(
         hr_image, lr_cube, degradation, method, opts, seed, device, lr_nodata, lr_valid, tiles=tiles)
     checked = set(np.unique(np.linspace(0, len(tiles) - 1, min(len(tiles), FIT_TILES)).round().astype(int)).tolist())
-    job = _TileJob(hr_image, lr_cube, lr_valid, s, checked, default_halo("fast", used), scene.get("hr_clip"), lr_nodata)
+    job = _TileJob(hr_image, lr_cube, lr_valid, s, checked, default_halo("fast", used), scene.hr_clip, lr_nodata)
     shared = {"degradation": used, "method": tile_method, "seed": seed, "device": device, "lr_nodata": lr_nodata,
               "scene": scene, "options": tile_opts}
     reports, empty = {}, []  # per tile index: its fit and warnings, combined in tile order at the end
@@ -501,7 +474,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
             "fit": {**_combine_fits(fits), "tiles_checked": len(checked)}, "estimation_notes": notes, "versions": versions(),
             "seconds": round(time.perf_counter() - start, 3), "grid": {"frame": "hr"},
         }
-        if method == "blind" or used is not degradation:
+        if info.scene_estimate is not None or used is not degradation:
             settings["estimated_degradation"] = used.settings()
         if warnings:
             settings["warnings"] = [w if n == len(tiles) else f"{w} ({n} of {len(tiles)} tiles)"

@@ -142,6 +142,26 @@ _BLIND_DEFAULTS = {"steps": 0}
 _UNSUP_OPTIONS = tuple(replace(o, default=_BLIND_DEFAULTS[o.name]) if o.name in _BLIND_DEFAULTS else o
                        for o in _unsup.INFO.options)
 
+ESTIMATION_OPTIONS = ("known", "psf_model", "psf_size", "est_iterations")
+
+
+def scene_estimate(req):
+    """Generator (``MethodInfo.scene_estimate``): the degradation estimated once on the scene's
+    central crop; the tiles then run the solver (``solver`` option) with it as a known degradation.
+    Returns ``(degradation, tile method, tile options, notes, extras)``."""
+    from .base import get_method
+
+    tile_options = dict(req.options)
+    est_opts = {k: tile_options.pop(k) for k in ESTIMATION_OPTIONS if k in tile_options}
+    est, used, notes, _ = yield from estimate_iter(req.crop_inputs(req.degradation), **est_opts)
+    solver = tile_options.pop("solver", "unsupervised")
+    if solver == "fast":
+        tile_options = {k: v for k, v in tile_options.items() if k in {o.name for o in get_method("fast").options}}
+    extras = {"psf": used.psf, "srf": used.srf, "shift": est.shift, "degradation": used.settings(),
+              "degradation_object": used, "encoding": est.tone.name}
+    return used, solver, tile_options, list(notes), extras
+
+
 register(MethodInfo(
     "blind", run,
     "Blind: estimates encoding, PSF, shift, response and gains from the pair alone, then runs unsupervised.",
@@ -156,5 +176,6 @@ register(MethodInfo(
                maximum=20),
         Option("solver", "unsupervised", "fusion run with the estimate", choices=("unsupervised", "fast")),
     ) + tuple(_UNSUP_OPTIONS),
-    needs_srf=False, needs_psf=False, uses_torch=True,
+    needs_srf=False, needs_psf=False, uses_torch=True, receptive_field=32, bytes_per_band=56,
+    bytes_per_coefficient=72, fit_uses_response=True, scene_estimate=scene_estimate,
 ))
