@@ -342,3 +342,15 @@ def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tm
         assert not any(tmp_path.iterdir())
     np.testing.assert_allclose(np.asarray(there.cube), np.asarray(here.cube), atol=1e-5, rtol=0)
     assert there.settings["fit"] == here.settings["fit"]
+
+
+def test_automatic_tiles_on_a_cluster_do_not_depend_on_the_workers():
+    """tile='auto' with a client: at least 16 tiles on a 2048^2 scene (so 2 workers share them),
+    never larger than what memory allows, never under 32 LR pixels; no worker count involved."""
+    from napari_hsisr.core.api import _tile_for_cluster
+    from napari_hsisr.core.tiling import plan_tiles
+
+    tile = _tile_for_cluster((2048, 2048), 744, 8)
+    assert len(plan_tiles((2048, 2048), 8, tile, 32, 16)) >= 16
+    assert _tile_for_cluster((2048, 2048), 200, 8) == 200  # memory's size is the limit
+    assert _tile_for_cluster((512, 512), 1024, 8) == 256  # 32 LR pixels at least

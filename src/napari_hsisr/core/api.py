@@ -8,6 +8,7 @@ dask.distributed cluster (``client``). Neither of those modules imports this one
 
 from __future__ import annotations
 
+import math
 from typing import Generator
 
 import numpy as np
@@ -84,17 +85,17 @@ def _resolved_tile(hr_image, lr_cube, degradation, method: str, tile, out, clien
         raise InputError(f"tile must be a number of HR pixels or 'auto', got {tile!r}.") from None
 
 
-CLUSTER_TILES = 16  # an automatic tile size on a cluster makes at least this many tiles
+CLUSTER_TILES = 16  # an automatic tile size on a cluster makes about this many tiles
+CLUSTER_MIN_TILE = 32  # LR pixels a side: smaller tiles would spend more on their halo than on themselves
 
 
 def _tile_for_cluster(hr_shape, tile: int, scale: int) -> int:
-    """``tile``, halved until the scene makes at least :data:`CLUSTER_TILES` tiles, so that workers
-    share them (never under 64 LR pixels a side, where the halo would dominate). It does not
-    depend on the number of workers: any cluster gives the same tiles, hence the same result."""
+    """``tile``, smaller when the scene would make fewer than :data:`CLUSTER_TILES` tiles, so that
+    workers share them (never under :data:`CLUSTER_MIN_TILE` LR pixels a side). It does not depend
+    on the number of workers: any cluster gives the same tiles, hence the same result."""
     Y, X = hr_shape
-    while tile // 2 >= 64 * scale and max(1, Y // tile) * max(1, X // tile) < CLUSTER_TILES:
-        tile = tile // 2 // scale * scale
-    return tile
+    side = int(math.sqrt(Y * X / CLUSTER_TILES)) // scale * scale
+    return min(tile, max(side, CLUSTER_MIN_TILE * scale))  # never larger than memory allows
 
 
 def fuse(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,
