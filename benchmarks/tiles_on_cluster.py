@@ -63,7 +63,9 @@ def run(hr: Path, lr: Path, out: Path, workers: int, method: str) -> tuple[float
     cmd = [sys.executable, "-m", "napari_hsisr.cli", "fuse", "--hr", str(hr), "--lr", str(lr), "--out", str(out),
            "--method", method, "--tile", "auto", "--workers", str(workers)]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"hsisr fuse --workers {workers} failed:\n{done.stderr[-2000:]}")
     seconds = time.perf_counter() - start
     result = read_cube(out)
     return seconds, np.asarray(result.data, dtype=np.float32), (result.metadata.get("settings") or {})

@@ -389,15 +389,13 @@ def _output_format(args, geo) -> str:
 
 def _streamed_tiff(args, tile, hr_shape, bands: int) -> bool:
     """Whether a tiled run writes its TIFF tile by tile (a tiled OME BigTIFF, float32) rather than
-    holding the whole result: when tiles run (``auto``: when the whole frame does not fit, or on a
-    cluster, which always fuses tiles; written as they finish) and float32 is asked (uint16 is
-    written from the whole cube)."""
+    holding the whole result: when tiles run (``auto``: when the whole frame does not fit) and
+    float32 is asked (uint16 is written from the whole cube)."""
     from .core.memory import fits
 
     if tile is None or args.dtype != "float32":
         return False
-    cluster = args.workers or args.scheduler
-    if tile == "auto" and not cluster and fits(args.method, tuple(hr_shape[:2]), bands):  # HR: (Y, X, k)
+    if tile == "auto" and fits(args.method, tuple(hr_shape[:2]), bands):  # the HR image is (Y, X, k)
         return False
     if args.format != "ome":
         print("note: a tiled result is written tile by tile as a tiled OME BigTIFF (wavelengths, settings and "
