@@ -134,15 +134,16 @@ def test_memory_estimate_refuses_what_cannot_fit(pair, monkeypatch):
 def test_what_does_not_fit_whole_is_fused_in_tiles_without_asking(monkeypatch):
     """Under a cap the whole frame does not fit (about 134 MB needed, 100 MB free): fuse() with no
     tile (and tile='auto') fuses in tiles that do, and says so in the settings; the result matches
-    the whole-frame one. The whole-frame generator itself still refuses."""
+    the whole-frame one. The whole-frame step itself still refuses."""
     import napari_hsisr.core.memory as memory
+    from napari_hsisr.core.frame import fuse_frame_iter
 
     pair = sample_pair(size=256)
 
     whole = hsisr.fuse(pair.hr, pair.lr, pair.degradation)
     monkeypatch.setattr(memory, "available_bytes", lambda: 100_000_000)
     with pytest.raises(InputError, match="Fuse it in tiles"):
-        next(hsisr.fuse_iter(pair.hr, pair.lr, pair.degradation))
+        next(fuse_frame_iter(pair.hr, pair.lr, pair.degradation))
     for tile in (None, "auto"):
         tiled = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=tile)
         assert tiled.settings["tiling"]["tiles"] >= 4

@@ -181,3 +181,23 @@ def test_fuse_in_tiles_to_zarr_and_batch(tmp_path, capsys):
     out = capsys.readouterr()
     assert "| good | done |" in out.out and "| broken | failed |" in out.out and "1 done" in out.err
     np.testing.assert_allclose(read_cube(tmp_path / "out" / "good.tif").data, whole.data, atol=1e-6)
+
+
+def test_fuse_on_local_workers_equals_the_tiles_in_process(tmp_path, capsys):
+    """hsisr fuse --workers 1: the tiles as dask tasks, written tile by tile; the same cube (to
+    1e-5) as --tile in this process. --workers 0 is refused before anything runs."""
+    from napari_hsisr.core.io import write_image, write_tiff
+    from napari_hsisr.core.sample import sample_pair
+
+    pair = sample_pair(size=64)
+    write_image(tmp_path / "hr.tif", pair.hr)
+    write_tiff(tmp_path / "lr.tif", pair.lr, wavelengths=pair.wavelengths)
+    base = ["fuse", "--hr", tmp_path / "hr.tif", "--lr", tmp_path / "lr.tif", "--psf-sigma", "2", "--srf", "Nikon D700",
+            "--tile", "32"]
+    assert main([str(a) for a in base + ["--out", tmp_path / "here.tif"]]) == 0
+    assert main([str(a) for a in base + ["--out", tmp_path / "there.tif", "--workers", "1"]]) == 0
+    here, there = read_cube(tmp_path / "here.tif"), read_cube(tmp_path / "there.tif")
+    np.testing.assert_allclose(np.asarray(there.data), np.asarray(here.data), atol=1e-5, rtol=0)
+    assert there.metadata["settings"]["tiling"]["workers"] == 1
+    assert main([str(a) for a in base + ["--out", tmp_path / "none.tif", "--workers", "0"]]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err and not (tmp_path / "none.tif").exists()

@@ -117,3 +117,62 @@ def test_psf_file_roundtrip(tmp_path):
     (tmp_path / "bad.csv").write_text("1,2\n3\n")
     with pytest.raises(InputError, match="bad.csv"):
         Degradation(scale=2, psf=str(tmp_path / "bad.csv"))
+
+
+# ---------------------------------------------------------------------- one builder from user input
+def test_spec_round_trip_keeps_shift_encoding_gain_and_offset():
+    """A recorded degradation rebuilt through the one user-input builder is the same degradation:
+    kernel, response, wavelengths, boundary, shift, encoding, gains and offsets."""
+    from napari_hsisr.core.degradation import DegradationSpec
+
+    deg = Degradation(scale=4, psf="gaussian", psf_sigma=1.3, psf_size=7, srf="Nikon D700", n_bands=31,
+                      boundary="symmetric", shift=(0.75, -1.25), hr_encoding="gamma:2.2", hr_gain=[1.1, 0.9, 1.05],
+                      hr_offset=[0.01, 0.0, -0.02])
+    rebuilt, note = DegradationSpec.from_settings(deg.settings()).build()
+    assert note == ""
+    a, b = deg.settings(), rebuilt.settings()
+    for key in ("shift", "hr_encoding", "hr_gain", "hr_offset", "boundary", "scale"):
+        assert b[key] == a[key], key
+    np.testing.assert_allclose(b["psf_kernel"], a["psf_kernel"], atol=1e-12)
+    np.testing.assert_allclose(b["srf_matrix"], a["srf_matrix"], atol=1e-12)
+    assert rebuilt.encoding_given and not Degradation(scale=4).encoding_given
+
+
+def test_spec_parses_text_and_names_flags():
+    from napari_hsisr.core.degradation import DegradationSpec
+
+    deg, _ = DegradationSpec(scale=4, shift="0.5,-1", wavelengths="400:700:10", srf="estimate").build()
+    assert deg.shift == (0.5, -1.0) and deg.wavelengths.size == 31 and deg.srf is None
+    assert deg.psf_name.startswith("gaussian(sigma=1")  # the command line's default: sigma scale/4
+    with pytest.raises(InputError, match="^--shift expects 'dy,dx'"):
+        DegradationSpec(scale=4, shift="1", flags=True).build()
+    with pytest.raises(InputError, match="^wavelengths expects start:stop:step"):
+        DegradationSpec(scale=4, wavelengths="400-700").build()
+
+
+def test_recorded_degradation_is_used_only_when_nothing_describes_one():
+    from napari_hsisr.core.degradation import DegradationSpec
+
+    recorded = Degradation(scale=4, psf="box", srf="Nikon D700", n_bands=31).settings()
+    deg, note = DegradationSpec(scale=4).build(recorded)
+    assert deg.psf_name == "box(size=4)" and "records" in note
+    deg, _ = DegradationSpec(scale=4).build(recorded, hr_dtype=np.uint8)  # a camera image: response estimated
+    assert deg.srf is None and deg.psf_name == "box(size=4)"
+    deg, note = DegradationSpec(scale=4, psf_sigma=1.5).build(recorded)
+    assert note == "" and deg.psf_name.startswith("gaussian(sigma=1.5")
+    with pytest.raises(InputError, match="records scale 4"):
+        DegradationSpec(scale=2).build(recorded)
+
+
+def test_batch_row_takes_every_degradation_column():
+    """A manifest row's size, second sigma, angle, shift and boundary are used (they were ignored)."""
+    from types import SimpleNamespace
+
+    from napari_hsisr.core.batch import pair_degradation
+
+    lr = SimpleNamespace(wavelengths=np.arange(400, 701, 10.0), data=np.zeros((31, 4, 4)), metadata={})
+    row = {"psf": "gaussian", "psf_sigma": "1.5", "psf_size": "9", "psf_sigma2": "2.5", "psf_angle": "30",
+           "shift": "0.5,-0.5", "boundary": "wrap", "srf": "estimate"}
+    deg = pair_degradation(row, lr, 4)
+    assert deg.psf.shape == (9, 9) and deg.boundary == "wrap" and deg.shift == (0.5, -0.5) and deg.srf is None
+    assert "sigma2=2.5, angle=30" in deg.psf_name

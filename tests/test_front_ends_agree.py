@@ -174,12 +174,11 @@ def test_progress_is_monotone_across_stages(small_pair):
     """blind's estimation (1..8) then its solver, a tiled run's scene context then its tiles: one
     counter that never goes back and ends at its total."""
     import napari_hsisr as hsisr
-    from napari_hsisr.core.api import _fuse_gen
+    from napari_hsisr.core.api import fuse_iter
 
     p = small_pair
     for method, tile, opts in (("blind", None, {"solver": "fast"}), ("fast", 48, {})):
-        seen, result = _steps_of(_fuse_gen(p.hr, p.lr, p.degradation, method, 0, "cpu", None, "hr", None, tile,
-                                           None, dict(opts)))
+        seen, result = _steps_of(fuse_iter(p.hr, p.lr, p.degradation, method, 0, "cpu", tile=tile, **opts))
         steps = [q.step for q in seen]
         assert isinstance(result, hsisr.FusionResult) and steps == sorted(steps), (method, steps)
         assert seen[-1].step == seen[-1].total and all(q.step <= q.total for q in seen if q.total), method

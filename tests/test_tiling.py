@@ -314,3 +314,63 @@ def test_manifest_errors_are_one_line(tmp_path):
     (tmp_path / "nolr.csv").write_text("name,hr\na,x.tif\n")
     with pytest.raises(InputError, match="no 'lr' path"):
         read_manifest(tmp_path / "nolr.csv")
+
+
+def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tmp_path):
+    """fuse(..., client=): tiles as tasks on 2 worker processes, blended and written here; the same
+    cube (to 1e-5) and fit as the tiles fused in this process; a progress report per finished
+    tile; a stopped run cancels what is pending and leaves nothing at ``out``."""
+    from distributed import Client, LocalCluster
+
+    here = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        seen = []
+        there = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, client=client, progress=seen.append,
+                           out=str(tmp_path / "there.zarr"))  # written here, in the order the tiles finish
+        steps = [p.step for p in seen]
+        assert steps == sorted(steps) and sum("on the cluster" in p.message for p in seen) == 16
+        assert there.settings["tiling"]["workers"] == 2 and there.settings["tiling"]["tiles"] == 16
+        (tmp_path / "stop").mkdir()
+        gen = hsisr.fuse_iter(pair.hr, pair.lr, pair.degradation, tile=32, client=client,
+                              out=str(tmp_path / "stop" / "stopped.zarr"))
+        for p in gen:
+            if "on the cluster" in p.message:
+                break
+        gen.close()
+        assert not any((tmp_path / "stop").iterdir())
+    np.testing.assert_allclose(np.asarray(there.cube), np.asarray(here.cube), atol=1e-5, rtol=0)
+    assert there.settings["fit"] == here.settings["fit"]
+
+
+def test_automatic_tiles_on_a_cluster_do_not_depend_on_the_workers():
+    """tile='auto' with a client: at least 16 tiles on a 2048^2 scene (so 2 workers share them),
+    never larger than what memory allows, never under 32 LR pixels; no worker count involved."""
+    from napari_hsisr.core.api import _tile_for_cluster
+    from napari_hsisr.core.tiling import plan_tiles
+
+    tile = _tile_for_cluster((2048, 2048), 744, 8)
+    assert len(plan_tiles((2048, 2048), 8, tile, 32, 16)) >= 16
+    assert _tile_for_cluster((2048, 2048), 200, 8) == 200  # memory's size is the limit
+    assert _tile_for_cluster((512, 512), 1024, 8) == 256  # 32 LR pixels at least
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_tiles_written_in_any_order_sum_as_in_memory(tmp_path, monkeypatch, suffix):
+    """A cluster's tiles come as they finish: the chunk sums on disk equal the in-memory sum
+    whatever the order (a chunk was written early, and its other tiles lost, when a later tile
+    came first)."""
+    from napari_hsisr.core import tiled_output
+    from napari_hsisr.core.tiled_output import make_output
+
+    monkeypatch.setattr(tiled_output, "CHUNK", 48)
+    shape, rng = (3, 160, 192), np.random.default_rng(0)
+    tiles = plan_tiles(shape[1:], 8, 48, 16, 8)
+    pieces = [rng.random((3,) + tuple(k.stop - k.start for k in t.keep), dtype=np.float32) for t in tiles]
+    memory = make_output(shape, None, [t.keep for t in tiles])
+    disk = make_output(shape, str(tmp_path / f"out{suffix}"), [t.keep for t in tiles])
+    for i in rng.permutation(len(tiles)):
+        memory.add(int(i), tiles[i].keep, pieces[i])
+        disk.add(int(i), tiles[i].keep, pieces[i])
+    np.testing.assert_allclose(np.asarray(disk.commit({"wavelengths": None, "settings": {}})), memory.commit({}),
+                               atol=1e-6)

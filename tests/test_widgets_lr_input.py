@@ -27,6 +27,7 @@ def test_dock_scales_and_drops_bands_as_the_cli_does(make_napari_viewer, qtbot, 
     widget.method_combo.setCurrentText("bicubic")
     assert widget.run()
     qtbot.waitUntil(lambda: "lr_bicubic" in viewer.layers, timeout=30000)
+    qtbot.waitUntil(lambda: not widget.controller.running, timeout=30000)  # the layer comes before the worker ends
     result = viewer.layers["lr_bicubic"]
     assert result.data.shape == (5, 32, 32) and float(np.max(result.data)) < 1  # reflectance, one band dropped
     np.testing.assert_allclose(result.metadata["wavelengths"], [450, 550, 600, 650, 700])

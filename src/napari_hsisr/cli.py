@@ -47,61 +47,25 @@ def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = Tru
 
 DEFAULT_SRF = None  # estimated from the pair: a camera's response is rarely the one a default would guess
 SIMULATION_SRF = NIKON_D700_CAVE  # hsisr simulate's default camera
-_DEG_FLAGS = ("psf", "psf_sigma", "psf_sigma2", "psf_angle", "psf_size", "boundary", "srf")
-
-
-def _wavelengths(text: str) -> np.ndarray:
-    try:
-        start, stop, step = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise InputError(f"--wavelengths expects start:stop:step in nm, e.g. 400:700:10, got {text!r}.") from None
-    if not (np.isfinite([start, stop, step]).all() and step > 0 and stop >= start):
-        raise InputError(f"--wavelengths {text!r}: the step must be > 0 and stop >= start (e.g. 400:700:10).")
-    if (stop - start) / step > 100000:
-        raise InputError(f"--wavelengths {text!r} makes more than 100000 bands; check the step.")
-    return np.arange(start, stop + step / 2, step)
 
 
 def _degradation(args, wavelengths=None, n_bands=None, recorded: dict | None = None, hr_dtype=None,
                  default_srf=DEFAULT_SRF):
-    """The degradation the flags describe; when none of them is given and the LR file records the
-    degradation it was simulated with (``hsisr simulate``), that one, except for the response and
-    encoding of an 8/16-bit HR image: a camera's image, not the simulation's linear one. Without
-    ``--srf`` fusion estimates the response from the pair; simulation and training, which render
-    through one, take ``default_srf``."""
-    from .core.degradation import Degradation
+    """The degradation the flags describe (:class:`.core.degradation.DegradationSpec`); when none
+    of them is given and the LR file records the degradation it was simulated with, that one.
+    Without ``--srf`` fusion estimates the response from the pair; simulation and training, which
+    render through one, take ``default_srf``."""
+    from .core.degradation import DegradationSpec
 
-    if args.wavelengths:
-        wavelengths = _wavelengths(args.wavelengths)
-    if recorded and all(getattr(args, f, None) is None for f in _DEG_FLAGS):
-        deg = Degradation.from_settings(recorded)
-        if args.scale is not None and args.scale != deg.scale:
-            raise InputError(f"--scale {args.scale} but the LR file records scale {deg.scale}; give both images' "
-                             "degradation flags, or drop --scale.")
-        if hr_dtype is not None and np.issubdtype(np.dtype(hr_dtype), np.integer):
-            deg = deg.with_(srf=None, hr_encoding=getattr(args, "hr_encoding", "auto"), hr_gain="auto",
-                            hr_offset="auto")
-            print(f"note: using the PSF the LR file records ({deg.psf_name}); the HR image is a {np.dtype(hr_dtype)} "
-                  "camera image, so its response and encoding are estimated from the pair (--srf to give them)",
-                  file=sys.stderr)
-            return deg
-        print(f"note: using the degradation the LR file records ({deg.psf_name}, {deg.srf_name})", file=sys.stderr)
-        return deg
-    for flag, default in (("psf", "gaussian"), ("psf_angle", 0.0), ("boundary", "reflect"), ("srf", default_srf)):
-        if getattr(args, flag, None) is None:
-            setattr(args, flag, default)
-    shift = (0.0, 0.0)
-    if getattr(args, "shift", None):
-        try:
-            shift = tuple(float(v) for v in args.shift.split(","))
-        except ValueError:
-            shift = ()
-        if len(shift) != 2:
-            raise InputError(f"--shift expects 'dy,dx' in HR pixels, got {args.shift!r}.")
-    return Degradation(scale=args.scale, psf=args.psf, srf=args.srf, wavelengths=wavelengths,
-                       n_bands=n_bands, boundary=args.boundary, psf_sigma=args.psf_sigma,
-                       psf_size=args.psf_size, psf_sigma2=args.psf_sigma2, psf_angle=args.psf_angle,
-                       shift=shift, hr_encoding=getattr(args, "hr_encoding", "auto"))
+    spec = DegradationSpec(
+        scale=args.scale, psf=args.psf, psf_sigma=args.psf_sigma, psf_size=args.psf_size,
+        psf_sigma2=args.psf_sigma2, psf_angle=args.psf_angle, boundary=args.boundary, srf=args.srf,
+        wavelengths=args.wavelengths or wavelengths, n_bands=n_bands, shift=getattr(args, "shift", None),
+        hr_encoding=getattr(args, "hr_encoding", "auto"), flags=True)
+    deg, note = spec.build(recorded, hr_dtype, default_srf)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return deg
 
 
 def _fuse_options(args) -> dict:
@@ -133,27 +97,26 @@ def _run_with_progress(gen, label: str):
     scripts, notebooks); Ctrl-C closes it and writes nothing."""
     from tqdm import tqdm
 
+    from .core.methods.base import run_to_end
+
     tty = sys.stderr.isatty()
     bar = tqdm(total=None, desc=label, unit="step", file=sys.stderr, leave=False, disable=not tty)
     start = last = time.perf_counter()
+
+    def show(p):
+        nonlocal last
+        now = time.perf_counter()
+        if not tty and now - last >= PROGRESS_LINE_EVERY_S:
+            last = now
+            print(f"{label}: step {p.step}/{p.total} after {now - start:.0f} s  {p.message}", file=sys.stderr,
+                  flush=True)
+        bar.total = p.total
+        bar.n = p.step
+        bar.set_postfix_str(p.message + (f" loss={p.loss:.3g}" if p.loss is not None else ""))
+        bar.refresh()
+
     try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            now = time.perf_counter()
-            if not tty and now - last >= PROGRESS_LINE_EVERY_S:
-                last = now
-                print(f"{label}: step {p.step}/{p.total} after {now - start:.0f} s  {p.message}", file=sys.stderr,
-                      flush=True)
-            bar.total = p.total
-            bar.n = p.step
-            bar.set_postfix_str(p.message + (f" loss={p.loss:.3g}" if p.loss is not None else ""))
-            bar.refresh()
-    except KeyboardInterrupt:
-        gen.close()
-        raise
+        return run_to_end(gen, show)  # Ctrl-C closes the generator: nothing is written
     finally:
         bar.close()
 
@@ -375,10 +338,17 @@ def _integrate_over_bands(args, lr) -> None:
 
 
 def cmd_fuse(args) -> int:
-    from .core.api import _fuse_gen
+    from contextlib import nullcontext
+
+    from .core.api import fuse_iter
     from .core.fit_report import describe
     from .core.io import TIFF_SUFFIXES, check_output, write_tiff
+    from .core.parallel import dask_client
 
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {args.workers}.")
+    if (args.workers or args.scheduler) and not args.tile:
+        args.tile = "auto"  # the cluster's workers fuse tiles
     zarr_out = str(args.out).lower().endswith(".zarr")
     check_output(args.out, inputs=(args.hr, args.lr), suffixes=TIFF_SUFFIXES + ((".zarr",) if args.tile else ()),
                  fused=True)
@@ -394,9 +364,11 @@ def cmd_fuse(args) -> int:
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
     provenance = _provenance(args, lr, hr_file, match)  # stored with a streamed result too
-    gen = _fuse_gen(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile,
-                    args.out if streamed else None, _fuse_options(args), provenance)  # --lr-nodata: applied
-    result = _run_with_progress(gen, args.method)
+    with dask_client(args.workers, args.scheduler) if args.workers or args.scheduler else nullcontext() as client:
+        gen = fuse_iter(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile=tile,
+                        out=args.out if streamed else None, client=client, provenance=provenance,
+                        **_fuse_options(args))  # --lr-nodata: in lr.mask
+        result = _run_with_progress(gen, args.method)
     result.settings.update(provenance)
     for warning in result.settings.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
@@ -594,6 +566,7 @@ def _collect_cubes(paths: list[str]) -> list[tuple[str, np.ndarray, object]]:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
+    from .core.methods.base import run_to_end
     from .core.training import TrainSettings, export_weights, train_iter
     from .core.validation import resolve_device
 
@@ -629,23 +602,20 @@ def cmd_train(args) -> int:
                      resume=args.resume)
     bar = tqdm(total=settings.epochs * settings.steps_per_epoch, desc="train", file=sys.stderr, disable=None)
     start = time.perf_counter()
+
+    def show(p):
+        bar.n = p.step
+        bar.set_postfix_str(f"epoch {p.epoch} loss={p.loss:.4g}")
+        bar.refresh()
+        if p.val is not None and np.isfinite(p.val.get("psnr", np.nan)):
+            tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  val PSNR {p.val['psnr']:.2f} dB  "
+                       f"SAM {p.val['sam']:.2f} deg", file=sys.stderr)
+        elif p.val is not None:
+            tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  (no validation cubes: give --val)", file=sys.stderr)
+
     try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                model = stop.value
-                break
-            bar.n = p.step
-            bar.set_postfix_str(f"epoch {p.epoch} loss={p.loss:.4g}")
-            bar.refresh()
-            if p.val is not None and np.isfinite(p.val.get("psnr", np.nan)):
-                tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  val PSNR {p.val['psnr']:.2f} dB  "
-                           f"SAM {p.val['sam']:.2f} deg", file=sys.stderr)
-            elif p.val is not None:
-                tqdm.write(f"epoch {p.epoch}: loss {p.loss:.4g}  (no validation cubes: give --val)", file=sys.stderr)
-    except KeyboardInterrupt:
-        gen.close()
+        model = run_to_end(gen, show)
+    except KeyboardInterrupt:  # run_to_end closed the generator
         print(f"stopped: completed epochs (if any) are in {checkpoint}; continue with --resume", file=sys.stderr)
         return 130
     finally:
@@ -743,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-raw", action="store_true",
                    help="keep the method's result even when it fails the result check (non-finite, implausible, or "
                         "explaining the pair worse than GSA/fast); by default the better safe candidate is returned")
+    q.add_argument("--workers", type=int, help="fuse the tiles on a local dask cluster of this many single-threaded "
+                                               "worker processes (implies --tile auto unless --tile is given)")
+    q.add_argument("--scheduler", help="address of a dask scheduler whose workers fuse the tiles (e.g. tcp://10.0.0.5:8786)")
     real = q.add_argument_group("real files")
     real.add_argument("--value-scale", default="auto",
                       help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000); 'auto': the scale "
@@ -764,8 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_fuse)
 
     q = sub.add_parser("batch", help="fuse every pair of a manifest (CSV/YAML) on dask.distributed")
-    q.add_argument("manifest", help="CSV or YAML: name, hr, lr[, method, scale, psf, psf_sigma, srf (or response; "
-                                    "'estimate'), wavelengths, hr_encoding (or encoding), tile, options, value_scale, "
+    q.add_argument("manifest", help="CSV or YAML: name, hr, lr[, method, scale, psf, psf_sigma, psf_size, psf_sigma2, "
+                                    "psf_angle, boundary, shift, srf (or response; 'estimate'), wavelengths, hr_encoding (or encoding), tile, options, value_scale, "
                                     "band_table, drop_bands, lr_nodata]; paths relative to the manifest")
     q.add_argument("--out", required=True, help="folder for <name>.tif, created when missing (pairs already done "
                                                 "there are skipped)")

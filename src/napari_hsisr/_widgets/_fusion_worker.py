@@ -39,6 +39,9 @@ class FusionRequest:
     device: str = "auto"
     replace: bool = False
     hr_encoding: Any = "auto"  # "auto", "linear", "srgb", "gamma:<g>" or an estimated ToneCurve
+    shift: Any = (0.0, 0.0)  # (dy, dx) HR pixels: an estimated degradation's, else none
+    hr_gain: Any = "auto"  # "auto" (estimated from the pair) or an estimated degradation's per channel
+    hr_offset: Any = "auto"
     lr_translate_before: Any = None  # the LR layer's translate before Run aligned it (None: unmoved)
     # hsisr fuse's real-file options for the LR layer, as text ('' = unset): value scale, band table, bands to drop
     lr_value_scale: str = ""
@@ -95,21 +98,17 @@ def request_wavelengths(req: FusionRequest) -> np.ndarray | None:
 
 
 def build_degradation(req: FusionRequest, with_srf: bool = True):
-    """The core ``Degradation`` the request describes (cheap; raises ``InputError``)."""
-    from ..core.degradation import Degradation
+    """The core ``Degradation`` the request describes (cheap; raises ``InputError``): the one
+    builder the CLI and batch use too (:class:`~napari_hsisr.core.degradation.DegradationSpec`)."""
+    from ..core.degradation import DegradationSpec
 
-    kw = dict(scale=req.scale, psf=req.psf, boundary="reflect", hr_encoding=req.hr_encoding)
-    if str(req.psf).lower() == "gaussian":
-        kw.update(psf_sigma=req.psf_sigma, psf_size=req.psf_size, psf_sigma2=req.psf_sigma2 or None,
-                  psf_angle=req.psf_angle or 0.0)
-    elif str(req.psf).lower() == "box":
-        kw.update(psf_size=req.psf_size)
-    if with_srf:
-        wl = request_wavelengths(req)
-        kw.update(srf=req.srf, wavelengths=wl)
-        if wl is None and req.lr_layer is not None:
-            kw.update(n_bands=lr_shape(req)[0])
-    return Degradation(**kw)
+    wl = request_wavelengths(req) if with_srf else None
+    n_bands = lr_shape(req)[0] if with_srf and wl is None and req.lr_layer is not None else None
+    spec = DegradationSpec(scale=req.scale, psf=req.psf, psf_sigma=req.psf_sigma, psf_size=req.psf_size,
+                           psf_sigma2=req.psf_sigma2 or None, psf_angle=req.psf_angle or 0.0, boundary="reflect",
+                           srf=req.srf if with_srf else None, wavelengths=wl, n_bands=n_bands, shift=req.shift,
+                           hr_encoding=req.hr_encoding, hr_gain=req.hr_gain, hr_offset=req.hr_offset)
+    return spec.build()[0]
 
 
 def lr_shape(req: FusionRequest) -> tuple:
@@ -118,8 +117,9 @@ def lr_shape(req: FusionRequest) -> tuple:
     return (prepared_lr(req).data.shape[0],) + shape[1:] if _lr_options_given(req) else shape
 
 
-def check_request(req: FusionRequest):
-    """Main-thread validation (fast): layers, shapes, degradation. Returns the Degradation."""
+def check_request(req: FusionRequest, deg=None):
+    """Main-thread validation (fast): layers, shapes, degradation (``deg``: already built from
+    ``req``). Returns the Degradation."""
     if req.hr_layer is None or req.lr_layer is None:
         raise InputError("Choose an HR image layer and an LR hyperspectral layer.")
     if req.hr_layer.name == req.lr_layer.name:  # napari hands out a new wrapper per lookup: compare names
@@ -128,7 +128,7 @@ def check_request(req: FusionRequest):
         what = "a multiscale (on-disk) layer" if req.lr_layer.multiscale else f"shape {req.lr_layer.data.shape}"
         raise InputError(f"LR layer {req.lr_layer.name!r} has {what}; "
                          "it must be a (bands, y, x) cube with several bands, in memory.")
-    deg = build_degradation(req)
+    deg = build_degradation(req) if deg is None else deg
     deg.check_shapes(_layers.hr_spatial_shape(req.hr_layer), lr_shape(req))
     return deg
 
@@ -136,12 +136,11 @@ def check_request(req: FusionRequest):
 def fusion_steps(hr, lr, deg, method, seed, device, options):
     """Generator for the worker: yields Progress, returns FusionResult or FusionFailure. The
     computation leaves one core to the viewer (:func:`..core.parallel.limited`)."""
-    from ..core.api import _fuse_gen
+    from ..core.api import fuse_iter
     from ..core.parallel import limited, spare_one
 
     with limited(spare_one()):  # tile="auto": a scene too large for memory is fused in tiles
-        gen = _fuse_gen(hr, lr, deg, method, seed, device, None, "hr", None, "auto", None, dict(options))
-        return (yield from _steps(gen))
+        return (yield from _steps(fuse_iter(hr, lr, deg, method, seed, device, tile="auto", **dict(options))))
 
 
 SETUP_MESSAGE = "preparing the inputs (decoding, masks, radiometry)..."
@@ -150,12 +149,7 @@ SETUP_MESSAGE = "preparing the inputs (decoding, masks, radiometry)..."
 def _steps(gen):
     try:
         yield Progress(0, 0, message=SETUP_MESSAGE)  # said before the first step, which can take a while
-        while True:
-            try:
-                progress = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            yield progress
+        return (yield from gen)
     except (InputError, ValueError) as exc:
         return FusionFailure(str(exc))
     except MemoryError:
@@ -307,13 +301,14 @@ class FusionController:
     def running(self) -> bool:
         return self.worker is not None
 
-    def start(self, req: FusionRequest) -> bool:
-        """Validate and start; on bad input show one notification and return False."""
+    def start(self, req: FusionRequest, deg=None) -> bool:
+        """Validate and start (``deg``: the degradation already built from ``req``); on bad input
+        show one notification and return False."""
         if self.running:
             notify_error("A fusion is already running; stop it first.")
             return False
         try:
-            deg = check_request(req)
+            deg = check_request(req, deg)
             hr = _layers.hr_array(req.hr_layer)
             lr = np.asarray(req.lr_layer.data)
             if _lr_options_given(req):

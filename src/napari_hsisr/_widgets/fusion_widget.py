@@ -321,17 +321,14 @@ class FusionWidget(JoinsPluginTabs, QWidget):
                         "'hsisr fuse', which crops or resamples and says so).")
         self.data_view.set_note(note)
 
-    def _align(self, req) -> list | None:
-        """At Run: overlay the LR layer on the HR layer (scale/translate only, data untouched).
-        Returns the translate it had, when it moved."""
+    def _align(self, req, deg) -> list | None:
+        """At Run: overlay the LR layer on the HR layer (scale/translate only, data untouched) where
+        ``deg`` (the run's degradation; None: not buildable) puts it. Returns the translate it had,
+        when it moved."""
         hr, lr = req.hr_layer, req.lr_layer
         s = req.scale
         Y, X = _layers.hr_spatial_shape(hr)
-        if (Y, X) != (lr.data.shape[-2] * s, lr.data.shape[-1] * s):
-            return None
-        try:
-            deg = build_degradation(req, with_srf=False)
-        except Exception:  # noqa: BLE001 - the run reports the problem
+        if deg is None or (Y, X) != (lr.data.shape[-2] * s, lr.data.shape[-1] * s):
             return None
         before = [float(v) for v in lr.translate]
         _layers.align_lr_layer(lr, hr, s, deg.lr_translate)
@@ -579,7 +576,8 @@ class FusionWidget(JoinsPluginTabs, QWidget):
             tone = None
         self.state.estimates = {"psf": np.asarray(record["psf_kernel"], dtype=float),
                                 "srf": np.asarray(record["srf_matrix"], dtype=float), "tone": tone,
-                                "gain": record.get("hr_gain"), "offset": record.get("hr_offset")}
+                                "gain": record.get("hr_gain"), "offset": record.get("hr_offset"),
+                                "shift": record.get("shift")}
         return True
 
     def use_estimated_degradation(self, *_, switch_method: bool = True):
@@ -645,8 +643,21 @@ class FusionWidget(JoinsPluginTabs, QWidget):
             wavelengths=self.wavelengths(), method=self.method_combo.currentText(),
             options=self.options_form.values(), seed=self.seed_spin.value(),
             device=self.device_combo.currentData() or "auto", replace=self.replace_check.isChecked(),
-            hr_encoding=self._encoding_spec(), **self.data_view.lr_input.values(),
+            hr_encoding=self._encoding_spec(), **self._estimated_geometry(), **self.data_view.lr_input.values(),
         )
+
+    def _estimated_geometry(self) -> dict:
+        """With the estimated PSF its shift, with the estimated response its gains and offsets: the
+        whole estimated degradation, not only its kernel, matrix and curve."""
+        est, out = self.state.estimates, {}
+        if est is None:
+            return out
+        if self.psf_combo.currentText() == ESTIMATED and est.get("shift") is not None:
+            out["shift"] = tuple(est["shift"])
+        if self.srf_combo.currentText() == ESTIMATED:
+            out.update({k: v for k, v in (("hr_gain", est.get("gain")), ("hr_offset", est.get("offset")))
+                        if v is not None})
+        return out
 
     def run(self) -> bool:
         try:
@@ -655,12 +666,17 @@ class FusionWidget(JoinsPluginTabs, QWidget):
             notify_error(str(exc))
             self.state.update(status=FAILED, message=f"error: {exc}")
             return False
+        deg = None
         if req.hr_layer is not None and req.lr_layer is not None and req.hr_layer.name != req.lr_layer.name \
                 and _layers.is_cube(req.lr_layer):
-            req.lr_translate_before = self._align(req)
+            try:  # built once for the run: aligning the layer and the run use the same
+                deg = build_degradation(req)
+            except InputError:
+                deg = None  # the controller reports the problem
+            req.lr_translate_before = self._align(req, deg)
         self._run_request = req
         self._preview_note, self._previews_shown = self._no_preview_reason(req), 0
-        return self.controller.start(req)
+        return self.controller.start(req, deg)
 
     def _no_preview_reason(self, req) -> str:
         """Why 'live preview' will show nothing in this run, said in the status rather than left to guess."""

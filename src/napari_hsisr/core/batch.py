@@ -1,7 +1,7 @@
 """Many pairs on a dask.distributed cluster: a field campaign, a folder of scenes.
 
 A manifest (CSV or YAML) lists pairs: ``name, hr, lr`` and optionally ``method``, ``scale``,
-``psf``, ``psf_sigma``, ``srf`` (or ``response``; ``estimate``: from the pair), ``wavelengths``
+``psf``, ``psf_sigma``, ``psf_size``, ``psf_sigma2``, ``psf_angle``, ``boundary``, ``shift`` (``dy,dx``), ``srf`` (or ``response``; ``estimate``: from the pair), ``wavelengths``
 (``start:stop:step`` nm), ``hr_encoding`` (or ``encoding``), ``tile``, ``options``
 (``key=value;key=value``) and the LR file's ``value_scale`` (default ``auto``: the file's documented
 scale), ``band_table`` (default: the one beside the file), ``drop_bands`` (``auto`` or 1-based
@@ -35,11 +35,11 @@ from .errors import InputError
 from .io import parse_band_numbers
 from .outputs import claim, confine_name, remove_stale, same_file
 
-COLUMNS = ("name", "hr", "lr", "method", "scale", "psf", "psf_sigma", "srf", "wavelengths", "hr_encoding",
-           "tile", "options", "value_scale", "band_table", "drop_bands", "lr_nodata", "lr_crs", "hr_bands")
+COLUMNS = ("name", "hr", "lr", "method", "scale", "psf", "psf_sigma", "psf_size", "psf_sigma2", "psf_angle",
+           "boundary", "shift", "srf", "wavelengths", "hr_encoding", "tile", "options", "value_scale", "band_table",
+           "drop_bands", "lr_nodata", "lr_crs", "hr_bands")
 # the command line's words for two columns (hsisr fuse --srf/--hr-encoding say response and encoding)
 ALIASES = {"response": "srf", "encoding": "hr_encoding"}
-ESTIMATE = ("estimate", "auto")  # srf: estimated from the pair, as hsisr fuse does without --srf
 
 
 @dataclass
@@ -137,8 +137,18 @@ def _check_row(row: dict, where: str) -> None:
         raise InputError(f"{where}: {exc}") from None
     if row.get("scale") not in (None, "") and not (number("scale").is_integer() and number("scale") >= 2):
         raise InputError(f"{where}: scale must be an integer >= 2, got {row['scale']!r}.")
-    if row.get("psf_sigma") not in (None, "") and not math.isfinite(number("psf_sigma")):
-        raise InputError(f"{where}: psf_sigma must be a finite number, got {row['psf_sigma']!r}.")
+    for key in ("psf_sigma", "psf_sigma2", "psf_angle", "psf_size"):
+        if row.get(key) not in (None, "") and not math.isfinite(number(key)):
+            raise InputError(f"{where}: {key} must be a finite number, got {row[key]!r}.")
+    if row.get("boundary") not in (None, "", "reflect", "symmetric", "wrap", "zero"):
+        raise InputError(f"{where}: boundary is one of reflect, symmetric, wrap, zero, got {row['boundary']!r}.")
+    if row.get("shift") not in (None, ""):
+        from .degradation import parse_shift
+
+        try:
+            parse_shift(row["shift"])
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
     if row.get("tile") not in (None, "", "auto") and not (number("tile").is_integer() and number("tile") > 0):
         raise InputError(f"{where}: tile must be a positive number of HR pixels or 'auto', got {row['tile']!r}.")
     if str(row.get("value_scale", "auto")).lower() != "auto" and not math.isfinite(number("value_scale")):
@@ -221,32 +231,27 @@ def _options(text) -> dict:
     return out
 
 
-def pair_degradation(row: dict, lr, scale: int):
-    """The degradation a manifest row describes, with the command line's defaults (Gaussian PSF of
-    sigma scale/4, the CAVE Nikon D700 response); with no degradation column, the one the LR file
+def pair_degradation(row: dict, lr, scale: int, hr_dtype=None):
+    """The degradation a manifest row describes (:class:`.degradation.DegradationSpec`, as
+    ``hsisr fuse`` builds it from its flags) with the command line's defaults (Gaussian PSF of sigma
+    scale/4, the CAVE Nikon D700 response); with no degradation column, the one the LR file
     records (``hsisr simulate``) when it has one."""
     import numpy as np
 
-    from .degradation import Degradation
+    from .degradation import DegradationSpec
     from .srf import NIKON_D700_CAVE
 
-    wl = lr.wavelengths
-    if row.get("wavelengths"):
-        try:
-            a, b, c = (float(v) for v in str(row["wavelengths"]).split(":"))
-        except ValueError:
-            raise InputError(f"wavelengths {row['wavelengths']!r}: expected start:stop:step in nm.") from None
-        wl = np.arange(a, b + c / 2, c)
+    def given(key, kind=str):
+        return None if row.get(key) in (None, "") else kind(row[key])
+
+    spec = DegradationSpec(
+        scale=int(row.get("scale") or scale), psf=given("psf"), psf_sigma=given("psf_sigma", float),
+        psf_size=given("psf_size", lambda v: int(float(v))), psf_sigma2=given("psf_sigma2", float),
+        psf_angle=given("psf_angle", float), boundary=given("boundary"), srf=given("srf"),
+        wavelengths=given("wavelengths") or lr.wavelengths, n_bands=int(np.shape(lr.data)[0]), shift=given("shift"),
+        hr_encoding=str(row.get("hr_encoding") or "auto"))
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
-    if isinstance(recorded, dict) and not any(row.get(k) for k in ("psf", "psf_sigma", "srf")):
-        return Degradation.from_settings(recorded)
-    srf = str(row.get("srf") or NIKON_D700_CAVE)
-    kw = {"scale": int(row.get("scale") or scale), "wavelengths": wl, "n_bands": int(np.shape(lr.data)[0]),
-          "psf": str(row.get("psf") or "gaussian"), "srf": None if srf.lower() in ESTIMATE else srf,
-          "hr_encoding": str(row.get("hr_encoding") or "auto")}
-    if row.get("psf_sigma"):
-        kw["psf_sigma"] = float(row["psf_sigma"])
-    return Degradation(**kw)
+    return spec.build(recorded if isinstance(recorded, dict) else None, hr_dtype, default_srf=NIKON_D700_CAVE)[0]
 
 
 def read_pair_cube(row: dict):
@@ -275,7 +280,7 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-        from .api import _fuse_gen, run_to_end
+        from .api import fuse
         from .grids import match_ratio
         from .io import output_geo, read_image_file, write_tiff
 
@@ -290,14 +295,13 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
         if match.action != "exact":
             raise InputError(f"HR image {hr.shape[0]}x{hr.shape[1]} is not a whole multiple of the LR cube "
                              f"{lr.data.shape[1]}x{lr.data.shape[2]}: {match.message}")
-        deg = pair_degradation(row, lr, match.scale)
+        deg = pair_degradation(row, lr, match.scale, hr.dtype)
         wl = deg.wavelengths
         method = str(row.get("method") or "fast")
         tile = row.get("tile")
-        gen = _fuse_gen(hr, lr.data, deg, method, seed, device, None, "hr", lr.mask,  # lr_nodata: in lr.mask
-                        None if tile in (None, "") else (tile if tile == "auto" else int(tile)), None,
-                        _options(row.get("options")))
-        result = run_to_end(gen)
+        result = fuse(hr, lr.data, deg, method, seed, device, lr_valid=lr.mask,  # lr_nodata: in lr.mask
+                      tile=None if tile in (None, "") else (tile if tile == "auto" else int(tile)),
+                      **_options(row.get("options")))
         result.settings.update(hr_file=row["hr"], lr_file=row["lr"], batch={"request": key, "row": row})
         geo = output_geo(hr_file.metadata, lr.metadata, match.scale)  # a georeferenced pair: a GeoTIFF a GIS places
         write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]),
@@ -329,7 +333,9 @@ def fuse_many(pairs, out_dir: str | os.PathLike, client=None, scheduler: str | N
     address), else a ``LocalCluster`` of ``workers`` single-threaded processes (default: one per
     core). ``progress(done, total, outcome)`` is called as pairs finish. Returns the outcomes in
     manifest order."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+
+    from .parallel import dask_client
 
     rows = read_manifest(pairs) if isinstance(pairs, (str, os.PathLike)) else list(pairs)
     out = Path(out_dir)
@@ -340,33 +346,23 @@ def fuse_many(pairs, out_dir: str | os.PathLike, client=None, scheduler: str | N
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror}).") from None
     outs = check_outputs(rows, out)  # before any cluster starts
-    cluster = own = None
-    if client is None:
-        if scheduler:
-            client = own = Client(scheduler)
-        else:
-            n = int(workers or os.cpu_count() or 1)
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-            client = own = Client(cluster)
     try:
-        run = uuid.uuid4().hex[:8]  # a fresh key per call: a client keeps earlier calls' results by key
-        futures = {client.submit(fuse_pair, row, str(out), seed, device, 1, key=f"hsisr-{run}-{i}-{row['name']}",
-                                 pure=False): i for i, row in enumerate(rows)}
-        outcomes: list = [None] * len(rows)
-        for done, fut in enumerate(as_completed(futures), start=1):
-            i = futures[fut]
-            try:
-                outcomes[i] = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a worker lost mid-task, say
-                outcomes[i] = PairOutcome(rows[i]["name"], "failed", 0.0, None, message=f"{type(exc).__name__}: {exc}")
-            if progress is not None:
-                progress(done, len(rows), outcomes[i])
-        return outcomes
+        with dask_client(workers, scheduler, client) as client:
+            run = uuid.uuid4().hex[:8]  # a fresh key per call: a client keeps earlier calls' results by key
+            futures = {client.submit(fuse_pair, row, str(out), seed, device, 1, key=f"hsisr-{run}-{i}-{row['name']}",
+                                     pure=False): i for i, row in enumerate(rows)}
+            outcomes: list = [None] * len(rows)
+            for done, fut in enumerate(as_completed(futures), start=1):
+                i = futures[fut]
+                try:
+                    outcomes[i] = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker lost mid-task, say
+                    outcomes[i] = PairOutcome(rows[i]["name"], "failed", 0.0, None,
+                                              message=f"{type(exc).__name__}: {exc}")
+                if progress is not None:
+                    progress(done, len(rows), outcomes[i])
+            return outcomes
     finally:
-        if own is not None:
-            own.close()
-        if cluster is not None:
-            cluster.close()
         for path in outs:  # what workers stopped mid-write left (their processes are gone now)
             remove_stale(path)
 

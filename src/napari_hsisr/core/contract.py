@@ -29,7 +29,6 @@ from .validation import check_result
 RANGE_HEADROOM = 4.0  # measured: a CAVE cube's maximum is at most 1.83x its x8 LR cube's, per band
 OUT_OF_RANGE_TOLERATED = 1e-4  # fraction of values beyond the range that is clipped, not refused
 FIT_MARGIN = 1.10  # a candidate replaces the result only when it fits clearly better
-SAFE_METHODS = ("bicubic", "gsa")  # the candidates themselves: nothing safer to fall back to
 
 
 @dataclass
@@ -128,7 +127,7 @@ def fast_candidate(inputs, deg) -> np.ndarray | None:
     """``fast`` under the model the method used (None when that model has no response)."""
     from dataclasses import replace
 
-    from .api import run_to_end
+    from .methods.base import run_to_end
     from .methods import fast
 
     if deg.srf is None or deg.srf.shape != (inputs.lr.shape[0], inputs.hr.shape[0]):
@@ -143,10 +142,13 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
     ``fit_of(cube) -> (fit, warnings)``: the fit report under ``deg`` (the model the method used),
     ``score_of(cube) -> float``: its :func:`fit_score` alone (cheaper: no causes looked for);
     ``safe=False`` keeps the raw result (the warnings still say what the check found)."""
+    from .methods import get_method
+
+    info = get_method(method)  # which candidates it may fall back to, whether holes are filled: its own say
     record: dict = {"method": method, "safe": bool(safe)}
     warnings: list[str] = []
     lo, hi = plausible_range(inputs.lr, inputs.lr_valid)
-    cube, filled = fill_holes(cube, inputs, deg) if method != "bicubic" else (cube, 0.0)
+    cube, filled = fill_holes(cube, inputs, deg) if info.fills_holes else (cube, 0.0)
     if filled:
         record["hr_holes_filled_from_lr"] = round(filled, 6)
         warnings.append(f"{100 * filled:.2f} % of the HR image's pixels are unusable (saturated, NaN or nodata) "
@@ -160,11 +162,12 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
     fit, fit_warnings = fit_of(np.nan_to_num(cube, nan=0.0, posinf=hi, neginf=lo) if fraction else cube)
     score = fit_score(fit)
     record.update(plausible_range=[round(lo, 6), round(hi, 6)], score=round(score, 5))
-    if method in SAFE_METHODS:  # nothing safer to fall back to: a degenerate pair is the user's to fix
+    if not info.safe_fallbacks:  # nothing safer to fall back to: a degenerate pair is the user's to fix
         check_result(cube, method)
         record["kept"] = method
         return Verdict(cube, fit, warnings + fit_warnings, record)
-    candidates, scores = _candidates(inputs, deg, method, score_of, needs_fast=bool(fraction), score=score)
+    candidates, scores = _candidates(inputs, deg, info.safe_fallbacks, score_of, needs_fast=bool(fraction),
+                                     score=score)
     record["candidate_scores"] = {k: round(v, 5) for k, v in scores.items()}
     best = min(scores, key=scores.get)
     if not np.isfinite(scores[best]):  # no candidate either: the pair is degenerate for them
@@ -194,12 +197,13 @@ def enforce(cube: np.ndarray, inputs, deg, method: str, fit_of, score_of, safe: 
     return Verdict(np.ascontiguousarray(chosen, dtype=np.float32), fit, warnings + fit_warnings, record)
 
 
-def _candidates(inputs, deg, method: str, score_of, needs_fast: bool, score: float) -> tuple[dict, dict]:
-    """The safe candidates' cubes and scores (inf: not finite). GSA always (cheap); ``fast`` when
-    ``needs_fast`` (the result is out of range) or the result scores worse than GSA."""
+def _candidates(inputs, deg, fallbacks: tuple, score_of, needs_fast: bool, score: float) -> tuple[dict, dict]:
+    """The safe candidates' cubes and scores (inf: not finite). GSA always (cheap); ``fast``, when
+    among the method's ``fallbacks``, when ``needs_fast`` (the result is out of range) or the result
+    scores worse than GSA."""
     candidates = {"gsa": gsa_candidate(inputs, deg)}
     scores = {"gsa": score_of(candidates["gsa"])}
-    if (needs_fast or scores["gsa"] * FIT_MARGIN < score) and method != "fast":
+    if (needs_fast or scores["gsa"] * FIT_MARGIN < score) and "fast" in fallbacks:
         fast_cube = fast_candidate(inputs, deg)
         if fast_cube is not None:
             candidates["fast"] = fast_cube

@@ -41,6 +41,7 @@ from .physics import (  # noqa: F401 - re-exported: spatial_op and check_pair_sh
     SpatialOperator,
     SpectralOperator,
     ToneCurve,
+    block_offset,
     check_pair_shapes,
     shifted_kernel,
     spatial_op,
@@ -202,7 +203,7 @@ class Degradation:
         """HR coordinate of LR pixel 0's kernel centre without the shift: napari ``translate`` of an
         aligned LR layer whose ``scale`` is ``s`` (LR pixel ``i`` sits at ``i*s + lr_offset``)."""
         K = self.psf.shape[0]
-        return (K - 1) / 2.0 - (K - self.scale) // 2
+        return (K - 1) / 2.0 - block_offset(K, self.scale)
 
     @property
     def lr_translate(self) -> tuple[float, float]:
@@ -225,6 +226,11 @@ class Degradation:
         offset = None if isinstance(self.hr_offset, str) else self.hr_offset
         k = self.srf.shape[1]
         return SpectralOperator(self.srf, _per_channel(gain, k, "hr_gain"), _per_channel(offset, k, "hr_offset"))
+
+    @property
+    def encoding_given(self) -> bool:
+        """Whether the HR image's encoding was given (not ``"auto"``, decided from its type)."""
+        return not (isinstance(self.hr_encoding, str) and self.hr_encoding.strip().lower() == "auto")
 
     def tone(self, dtype=np.float32) -> tuple[ToneCurve, str]:
         """The HR image's tone curve for data of ``dtype``, and how it was decided."""
@@ -304,6 +310,113 @@ class Degradation:
         if self.srf is None:
             raise InputError("This degradation has no spectral response: give srf=... "
                              "(a preset name such as 'Nikon D700', a file, or a (bands, k) matrix).")
+
+
+ESTIMATE_SRF = ("estimate", "auto")  # a response the user asks to be estimated from the pair
+
+
+@dataclass(frozen=True)
+class DegradationSpec:
+    """What a user says about the degradation, the one way every front end builds a
+    :class:`Degradation` from it (the CLI's flags, a batch manifest's row, the dock's form).
+
+    None means "not given": :meth:`build` fills the command line's defaults (Gaussian PSF of sigma
+    ``scale/4`` and size ``scale``, angle 0, ``reflect`` boundary, ``default_srf``), or takes the
+    degradation an LR file records when nothing spatial or spectral is given. ``srf`` may be
+    ``"estimate"`` (from the pair); ``wavelengths`` a ``start:stop:step`` text in nm; ``shift`` a
+    ``dy,dx`` text. ``flags=True`` names fields as command-line flags in messages (``--shift``)."""
+
+    scale: int | None = None
+    psf: Any = None
+    psf_sigma: float | None = None
+    psf_size: int | None = None
+    psf_sigma2: float | None = None
+    psf_angle: float | None = None
+    boundary: str | None = None
+    srf: Any = None
+    wavelengths: Any = None
+    n_bands: int | None = None
+    shift: Any = None
+    hr_encoding: Any = "auto"
+    hr_gain: Any = "auto"
+    hr_offset: Any = "auto"
+    flags: bool = False
+
+    # what, when any is given, replaces the degradation an LR file records
+    DESCRIBING = ("psf", "psf_sigma", "psf_sigma2", "psf_angle", "psf_size", "boundary", "srf")
+
+    def _name(self, field_name: str) -> str:
+        return "--" + field_name.replace("_", "-") if self.flags else field_name
+
+    def describes(self) -> bool:
+        """Whether the spec says anything about the PSF, boundary or response."""
+        return any(getattr(self, f) is not None for f in self.DESCRIBING)
+
+    def build(self, recorded: dict | None = None, hr_dtype=None, default_srf=None) -> tuple[Degradation, str]:
+        """The :class:`Degradation`, and a note on where it came from ('' when from the spec)."""
+        if recorded and not self.describes():
+            return self._recorded(recorded, hr_dtype)
+        srf = self.srf if self.srf is not None else default_srf
+        if isinstance(srf, str) and srf.strip().lower() in ESTIMATE_SRF:
+            srf = None
+        wavelengths = self.wavelengths
+        if isinstance(wavelengths, str):
+            wavelengths = parse_wavelength_range(wavelengths, self._name("wavelengths"))
+        shift = self.shift if self.shift is not None else (0.0, 0.0)
+        if isinstance(shift, str):
+            shift = parse_shift(shift, self._name("shift"))
+        deg = Degradation(scale=self.scale, psf="gaussian" if self.psf is None else self.psf, srf=srf,
+                          wavelengths=wavelengths, n_bands=self.n_bands, boundary=self.boundary or "reflect",
+                          psf_sigma=self.psf_sigma, psf_size=self.psf_size, psf_sigma2=self.psf_sigma2,
+                          psf_angle=self.psf_angle or 0.0, shift=shift, hr_encoding=self.hr_encoding,
+                          hr_gain=self.hr_gain, hr_offset=self.hr_offset)
+        return deg, ""
+
+    def _recorded(self, recorded: dict, hr_dtype) -> tuple[Degradation, str]:
+        """The degradation an LR file records (``hsisr simulate``), except for the response and
+        encoding of an 8/16-bit HR image: a camera's image, not the simulation's linear one."""
+        deg = Degradation.from_settings(recorded)
+        if self.scale is not None and int(self.scale) != deg.scale:
+            raise InputError(f"{self._name('scale')} {self.scale} but the LR file records scale {deg.scale}; give "
+                             f"both images' degradation, or drop {self._name('scale')}.")
+        if hr_dtype is not None and np.issubdtype(np.dtype(hr_dtype), np.integer):
+            deg = deg.with_(srf=None, hr_encoding=self.hr_encoding, hr_gain="auto", hr_offset="auto")
+            return deg, (f"using the PSF the LR file records ({deg.psf_name}); the HR image is a {np.dtype(hr_dtype)} "
+                         f"camera image, so its response and encoding are estimated from the pair ({self._name('srf')} "
+                         "to give them)")
+        return deg, f"using the degradation the LR file records ({deg.psf_name}, {deg.srf_name})"
+
+    @classmethod
+    def from_settings(cls, record: dict) -> "DegradationSpec":
+        """The spec that rebuilds a recorded degradation (:meth:`Degradation.settings`): kernel,
+        response, wavelengths, boundary, shift, encoding, gains and offsets."""
+        deg = Degradation.from_settings(record)
+        return cls(scale=deg.scale, psf=deg.psf, srf=deg.srf, wavelengths=deg.wavelengths, boundary=deg.boundary,
+                   shift=deg.shift, hr_encoding=deg.hr_encoding, hr_gain=deg.hr_gain, hr_offset=deg.hr_offset)
+
+
+def parse_shift(text: str, name: str = "shift") -> tuple[float, float]:
+    """``"dy,dx"`` in HR pixels as two floats."""
+    try:
+        shift = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        shift = ()
+    if len(shift) != 2:
+        raise InputError(f"{name} expects 'dy,dx' in HR pixels, got {text!r}.")
+    return shift
+
+
+def parse_wavelength_range(text: str, name: str = "wavelengths") -> np.ndarray:
+    """``"start:stop:step"`` in nm as the band centres (stop included)."""
+    try:
+        start, stop, step = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise InputError(f"{name} expects start:stop:step in nm, e.g. 400:700:10, got {text!r}.") from None
+    if not (np.isfinite([start, stop, step]).all() and step > 0 and stop >= start):
+        raise InputError(f"{name} {text!r}: the step must be > 0 and stop >= start (e.g. 400:700:10).")
+    if (stop - start) / step > 100000:
+        raise InputError(f"{name} {text!r} makes more than 100000 bands; check the step.")
+    return np.arange(start, stop + step / 2, step)
 
 
 MAX_SHIFT_LR_PIXELS = 16  # a misregistration beyond this is not a sub-pixel offset: register or crop first

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from .errors import InputError
 
-# bytes per HR pixel: per band of the cube, and per subspace coefficient (rank <= 20 by default)
-_PER_BAND = {"bicubic": 12, "gsa": 40, "fast": 40, "unsupervised": 48, "blind": 56, "msfn": 56,
-             "msfn-zeroshot": 64}
-_PER_COEFFICIENT = {"bicubic": 0, "gsa": 0, "fast": 40, "unsupervised": 64, "blind": 72, "msfn": 48,
-                    "msfn-zeroshot": 56}
-
-
 def estimate_bytes(method: str, hr_pixels: int, bands: int, rank: int = 20) -> int:
-    """Peak memory a fusion adds, in bytes, for ``hr_pixels`` HR pixels and ``bands`` bands."""
-    per_band = _PER_BAND.get(method, 64)
-    per_coefficient = _PER_COEFFICIENT.get(method, 64)
+    """Peak memory a fusion adds, in bytes, for ``hr_pixels`` HR pixels and ``bands`` bands: what
+    the method declares per HR pixel, per band of the cube and per subspace coefficient (rank <= 20
+    by default; ``MethodInfo.bytes_per_band``, ``bytes_per_coefficient``)."""
+    from .methods import get_method
+
+    try:
+        info = get_method(method)
+        per_band, per_coefficient = info.bytes_per_band, info.bytes_per_coefficient
+    except InputError:  # an unknown method is refused where it runs; here: a generous guess
+        per_band = per_coefficient = 64
     return int(hr_pixels * (per_band * bands + per_coefficient * min(rank, bands)))
 
 

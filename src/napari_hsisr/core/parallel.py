@@ -101,3 +101,30 @@ def blas_pinned(genfunc):
             gen.close()
 
     return wrapper
+
+
+# ---------------------------------------------------------------------- dask.distributed
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, client=None):
+    """A ``distributed.Client``: ``client`` itself, else one connected to ``scheduler`` (an
+    address), else a ``LocalCluster`` of ``workers`` single-threaded processes (default: one per
+    core; one thread each so that the engine's steps are the same as in one process). What this
+    opens it closes."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler:
+        own = Client(scheduler)
+    else:
+        n = int(workers or os.cpu_count() or 1)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        own = Client(cluster)
+    try:
+        yield own
+    finally:
+        own.close()
+        if cluster is not None:
+            cluster.close()

@@ -146,10 +146,16 @@ def shifted_kernel(kernel: np.ndarray, scale: int, shift) -> np.ndarray:
     return moved / moved.sum()
 
 
+def block_offset(K: int, scale: int) -> int:
+    """HR pixels a ``K x K`` kernel's first tap lies before its block (the sampling convention of
+    :mod:`.degradation`: ``(K - s) // 2``; when ``K - s`` is odd the extra tap lies after)."""
+    return (int(K) - int(scale)) // 2
+
+
 def kernel_centroid(kernel: np.ndarray, scale: int) -> tuple[float, float]:
     """Centre of mass of a centred-convention kernel, relative to the block start (HR pixels)."""
     K = kernel.shape[0]
-    before = (K - scale) // 2
+    before = block_offset(K, scale)
     idx = np.arange(K) - before
     return float(np.sum(kernel.sum(1) * idx)), float(np.sum(kernel.sum(0) * idx))
 
@@ -320,7 +326,7 @@ def spatial_op(z, kernel, scale: int, boundary: str = "reflect"):
     *lead, Y, X = z.shape
     s, K = int(scale), int(kernel.shape[-1])
     check_pair_shapes((Y, X), (Y // s, X // s), s)
-    b = (K - s) // 2
+    b = block_offset(K, s)
     a = K - s - b
     flat = z.reshape(-1, 1, Y, X)
     if b or a:

@@ -2,9 +2,9 @@
 
 On disk, tiles are summed into the chunks of a Zarr array that they touch and every chunk is
 written whole (a partial chunk update makes Zarr hold, decode and re-encode whole chunks). A chunk
-is written as soon as no later tile touches it; one that the next tile does not touch but a later
-one does (the band under a row of tiles) is written with its partial sum and read back when its
-next tile comes. Memory therefore holds the chunks around one or two tiles, not a row of tiles
+is written as soon as every tile that touches it has come; one that the next tile does not touch
+but a tile still to come does (the band under a row of tiles) is written with its partial sum and
+read back when such a tile comes. Tiles may come in any order (a cluster's, as they finish). Memory therefore holds the chunks around one or two tiles, not a row of tiles
 at the scene's width. Results go to a temporary name that is renamed to ``out`` at the end: a
 stopped or failed run leaves nothing there, and no temporary (:mod:`.outputs`: the same policy as
 every writer: ``out`` replaces no input and nothing that is not a result of ours).
@@ -12,7 +12,6 @@ every writer: ``out`` replaces no input and nothing that is not a result of ours
 
 from __future__ import annotations
 
-import bisect
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +68,10 @@ class ChunkSums:
         self.array = array
         self.shape = array.shape
         self.grid = tuple(array.chunks[1:])
-        self.touch: dict[tuple[int, int], list[int]] = {}  # chunk -> tiles touching it, in order
+        self.waiting: dict[tuple[int, int], set[int]] = {}  # chunk -> tiles touching it that have not come
         for i, (rows, cols) in enumerate(keeps):
             for key in self._keys(rows, cols):
-                self.touch.setdefault(key, []).append(i)
+                self.waiting.setdefault(key, set()).add(i)
         self.open: dict[tuple[int, int], np.ndarray] = {}
         self.spilled: set[tuple[int, int]] = set()
 
@@ -98,12 +97,12 @@ class ChunkSums:
             c0, c1 = max(cols.start, bc.start), min(cols.stop, bc.stop)
             acc[:, r0 - br.start:r1 - br.start, c0 - bc.start:c1 - bc.start] += \
                 values[:, r0 - rows.start:r1 - rows.start, c0 - cols.start:c1 - cols.start]
-        for key in list(self.open):  # final chunks, and those the next tile leaves alone, go to disk
-            touch = self.touch[key]
-            later = touch[bisect.bisect_right(touch, index):]
-            if not later or later[0] > index + 1:
+            self.waiting[key].discard(index)
+        for key in list(self.open):  # complete chunks, and those the next tile leaves alone, go to disk
+            waiting = self.waiting[key]
+            if not waiting or min(waiting) > index + 1:
                 self.array[(slice(None),) + self._box(key)] = self.open.pop(key)
-                if later:
+                if waiting:
                     self.spilled.add(key)
 
     def finish(self) -> None:

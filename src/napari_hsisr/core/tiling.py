@@ -30,6 +30,7 @@ import numpy as np
 from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionResult, Progress, get_method
+from .methods.base import SceneContext, SceneRequest, relayed, run_to_end
 from .parallel import blas_pinned
 from .tiled_output import make_output
 
@@ -109,8 +110,9 @@ def default_halo(method: str, deg: Degradation) -> int:
     s = deg.scale
     psf_reach = math.ceil(deg.kernel.shape[0] / s) + 1
     lr_pixels = psf_reach + default_radius(s)
-    if method in ("unsupervised", "blind"):
-        lr_pixels = max(lr_pixels, math.ceil(32 / s) + psf_reach)  # the CNN's receptive field (HR px)
+    field = get_method(method).receptive_field  # e.g. a CNN's (HR pixels)
+    if field:
+        lr_pixels = max(lr_pixels, math.ceil(field / s) + psf_reach)
     return lr_pixels * s
 
 
@@ -156,11 +158,12 @@ def _hr_slice(hr, rows: slice, cols: slice) -> np.ndarray:
 def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: int, device: str,
                   lr_nodata, lr_valid, crop: int = SCENE_CROP, tiles: list[Tile] | None = None):
     """Generator: what every tile shares. Returns ``(degradation, tile method, tile options, scene,
-    notes, extras)``: the degradation with the encoding, gains and offsets resolved (or estimated,
-    for ``blind``), the method the tiles run (``blind`` -> its solver), and ``scene`` (the
-    subspace of the whole LR cube, the prior's choice and, given ``tiles``, the guided prior's
-    regularisation scale) for :class:`~.methods.FusionInputs`."""
-    from .api import prepare_inputs
+    notes, extras)``: the degradation with the encoding, gains and offsets resolved on the central
+    crop (or estimated: a method's ``scene_estimate``, e.g. ``blind``, which names the method the
+    tiles run), and the :class:`~.methods.base.SceneContext` the tile method's ``scene_setup``
+    computes (e.g. the subspace of the whole LR cube, the prior's choice and, given ``tiles``, the
+    guided prior's regularisation scale, streamed over the scene)."""
+    from .frame import prepare_inputs
     from .observations import nodata_mask
 
     s = deg.scale
@@ -171,72 +174,44 @@ def scene_context(hr, lr, deg: Degradation, method: str, options: dict, seed: in
                                                                 cols.start // s:cols.stop // s]
     notes = [f"scene context from the central {rows.stop - rows.start}x{cols.stop - cols.start} HR pixels "
              "(encoding, gains, prior choice) and the whole LR cube (subspace)"]
-    extras: dict = {}
-    tile_method, tile_options = method, dict(options)
-    if method == "blind":
-        from .methods import blind
 
-        inputs = prepare_inputs(hr_c, lr_c, deg, "blind", seed, device, lr_nodata, valid_c)
-        est_keys = ("known", "psf_model", "psf_size", "est_iterations")
-        est_opts = {k: tile_options.pop(k) for k in est_keys if k in tile_options}
-        est, used, est_notes, _ = yield from blind.estimate_iter(inputs, **est_opts)
-        tile_method = tile_options.pop("solver", "unsupervised")
-        if tile_method == "fast":
-            tile_options = {k: v for k, v in tile_options.items()
-                            if k in {o.name for o in get_method("fast").options}}
-        notes += est_notes
-        extras = {"psf": used.psf, "srf": used.srf, "shift": est.shift, "degradation": used.settings(),
-                  "degradation_object": used, "encoding": est.tone.name}
-    else:
-        inputs = prepare_inputs(hr_c, lr_c, deg, method, seed, device, lr_nodata, valid_c)
-        used = inputs.degradation  # encoding, gains and offsets resolved on the crop
-        yield Progress(1, 2, message="scene context")
-    scene = {}
-    if tiles is not None and np.issubdtype(np.dtype(getattr(hr, "dtype", np.float32)), np.floating):
-        scene["hr_clip"] = scene_clip_level(hr, tiles)  # else each tile would take its own maximum
-    if tile_method in ("fast", "unsupervised", "msfn"):
-        from .methods import fast
-        from .solvers.subspace import subspace
+    def crop_inputs_for(name: str):
+        def crop_inputs(degradation: Degradation, scene: SceneContext | None = None):
+            inputs = prepare_inputs(hr_c, lr_c, degradation, name, seed, device, lr_nodata, valid_c)
+            inputs.scene = scene
+            return inputs
+        return crop_inputs
 
-        full_lr = np.asarray(lr, dtype=np.float64)
-        valid = nodata_mask(full_lr, lr_nodata)
+    def full_lr():
+        """The whole LR cube (float64, non-finite values 0) and its valid pixels (None: all)."""
+        cube = np.asarray(lr, dtype=np.float64)
+        valid = nodata_mask(cube, lr_nodata)
         if lr_valid is not None:
             valid &= np.asarray(lr_valid, bool)
-        full_lr = np.where(np.isfinite(full_lr), full_lr, 0.0)
-        valid = None if valid.all() else valid
-        if tile_method == "msfn":  # the networks' pinned base, and the consistency step's subspace
-            base = fast.NETWORK_BASE_OPTIONS
-            scene["subspace"] = fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"])
-            scene["consistency_E"] = subspace(full_lr, 16, valid)
-        else:
-            scene["subspace"] = fast.scene_subspace(full_lr, valid, tile_options.get("rank", 0),
-                                                    tile_options.get("eps", 0.0),
-                                                    tile_options.get("band_weights", True))
-        del full_lr
-        if tile_method in ("fast", "unsupervised") and tile_options.get("prior", "auto") == "auto":
-            crop_inputs = prepare_inputs(hr_c, lr_c, used, tile_method, seed, device, lr_nodata, valid_c)
-            crop_inputs.scene = scene
-            st = fast.setup(crop_inputs, weighting=tile_options.get("band_weights", True))
-            from .solvers.guided import default_radius
+        return np.where(np.isfinite(cube), cube, 0.0), (None if valid.all() else valid)
 
-            weight, ratio = fast.prior_weight(st, default_radius(s), st.eps)
-            scene["prior_guided_weight"] = weight
-            notes.append(f"prior chosen for the scene: guided weight {weight:.2f} (error ratio {ratio:.3f})")
-        if tiles is not None and (tile_method == "msfn" or (tile_options.get("prior", "auto") != "cs"
-                                                            and scene.get("prior_guided_weight", 1.0) > 0)):
-            from .solvers.guided import default_radius
+    info = get_method(method)
+    if info.scene_estimate is not None:
+        request = SceneRequest(hr, lr, deg, dict(options), crop_inputs_for(method), full_lr, None, s)
+        used, tile_method, tile_options, est_notes, extras = yield from info.scene_estimate(request)
+        notes += est_notes
+    else:
+        used = crop_inputs_for(method)(deg).degradation  # encoding, gains and offsets resolved on the crop
+        tile_method, tile_options, extras = method, dict(options), {}
+        yield Progress(1, 2, message="scene context")
+    scene = SceneContext()
+    if tiles is not None and np.issubdtype(np.dtype(getattr(hr, "dtype", np.float32)), np.floating):
+        scene = SceneContext(hr_clip=scene_clip_level(hr, tiles))  # else each tile would take its own maximum
+    setup = get_method(tile_method).scene_setup
+    if setup is not None:
+        def guide_variance(radius: int, refit_radius: int | None = None, hr_clip=scene.hr_clip):
+            return scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata, lr_valid, tiles, radius,
+                                        refit_radius, hr_clip)
 
-            radius = 0 if tile_method == "msfn" else int(tile_options.get("radius", 0))
-            radius = radius or default_radius(s)
-            refits = tile_options.get("refits", 0) if tile_method == "unsupervised" else \
-                tile_options.get("iterations", 1) - 1
-            refit_radius = int(tile_options.get("refit_radius", 4)) if refits and tile_method != "msfn" else None
-            lr_value, hr_value = yield from scene_guide_variance(hr, lr, used, tile_method, seed, device, lr_nodata,
-                                                                 lr_valid, tiles, radius, refit_radius,
-                                                                 scene.get("hr_clip"))
-            scene["guide_variance"] = {"radius": radius, "value": lr_value}
-            if refit_radius:
-                scene["refit_variance"] = {"radius": refit_radius, "value": hr_value}
+        request = SceneRequest(hr, lr, used, tile_options, crop_inputs_for(tile_method), full_lr,
+                               guide_variance if tiles is not None else None, s)
+        scene, setup_notes = yield from setup(request, scene)
+        notes += setup_notes
     return used, tile_method, tile_options, scene, notes, extras
 
 
@@ -268,7 +243,7 @@ def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, devic
     1024: a 512-pixel tile's is 27 % lower, and its prior 0.04 dB higher, than in the whole
     frame). Streamed tile by tile, each core with enough context for the PSF and the windows;
     masks are ignored here (frames without masks get the whole frame's value, up to its edges)."""
-    from .api import prepare_inputs
+    from .frame import prepare_inputs
     from .solvers.guided import local_variance
 
     s = deg.scale
@@ -298,14 +273,149 @@ def scene_guide_variance(hr, lr, deg: Degradation, method: str, seed: int, devic
     return total / count, (hr_total / (count * s * s) if refit_radius else None)
 
 
+PER_TILE = 100  # progress steps per tile
+
+
+@dataclass(frozen=True)
+class _TileJob:
+    """How a tile's inputs are cut from the scene: its windows, its mask, what of it is kept."""
+
+    hr: object
+    lr: object
+    lr_valid: object
+    scale: int
+    checked: set
+    solve_halo: int
+    hr_clip: float | None
+    lr_nodata: float | None
+
+    def inputs(self, t: Tile):
+        """``(hr, lr, valid, tile keys)`` of tile ``t``, or None when it has nothing to fuse.
+        The tile keys join the scene context for this tile only."""
+        rows, cols = t.window
+        s = self.scale
+        hr_t, lr_t = _hr_slice(self.hr, rows, cols), _lr_slice(self.lr, rows, cols, s)
+        valid_t = None if self.lr_valid is None else np.asarray(self.lr_valid)[t.lr_window(s)]
+        if not _has_data(hr_t, lr_t, valid_t, self.lr_nodata, self.hr_clip):
+            return None
+        inner = tuple(slice(k.start - w.start, k.stop - w.start) for k, w in zip(t.keep, t.window))
+        # msfn's consistency step (fast's solve) needs only fast's halo around what is kept
+        solve = tuple(slice(max(0, k.start - self.solve_halo), min(w.stop - w.start, k.stop + self.solve_halo))
+                      for k, w in zip(inner, t.window))
+        return hr_t, lr_t, valid_t, {"skip_fit": t.index not in self.checked, "keep": inner, "solve_region": solve}
+
+
+def _tile_run(shared: dict, hr_t, lr_t, valid_t, keys: dict):
+    """The whole-frame engine on one tile's window, the scene context shared: a generator."""
+    from .frame import fuse_frame_iter
+
+    return fuse_frame_iter(hr_t, lr_t, shared["degradation"], shared["method"], shared["seed"], shared["device"],
+                           shared["lr_nodata"], "hr", valid_t, scene=shared["scene"].for_tile(**keys), **shared["options"])
+
+
+def _kept(res, keys: dict):
+    """What a tile's result contributes: its kept part, and its fit and warnings."""
+    return res.cube[(slice(None),) + keys["keep"]], {"fit": res.settings.get("fit", {}),
+                                                     "warnings": list(res.settings.get("warnings", []))}
+
+
+def _empty(t: Tile, C: int, output, empty: list) -> None:
+    output.add(t.index, t.keep, np.zeros((C,) + tuple(k.stop - k.start for k in t.keep), np.float32))  # nothing: 0
+    empty.append(t.index)
+
+
+def _tiles_here(tiles, job: _TileJob, shared: dict, take, empty: list, output, C: int):
+    """Generator: the tiles fused one after the other in this process (memory holds one tile)."""
+    total = PER_TILE * len(tiles)
+    for t in tiles:
+        got = job.inputs(t)
+        if got is None:
+            _empty(t, C, output, empty)
+            continue
+        *arrays, keys = got
+        res = yield from relayed(_tile_run(shared, *arrays, keys), lambda p, t=t: Progress(
+            t.index * PER_TILE + int(p.step / max(p.total, 1) * (PER_TILE - 1)), total, p.loss,
+            f"tile {t.index + 1}/{len(tiles)}: {p.message}"))
+        take(t, *_kept(res, keys))
+        del res, got, arrays  # before the next tile is read
+
+
+def fuse_tile_task(shared: dict, hr_t, lr_t, valid_t, keys: dict):
+    """One tile on a dask worker: one thread for torch, the FFTs and BLAS (a worker per core), the
+    same steps as in the caller's process (:func:`_tiles_here`)."""
+    from .parallel import limited
+
+    with limited(1):
+        return _kept(run_to_end(_tile_run(shared, hr_t, lr_t, valid_t, keys)), keys)
+
+
+IN_FLIGHT_PER_WORKER = 2  # tiles sent ahead per worker: workers never wait, memory holds few windows
+
+
+def _tiles_on_cluster(client, tiles, job: _TileJob, shared: dict, take, empty: list, output, C: int):
+    """Generator: the tiles as tasks on a dask.distributed ``client``, the scene context sent to
+    every worker once; results are blended and written here (one writer), in the order they
+    finish, a progress report per finished tile. Closing it cancels the tiles not yet done."""
+    import uuid
+
+    from distributed import as_completed
+
+    total = PER_TILE * len(tiles)
+    [context] = client.scatter([shared], broadcast=True, hash=False)
+    run = uuid.uuid4().hex[:8]  # fresh keys: a client keeps earlier results by key
+    todo, pending = iter(tiles), {}
+    window = IN_FLIGHT_PER_WORKER * _worker_count(client)
+    done = 0
+    queue = as_completed()
+
+    def submit_next() -> bool:
+        nonlocal done
+        for t in todo:
+            got = job.inputs(t)
+            if got is None:
+                _empty(t, C, output, empty)
+                done += 1
+                continue
+            *arrays, keys = got
+            fut = client.submit(fuse_tile_task, context, *arrays, keys, key=f"hsisr-tile-{run}-{t.index}", pure=False)
+            pending[fut] = t
+            queue.add(fut)
+            return True
+        return False
+
+    try:
+        while len(pending) < window and submit_next():
+            pass
+        for fut in queue:
+            t = pending.pop(fut)
+            take(t, *fut.result())  # a tile's error is raised here, as in this process
+            done += 1
+            fut.release()
+            submit_next()
+            yield Progress(done * PER_TILE, total, message=f"tile {t.index + 1}/{len(tiles)} done ({done} of "
+                                                           f"{len(tiles)}) on the cluster")
+    finally:
+        if pending:  # stopped or failed: what is still queued or running is dropped
+            client.cancel(list(pending))
+        client.cancel([context])
+
+
+def _worker_count(client) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+
 @blas_pinned  # the scene passes too: the same bits at any BLAS thread count (core/parallel.py)
 def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", tile: int = 512,
                     halo: int | None = None, seed: int = 0, device: str = "auto", out=None,
-                    lr_nodata: float | None = None, lr_valid=None, *, provenance: dict | None = None, **options):
+                    lr_nodata: float | None = None, lr_valid=None, *, provenance: dict | None = None, client=None,
+                    **options):
     """Generator form of :func:`fuse_tiled`: yields Progress (per tile), returns a FusionResult
     whose ``cube`` is a numpy array, or the array at ``out`` read lazily (Zarr level 0, TIFF).
-    ``provenance`` (input files and their metadata) joins the settings stored with the result."""
-    from .api import _versions, fuse_iter
+    ``provenance`` (input files and their metadata) joins the settings stored with the result.
+    ``client``: a ``distributed.Client`` whose workers fuse the tiles (the scene context is sent
+    to each once; this process reads the windows, blends and writes the results)."""
+    from .frame import versions
     from .outputs import array_files
     from .tiled_output import check_out
 
@@ -314,9 +424,8 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     inputs = array_files(hr_image) + array_files(lr_cube) + [p for k in ("hr_file", "lr_file")
                                                              if (p := (provenance or {}).get(k))]
     check_out(out, inputs)  # before any work: out replaces no input and nothing that is not a result of ours
-    if method == "msfn-zeroshot":
-        raise InputError("msfn-zeroshot learns from the whole pair and cannot run in tiles; use 'msfn' (shipped "
-                         "weights), 'fast' or 'unsupervised' for large scenes, or crop the pair.")
+    if info.whole_frame_only:
+        raise InputError(info.whole_frame_only)
     if not isinstance(degradation, Degradation):
         raise InputError("degradation must be a napari_hsisr.Degradation (scale, psf, srf, wavelengths).")
     s = degradation.scale
@@ -333,57 +442,39 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     start = time.perf_counter()
     used, tile_method, tile_opts, scene, notes, extras = yield from scene_context(
         hr_image, lr_cube, degradation, method, opts, seed, device, lr_nodata, lr_valid, tiles=tiles)
-    solve_halo = default_halo("fast", used)
-    per_tile = 100
-    total = per_tile * len(tiles)
-    fits, warnings, empty = [], {}, []
     checked = set(np.unique(np.linspace(0, len(tiles) - 1, min(len(tiles), FIT_TILES)).round().astype(int)).tolist())
+    job = _TileJob(hr_image, lr_cube, lr_valid, s, checked, default_halo("fast", used), scene.hr_clip, lr_nodata)
+    shared = {"degradation": used, "method": tile_method, "seed": seed, "device": device, "lr_nodata": lr_nodata,
+              "scene": scene, "options": tile_opts}
+    reports, empty = {}, []  # per tile index: its fit and warnings, combined in tile order at the end
     output = make_output((C, Y, X), out, [t.keep for t in tiles], inputs)  # from here on discarded if stopped
     try:
-        for t in tiles:
-            rows, cols = t.window
-            hr_t = _hr_slice(hr_image, rows, cols)
-            lr_t = _lr_slice(lr_cube, rows, cols, s)
-            valid_t = None if lr_valid is None else np.asarray(lr_valid)[t.lr_window(s)]
-            inner = tuple(slice(k.start - w.start, k.stop - w.start) for k, w in zip(t.keep, t.window))
-            scene["skip_fit"] = t.index not in checked
-            scene["keep"] = inner
-            # msfn's consistency step (fast's solve) needs only fast's halo around what is kept
-            scene["solve_region"] = tuple(slice(max(0, k.start - solve_halo), min(w.stop - w.start, k.stop + solve_halo))
-                                          for k, w in zip(inner, t.window))
-            if not _has_data(hr_t, lr_t, valid_t, lr_nodata, scene.get("hr_clip")):  # nothing to fuse: 0
-                output.add(t.index, t.keep, np.zeros((C,) + tuple(k.stop - k.start for k in t.keep), np.float32))
-                empty.append(t.index)
-                continue
-            gen = fuse_iter(hr_t, lr_t, used, tile_method, seed, device, lr_nodata, "hr", valid_t, scene=scene,
-                            **tile_opts)
-            try:
-                while True:
-                    p = next(gen)
-                    frac = p.step / max(p.total, 1)
-                    yield Progress(t.index * per_tile + int(frac * (per_tile - 1)), total, p.loss,
-                                   f"tile {t.index + 1}/{len(tiles)}: {p.message}")
-            except StopIteration as stop:
-                res = stop.value
-            finally:
-                gen.close()
-            output.add(t.index, t.keep, res.cube[(slice(None),) + inner] * blend_weights(t, (Y, X), blend))
-            if t.index in checked:
-                fits.append(res.settings.get("fit", {}))
-            for w in res.settings.get("warnings", []):
+        def take(t, kept, report):
+            output.add(t.index, t.keep, kept * blend_weights(t, (Y, X), blend))
+            reports[t.index] = report
+
+        if client is None:
+            runs = _tiles_here(tiles, job, shared, take, empty, output, C)
+        else:
+            runs = _tiles_on_cluster(client, tiles, job, shared, take, empty, output, C)
+        yield from runs
+        fits = [reports[i]["fit"] for i in sorted(reports) if i in checked]
+        warnings: dict = {}
+        for i in sorted(reports):
+            for w in reports[i]["warnings"]:
                 warnings[w] = warnings.get(w, 0) + 1
-            del res, hr_t, lr_t  # before the next tile is read: memory holds one tile at a time
         if empty:
             notes.append(f"{len(empty)} of {len(tiles)} tiles had no valid HR or LR pixel (nodata): their result is 0")
         settings = {
             "method": method, "options": opts, "seed": seed, "device": device,
             "degradation": degradation.settings(), "hr_shape": [Y, X], "lr_shape": list(np.shape(lr_cube)),
             "tiling": {"tile": tile, "halo": halo, "blend": blend, "tiles": len(tiles), "tile_method": tile_method,
-                       "scene_crop": SCENE_CROP, "tiles_without_data": len(empty)},
-            "fit": {**_combine_fits(fits), "tiles_checked": len(checked)}, "estimation_notes": notes, "versions": _versions(),
+                       "scene_crop": SCENE_CROP, "tiles_without_data": len(empty),
+                       **({"workers": _worker_count(client)} if client is not None else {})},
+            "fit": {**_combine_fits(fits), "tiles_checked": len(checked)}, "estimation_notes": notes, "versions": versions(),
             "seconds": round(time.perf_counter() - start, 3), "grid": {"frame": "hr"},
         }
-        if method == "blind" or used is not degradation:
+        if info.scene_estimate is not None or used is not degradation:
             settings["estimated_degradation"] = used.settings()
         if warnings:
             settings["warnings"] = [w if n == len(tiles) else f"{w} ({n} of {len(tiles)} tiles)"
@@ -393,7 +484,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     except BaseException:
         output.discard()  # stopped (GeneratorExit), failed or interrupted: nothing at `out`
         raise
-    yield Progress(total, total, message=f"done: {len(tiles)} tiles")
+    yield Progress(PER_TILE * len(tiles), PER_TILE * len(tiles), message=f"done: {len(tiles)} tiles")
     return FusionResult(cube, settings, {**extras, "degradation_object": used})
 
 
@@ -431,7 +522,5 @@ def fuse_tiled(hr_image, lr_cube, degradation: Degradation, method: str = "fast"
     (rounded to the scale); ``halo``: HR pixels of context (default from the PSF and the method);
     ``out``: a ``.zarr`` (OME-Zarr, with lower-resolution levels) or ``.tif`` (tiled OME BigTIFF)
     path to write the result to instead of memory."""
-    from .api import run_to_end
-
     return run_to_end(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, halo, seed, device, out,
                                       lr_nodata, lr_valid, **options), progress)

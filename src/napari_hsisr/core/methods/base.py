@@ -48,6 +48,35 @@ def monotone(gen: Generator) -> Generator:
         gen.close()
 
 
+def run_to_end(gen: Generator, progress: Callable | None = None):
+    """Drive a generator to its return value, calling ``progress`` with each item it yields (the
+    one loop every front end and method uses); an exception or interrupt in between closes it."""
+    try:
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None:
+                progress(item)
+    finally:
+        gen.close()
+
+
+def relayed(gen: Generator, transform: Callable) -> Generator:
+    """``gen``'s items passed through ``transform`` (e.g. a tile's progress as the scene's); returns
+    what ``gen`` returns; closing this closes ``gen``."""
+    try:
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield transform(item)
+    finally:
+        gen.close()
+
+
 PREVIEW_EVERY_S = 2.0  # methods send an intermediate estimate at most this often
 
 
@@ -58,6 +87,42 @@ def small_preview(cube: np.ndarray, max_side: int = 128) -> np.ndarray:
     f = max(1, -(-max(Y, X) // max_side))
     y, x = Y // f, X // f
     return cube[:, : y * f, : x * f].reshape(C, y, f, x, f).mean(axis=(2, 4)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SceneContext:
+    """What a tiled run computes once for the whole scene and every tile shares (:mod:`..tiling`),
+    read-only; a tile gets a copy with its own part (:meth:`for_tile`). A method's
+    ``MethodInfo.scene_setup`` fills the scene-level fields it needs."""
+
+    hr_clip: float | None = None  # a float HR image's clipping level (the scene's, not a tile's maximum)
+    subspace: dict | None = None  # fast.scene_subspace of the whole LR cube: weights, rank, eps, nsr, E
+    consistency_E: np.ndarray | None = None  # the networks' consistency step's subspace
+    prior_guided_weight: float | None = None  # the guided/CS prior mixture chosen for the scene
+    guide_variance: dict | None = None  # {"radius", "value"}: the guided prior's regularisation scale
+    refit_variance: dict | None = None  # {"radius", "value"}: the HR-grid refits'
+    # one tile's part
+    keep: tuple | None = None  # the part of the window the tile keeps (judged by the fit on checked tiles)
+    skip_fit: bool = False  # no fit report on this tile (a tiled run checks a sample of its tiles)
+    solve_region: tuple | None = None  # where a consistency step must hold (the kept part and fast's halo)
+
+    def for_tile(self, keep: tuple, skip_fit: bool, solve_region: tuple) -> "SceneContext":
+        return replace(self, keep=keep, skip_fit=skip_fit, solve_region=solve_region)
+
+
+@dataclass(frozen=True)
+class SceneRequest:
+    """What a method's ``scene_setup`` / ``scene_estimate`` hooks are given by :mod:`..tiling`:
+    the scene (lazy arrays), the degradation, the options, and how to compute what is streamed."""
+
+    hr: Any
+    lr: Any
+    degradation: Degradation
+    options: dict
+    crop_inputs: Callable[..., "FusionInputs"]  # (degradation, method, scene=None): the central crop, prepared
+    full_lr: Callable[[], tuple]  # () -> (the whole LR cube float64 with non-finite values 0, valid mask or None)
+    guide_variance: Callable[..., Generator] | None  # (radius, refit_radius) -> generator of (lr value, hr value)
+    scale: int = 1
 
 
 @dataclass
@@ -80,7 +145,8 @@ class FusionInputs:
     hr_valid: np.ndarray | None = None  # (Y, X) bool: False where the HR image is saturated/NaN
     lr_valid: np.ndarray | None = None  # (y, x) bool: False where the LR cube is nodata
     hr_display: np.ndarray | None = None  # (k, Y, X) the HR image as given (display-encoded), for blind
-    scene: dict | None = None  # quantities computed once for a whole scene that is fused in tiles
+    scene: SceneContext | None = None  # what a tiled run computed once for the whole scene, and this tile's part
+    encoding_given: bool = False  # the HR image's encoding was given, not decided from its type (blind keeps it)
 
     def crop(self, region: tuple[slice, slice]) -> FusionInputs:
         """These inputs on an HR ``region`` (row and column slices on LR pixel edges)."""
@@ -187,6 +253,19 @@ class MethodInfo:
     needs_srf: bool = True  # uses the spectral response of the degradation
     needs_psf: bool = True  # uses the PSF of the degradation
     uses_torch: bool = False
+    # what the method needs, asked by tiling, memory checks, the fit report and the result contract
+    receptive_field: int = 0  # HR pixels of context beyond the PSF and the guided prior's window (a CNN's)
+    bytes_per_band: int = 64  # peak memory per HR pixel and band (:mod:`..memory`)
+    bytes_per_coefficient: int = 64  # ... and per subspace coefficient
+    fit_uses_response: bool = False  # the fit judges the HR side too though needs_srf is False (blind's estimate)
+    fills_holes: bool = True  # large unusable HR regions are filled from the LR cube after the method
+    safe_fallbacks: tuple = ("gsa", "fast")  # the result contract's candidates (none: nothing safer)
+    whole_frame_only: str = ""  # why the method cannot run in tiles ('' : it can)
+    # hooks for a scene fused in tiles: scene_estimate(request) -> generator returning (degradation,
+    # tile method, tile options, notes, extras): what the tiles run (blind: its solver with its estimate);
+    # scene_setup(request, scene) -> generator returning the SceneContext the tiles share
+    scene_estimate: Callable | None = None
+    scene_setup: Callable | None = None
 
     def defaults(self) -> dict:
         return {o.name: o.default for o in self.options}

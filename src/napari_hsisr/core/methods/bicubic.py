@@ -28,4 +28,5 @@ def run(inputs: FusionInputs):
 
 
 register(MethodInfo("bicubic", run, "Bicubic interpolation of the LR-HS cube (ignores the HR image).",
-                    needs_srf=False, needs_psf=False))
+                    needs_srf=False, needs_psf=False, bytes_per_band=12, bytes_per_coefficient=0, fills_holes=False,
+                    safe_fallbacks=()))

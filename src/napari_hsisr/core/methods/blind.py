@@ -20,7 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import InputError
-from .base import FusionInputs, MethodInfo, Option, Progress, register
+from .base import FusionInputs, MethodInfo, Option, Progress, register, relayed
 from . import unsupervised as _unsup
 
 KNOWN_PARTS = ("psf", "srf", "shift")
@@ -86,26 +86,18 @@ def estimate_iter(inputs: FusionInputs, known: str = "none", psf_model: str = "a
         raise InputError("known='srf' needs the spectral response in the degradation (one row per band, one "
                          "column per HR channel).")
     size = int(psf_size) or 2 * s
-    encoding_given = "(given)" in str(inputs.value_scaling.get("hr_encoding", ""))
     hr_display = inputs.hr_display if inputs.hr_display is not None else inputs.hr
     est_gen = estimate_degradation_iter(
         hr_display.astype(np.float64), inputs.lr.astype(np.float64), s, deg.wavelengths,
-        tone=deg.tone()[0] if encoding_given else None,
+        tone=deg.tone()[0] if inputs.encoding_given else None,
         known_kernel=deg.psf if "psf" in parts else None,
         known_response=deg.srf if "srf" in parts else None,
         known_shift=deg.shift if "shift" in parts else None,
         hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid, size=size, iterations=int(est_iterations),
         seed=inputs.seed, psf_model=psf_model)
     total = 8
-    step = 0
-    while True:
-        try:
-            message = next(est_gen)
-        except StopIteration as stop:
-            est = stop.value
-            break
-        step = min(step + 1, total - 1)
-        yield Progress(step, total, message=message)
+    steps = iter(range(1, 1 << 30))
+    est = yield from relayed(est_gen, lambda message: Progress(min(next(steps), total - 1), total, message=message))
     est_deg = estimated_degradation(deg, est, parts)
     notes = list(est.notes) + [gaussian_parameters_note(est) if "psf" not in parts else "PSF given",
                                "fit residual per channel: " + ", ".join(f"{v:.3f}" for v in est.residual)]
@@ -150,6 +142,26 @@ _BLIND_DEFAULTS = {"steps": 0}
 _UNSUP_OPTIONS = tuple(replace(o, default=_BLIND_DEFAULTS[o.name]) if o.name in _BLIND_DEFAULTS else o
                        for o in _unsup.INFO.options)
 
+ESTIMATION_OPTIONS = ("known", "psf_model", "psf_size", "est_iterations")
+
+
+def scene_estimate(req):
+    """Generator (``MethodInfo.scene_estimate``): the degradation estimated once on the scene's
+    central crop; the tiles then run the solver (``solver`` option) with it as a known degradation.
+    Returns ``(degradation, tile method, tile options, notes, extras)``."""
+    from .base import get_method
+
+    tile_options = dict(req.options)
+    est_opts = {k: tile_options.pop(k) for k in ESTIMATION_OPTIONS if k in tile_options}
+    est, used, notes, _ = yield from estimate_iter(req.crop_inputs(req.degradation), **est_opts)
+    solver = tile_options.pop("solver", "unsupervised")
+    if solver == "fast":
+        tile_options = {k: v for k, v in tile_options.items() if k in {o.name for o in get_method("fast").options}}
+    extras = {"psf": used.psf, "srf": used.srf, "shift": est.shift, "degradation": used.settings(),
+              "degradation_object": used, "encoding": est.tone.name}
+    return used, solver, tile_options, list(notes), extras
+
+
 register(MethodInfo(
     "blind", run,
     "Blind: estimates encoding, PSF, shift, response and gains from the pair alone, then runs unsupervised.",
@@ -164,5 +176,6 @@ register(MethodInfo(
                maximum=20),
         Option("solver", "unsupervised", "fusion run with the estimate", choices=("unsupervised", "fast")),
     ) + tuple(_UNSUP_OPTIONS),
-    needs_srf=False, needs_psf=False, uses_torch=True,
+    needs_srf=False, needs_psf=False, uses_torch=True, receptive_field=32, bytes_per_band=56,
+    bytes_per_coefficient=72, fit_uses_response=True, scene_estimate=scene_estimate,
 ))

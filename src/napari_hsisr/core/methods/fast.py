@@ -36,7 +36,8 @@ from ..degradation import Degradation
 from ..solvers.fourier import SubspaceSystem
 from ..solvers.guided import GuidedFilter, default_radius, prior_from_lr
 from ..solvers.subspace import band_weights, default_eps, noise_covariance, noise_to_signal, signal_rank, subspace
-from .base import PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, register, small_preview
+from .base import (PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, SceneContext, SceneRequest, register,
+                   run_to_end, small_preview)
 
 
 @dataclass
@@ -66,8 +67,8 @@ def setup(inputs: FusionInputs, rank: int = 0, eps: float = 0.0, lam: float = 1.
     the LR-HS cube's noise (:func:`~..solvers.subspace.signal_rank`, :func:`~..solvers.subspace.default_eps`,
     :func:`auto_mu`)."""
     deg = inputs.degradation
-    scene = (inputs.scene or {}).get("subspace")
-    if scene is None:  # a tile of a larger scene takes the scene's subspace (tiling.scene_context)
+    scene = inputs.scene.subspace if inputs.scene is not None else None
+    if scene is None:  # a tile of a larger scene takes the scene's subspace (scene_setup)
         scene = scene_subspace(inputs.lr, inputs.lr_valid, rank, eps, weighting)
     w, rank, eps, E = scene["weights"], scene["rank"], scene["eps"], scene["E"]
     mu_requested = float(mu)
@@ -111,10 +112,10 @@ def scene_subspace(lr: np.ndarray, valid: np.ndarray | None, rank: int = 0, eps:
     return {"weights": w, "rank": rank, "eps": eps, "nsr": nsr, "noise_cov": noise_cov, "E": subspace(lr, rank, valid)}
 
 
-def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3, scene: dict | None = None) -> np.ndarray:
+def guided_prior(st: Setup, radius: int = 0, eps: float = 1e-3, scene: SceneContext | None = None) -> np.ndarray:
     """Step 2 on the extended domain: the guided prior ``a0`` (p, Ye, Xe); ``radius`` 0 picks
     :func:`~..solvers.guided.default_radius`. A tile of a larger scene is regularised relative to
-    the scene's guide variance (``scene["guide_variance"]``, see :mod:`..tiling`), not its own."""
+    the scene's guide variance (``scene.guide_variance``, see :func:`scene_setup`), not its own."""
     sys = st.system
     radius = int(radius) or default_radius(sys.s)
     hr_lr = sys.lr(sys.hr)  # D y
@@ -184,8 +185,8 @@ def build_prior(st: Setup, inputs: FusionInputs, prior: str, radius: int, eps: f
 
         raise InputError(f"prior must be 'auto', 'guided' or 'cs', got {prior!r}.")
     w = {"guided": 1.0, "cs": 0.0}.get(prior)
-    if w is None and "prior_guided_weight" in (inputs.scene or {}):  # decided once for the scene
-        w = float(inputs.scene["prior_guided_weight"])
+    if w is None and inputs.scene is not None and inputs.scene.prior_guided_weight is not None:  # the scene's
+        w = float(inputs.scene.prior_guided_weight)
     if w is None:
         w, ratio = prior_weight(st, radius, eps)
         info["prior_error_ratio"] = round(ratio, 4)
@@ -199,15 +200,15 @@ def build_prior(st: Setup, inputs: FusionInputs, prior: str, radius: int, eps: f
 REFIT_CHUNK = 6  # coefficient channels per refit call (chunks keep progress and stop frequent)
 
 
-def scene_variance(scene: dict | None, key: str, radius: int) -> float | None:
+def scene_variance(scene: SceneContext | None, key: str, radius: int) -> float | None:
     """A tiled scene's guide variance for windows of ``radius`` (``"guide_variance"``: the LR-grid
     prior's, ``"refit_variance"``: the HR-grid refits'), or None (a whole frame uses its own)."""
-    known = (scene or {}).get(key)
+    known = getattr(scene, key) if scene is not None else None
     return known["value"] if known and known["radius"] == int(radius) else None
 
 
 def refit_rounds(st: Setup, a: np.ndarray, rounds: int, radius: int, eps: float, step0: int, total: int,
-                 scene: dict | None = None):
+                 scene: SceneContext | None = None):
     """Generator: ``rounds`` times, re-fit the prior from ``a`` (extended domain; the guided filter
     of ``a`` by the HR image) and solve again. Yields Progress from ``step0 + 1`` (channels in
     chunks: they are independent, and chunks keep progress frequent); returns the last solution
@@ -277,6 +278,35 @@ def _resolved(st: Setup) -> dict:
     return out
 
 
+def scene_setup(req: SceneRequest, scene: SceneContext, refits: int | None = None):
+    """Generator: what the tiles of a scene share, computed once (``MethodInfo.scene_setup``): the
+    subspace, band weights, rank and noise level of the whole LR cube, the prior's choice (on the
+    central crop) and, for tiles, the guided prior's and refits' regularisation scales (streamed
+    over the scene). ``refits``: prior refits per tile (default: ``iterations - 1``). Returns
+    ``(scene, notes)``."""
+    from dataclasses import replace
+
+    opts, notes = req.options, []
+    full_lr, valid = req.full_lr()
+    scene = replace(scene, subspace=scene_subspace(full_lr, valid, opts.get("rank", 0), opts.get("eps", 0.0),
+                                                   opts.get("band_weights", True)))
+    del full_lr
+    if opts.get("prior", "auto") == "auto":
+        st = setup(req.crop_inputs(req.degradation, scene), weighting=opts.get("band_weights", True))
+        weight, ratio = prior_weight(st, default_radius(req.scale), st.eps)
+        scene = replace(scene, prior_guided_weight=weight)
+        notes.append(f"prior chosen for the scene: guided weight {weight:.2f} (error ratio {ratio:.3f})")
+    guided = opts.get("prior", "auto") != "cs" and (scene.prior_guided_weight is None or scene.prior_guided_weight > 0)
+    if req.guide_variance is not None and guided:
+        radius = int(opts.get("radius", 0)) or default_radius(req.scale)
+        refits = opts.get("iterations", 1) - 1 if refits is None else refits
+        refit_radius = int(opts.get("refit_radius", 4)) if refits else None
+        lr_value, hr_value = yield from req.guide_variance(radius, refit_radius)
+        scene = replace(scene, guide_variance={"radius": radius, "value": lr_value},
+                        refit_variance={"radius": refit_radius, "value": hr_value} if refit_radius else None)
+    return scene, notes
+
+
 register(MethodInfo(
     "fast", run, "Model-based fusion: spectral subspace, guided prior and closed-form solve (seconds).",
     options=(
@@ -296,6 +326,7 @@ register(MethodInfo(
         Option("prior", "auto", "'guided' (local colour -> spectrum maps), 'cs' (component substitution: brightness "
                "detail injected into the LR spectra) or 'auto' (chosen from the pair)", choices=("auto", "guided", "cs")),
     ),
+    bytes_per_band=40, bytes_per_coefficient=40, safe_fallbacks=("gsa",), scene_setup=scene_setup,
 ))
 
 
@@ -304,16 +335,12 @@ register(MethodInfo(
 NETWORK_BASE_OPTIONS = {"rank": 10, "eps": 1e-3, "mu": 1e-3, "band_weights": False, "prior": "guided"}
 
 
-def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, scene: dict | None = None, **options) -> np.ndarray:
+def estimate(deg: Degradation, hr: np.ndarray, lr: np.ndarray, scene: SceneContext | None = None,
+             **options) -> np.ndarray:
     """The fast method's cube for ``hr`` (k, Y, X) and ``lr`` (C, y, x), without the API's checks
     (for networks that refine it, on crops during training), with :data:`NETWORK_BASE_OPTIONS`
     unless ``options`` say otherwise; ``scene``: a tiled run's shared subspace."""
-    gen = run(FusionInputs(hr, lr, deg, scene=scene), **{**NETWORK_BASE_OPTIONS, **options})
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value[0]
+    return run_to_end(run(FusionInputs(hr, lr, deg, scene=scene), **{**NETWORK_BASE_OPTIONS, **options}))[0]
 
 
 def project_consistent(deg: Degradation, hr: np.ndarray, lr: np.ndarray, prior_cube: np.ndarray,

@@ -102,4 +102,4 @@ def _assign_bands(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
 
 
 register(MethodInfo("gsa", run, "Gram-Schmidt adaptive component substitution (no degradation model needed).",
-                    needs_srf=False, needs_psf=False))
+                    needs_srf=False, needs_psf=False, bytes_per_band=40, bytes_per_coefficient=0, safe_fallbacks=()))

@@ -97,7 +97,7 @@ def _check_model(model, inputs: FusionInputs, source: str) -> None:
                          "'msfn-zeroshot' or train weights for it with `hsisr train`.")
 
 
-def _base(model, deg, hr: np.ndarray, lr: np.ndarray, scene: dict | None = None):
+def _base(model, deg, hr: np.ndarray, lr: np.ndarray, scene=None):
     """The fast method's cube that a residual network refines (None for a plain network)."""
     from .fast import estimate
 
@@ -122,16 +122,16 @@ def _finish(inputs, cube, consistency: bool, mu: float):
     from .fast import project_consistent
 
     if consistency:
-        scene = inputs.scene or {}
-        region = scene.get("solve_region")
+        scene = inputs.scene
+        region = scene.solve_region if scene is not None else None
         if region is None:
             cube = project_consistent(inputs.degradation, inputs.hr, inputs.lr, cube, mu=mu,
-                                      E=scene.get("consistency_E"))
+                                      E=scene.consistency_E if scene is not None else None)
         else:
             part, index = inputs.crop(region), (slice(None), *region)
             cube = cube.copy()  # outside the region: the network's own cube, which no tile keeps
             cube[index] = project_consistent(part.degradation, part.hr, part.lr, cube[index], mu=mu,
-                                             E=scene["consistency_E"])
+                                             E=scene.consistency_E)
     return np.clip(cube, 0, None).astype(np.float32)
 
 
@@ -281,12 +281,34 @@ _COMMON = (
     Option("mu", 1e-3, "weight of the network's cube in the consistency step", minimum=1e-6, maximum=1e3),
 )
 
+def scene_setup(req, scene):
+    """Generator: what the tiles share (``MethodInfo.scene_setup``): the networks' pinned base's
+    subspace (fast with :data:`~.fast.NETWORK_BASE_OPTIONS`), the consistency step's subspace, both
+    of the whole LR cube, and the base's guided prior scale. Returns ``(scene, notes)``."""
+    from dataclasses import replace
+
+    from ..solvers.guided import default_radius
+    from ..solvers.subspace import subspace
+    from . import fast
+
+    base = fast.NETWORK_BASE_OPTIONS
+    full_lr, valid = req.full_lr()
+    scene = replace(scene, subspace=fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"]),
+                    consistency_E=subspace(full_lr, 16, valid))
+    del full_lr
+    if req.guide_variance is not None:
+        radius = default_radius(req.scale)
+        lr_value, _ = yield from req.guide_variance(radius, None)
+        scene = replace(scene, guide_variance={"radius": radius, "value": lr_value})
+    return scene, []
+
+
 register(MethodInfo(
     "msfn", run_msfn,
     "Supervised multi-scale fusion network with shipped weights (x8, x32; Nikon D700, Gaussian PSF): seconds.",
     options=(Option("weights", "auto", "'auto' (shipped weights for the scale) or a path to exported weights"),
              *_COMMON),
-    uses_torch=True,
+    uses_torch=True, bytes_per_band=56, bytes_per_coefficient=48, scene_setup=scene_setup,
 ))
 
 register(MethodInfo(
@@ -304,5 +326,7 @@ register(MethodInfo(
                choices=("shipped", "random")),
         *_COMMON,
     ),
-    uses_torch=True,
+    uses_torch=True, bytes_per_band=64, bytes_per_coefficient=56,
+    whole_frame_only="msfn-zeroshot learns from the whole pair and cannot run in tiles; use 'msfn' (shipped weights), "
+                     "'fast' or 'unsupervised' for large scenes, or crop the pair.",
 ))

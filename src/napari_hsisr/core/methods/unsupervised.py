@@ -334,6 +334,13 @@ def run(inputs: FusionInputs, refits: int = 12, refit_radius: int = 4, steps: in
     return cube, {"resolved": {**F._resolved(st), **info, **adapted}}
 
 
+def scene_setup(req, scene):
+    """Generator: fast's scene context (``MethodInfo.scene_setup``), the refits counted by ``refits``."""
+    from . import fast
+
+    return (yield from fast.scene_setup(req, scene, refits=req.options.get("refits", 0)))
+
+
 INFO = register(MethodInfo(
     "unsupervised", run,
     "Unsupervised: fast + prior refits on the HR grid + CNN prior, fitted to the pair alone (~30 s).",
@@ -365,5 +372,5 @@ INFO = register(MethodInfo(
                "the pair, see fast)", choices=("auto", "guided", "cs")),
         Option("band_weights", True, "down-weight LR bands much noisier than the median (HySime estimate)"),
     ),
-    uses_torch=True,
+    uses_torch=True, receptive_field=32, bytes_per_band=48, bytes_per_coefficient=64, scene_setup=scene_setup,
 ))
