@@ -8,8 +8,6 @@
 - no source module over :data:`MAX_LINES` lines;
 - core imports neither Qt nor napari (it runs headless and in dask workers).
 
-The ``xfail(strict=True)`` tests name what issue 24's engine work (one public engine entry, a
-typed scene context) removes; strict, so they fail the day it lands and get flipped.
 """
 
 from __future__ import annotations
@@ -18,17 +16,12 @@ import ast
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "napari_hsisr"
 CORE = f"{PACKAGE}.core"
 MAX_LINES = 800
 GUI_PACKAGES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
 # modules the engine entry rewrites (issue 24 item 2): api <-> tiling, contract -> api.run_to_end
-ENGINE = {f"{CORE}.api", f"{CORE}.tiling", f"{CORE}.contract"}
-ENGINE_PRIVATE = {"_fuse_gen"}  # the CLI and the dock call api._fuse_gen until the public entry tiles
-ENGINE_LONG = {"cli.py"}  # 805 lines; the CLI's fusion builder moves into the engine entry
 
 
 def _module_name(path: Path) -> str:
@@ -173,35 +166,14 @@ def test_the_checks_see_the_package():
     assert len(_modules()) > 50
 
 
-def test_no_import_cycle_among_core_modules_outside_the_engine():
-    cycles = [sorted(c) for c in _cycles(_core_graph()) if not c & ENGINE]
-    assert cycles == [], f"import cycles among core modules: {cycles}"
-
-
-@pytest.mark.xfail(strict=True, reason="api <-> tiling and contract -> api.run_to_end: issue 24 item 2 "
-                                       "(one public engine entry) removes them; flip after that merge")
 def test_no_import_cycle_among_core_modules():
     assert [sorted(c) for c in _cycles(_core_graph())] == []
 
 
-def test_front_ends_reach_no_private_core_name_outside_the_engine():
-    uses = [u for u in _private_uses() if u[2].rsplit(".", 1)[-1] not in ENGINE_PRIVATE]
-    assert uses == [], f"private core names used outside core: {uses}"
-
-
-@pytest.mark.xfail(strict=True, reason="the CLI and the dock call api._fuse_gen: issue 24 item 2 (one public "
-                                       "engine entry that tiles) replaces it; flip after that merge")
 def test_front_ends_reach_no_private_core_name():
     assert _private_uses() == []
 
 
-def test_no_module_is_over_the_line_limit_outside_the_engine():
-    long = {k: v for k, v in _long_modules().items() if k not in ENGINE_LONG}
-    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
-
-
-@pytest.mark.xfail(strict=True, reason="cli.py is 805 lines: its fusion builder moves into the engine entry "
-                                       "(issue 24 item 2); flip after that merge")
 def test_no_module_is_over_the_line_limit():
     assert _long_modules() == {}
 

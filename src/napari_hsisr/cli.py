@@ -17,7 +17,6 @@ import numpy as np
 
 from .core.errors import InputError
 from .core.srf import NIKON_D700_CAVE
-from .core.validation import check_layout
 
 
 def _add_degradation_args(p: argparse.ArgumentParser, scale_required: bool = True) -> None:
@@ -205,141 +204,10 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _lazy_pair(args):
-    """For a tiled run on plain files: the cube and image opened lazily (only tiles are read), or
-    None when an option needs the whole data (value scale, band table, dropped bands, nodata)."""
-    from .core.grids import match_ratio
-    from .core.io import ImageFile, image_geo, open_cube_lazy, open_image_lazy
-
-    if any(v is not None for v in (args.band_table, args.drop_bands, args.lr_nodata, args.variable)) \
-            or args.value_scale != "auto":
-        return None
-    if _georeferenced_pair(args):  # paired by map coordinates on the whole read
-        return None
-    try:
-        lr = open_cube_lazy(args.lr)
-        hr = open_image_lazy(args.hr)
-    except InputError:
-        return None
-    if _needs_whole_read(args.lr, lr):
-        return None
-    check_layout(np.shape(hr), np.shape(lr.data), "--hr", "--lr")  # swapped? bands-last?
-    match = match_ratio(tuple(np.shape(hr))[:2], tuple(np.shape(lr.data))[-2:])
-    if match.action != "exact" or (args.scale is not None and args.scale != match.scale):
-        return None
-    args.scale = match.scale
-    return lr, hr, ImageFile(hr, {"format": "lazy", "source": str(args.hr), **image_geo(args.hr)}), match
-
-
-def _georeferenced_pair(args) -> bool:
-    from .core.georef import read_georef
-
-    return read_georef(args.hr) is not None and read_georef(args.lr) is not None
-
-
-def _needs_whole_read(path, lazy) -> bool:
-    """Whether the LR file has what only a whole read applies: a documented value scale, a band
-    table beside it."""
-    from .core.io import CubeFile, documented_scale, find_band_table
-
-    probe = CubeFile(np.empty((0,), lazy.data.dtype), lazy.wavelengths, dict(lazy.metadata))
-    if documented_scale(probe, path) is not None:
-        return True
-    return lazy.wavelengths is None and Path(path).is_file() and find_band_table(path, np.shape(lazy.data)[0]) is not None
-
-
-def _value_scale(text):
-    """``--value-scale``: a number, or 'auto' (the file's documented scale, e.g. NEON's x 10000)."""
-    if text is None or str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"--value-scale expects a number (e.g. 1e-4) or 'auto', got {text!r}.") from None
-
-
-def _read_pair(args):
-    """The LR cube (with the real-file options) and the HR image, made an exact multiple."""
-    from .core.grids import apply_match, match_ratio
-    from .core.io import parse_band_numbers, read_cube, read_image_file
-
-    if getattr(args, "tile", None) is not None or str(args.out).lower().endswith(".zarr"):
-        lazy = _lazy_pair(args)
-        if lazy is not None:
-            return lazy
-
-    lr = read_cube(args.lr, variable=args.variable, value_scale=_value_scale(args.value_scale), nodata=args.lr_nodata,
-                   wavelengths=args.band_table or "auto", drop_bands=parse_band_numbers(args.drop_bands))
-    for key, what in (("value_scale_source", "values x {value_scale:g} ({value_scale_source})"),
-                      ("band_table", "wavelengths from {band_table}")):
-        if key in lr.metadata and not (key == "band_table" and args.band_table):
-            print("note: --lr: " + what.format(**lr.metadata), file=sys.stderr)
-    paired = _pair_by_coordinates(args, lr)  # two georeferenced files: the HR image put on the cube's grid
-    if paired is not None:
-        return paired
-    hr_file = read_image_file(args.hr)
-    hr = hr_file.data
-    check_layout(hr.shape, lr.data.shape, "--hr", "--lr")  # swapped? bands-last?
-    match = match_ratio(hr.shape[:2], lr.data.shape[-2:])
-    if args.scale is not None and args.scale != match.scale:
-        raise InputError(f"--scale {args.scale} but the HR image ({hr.shape[0]}x{hr.shape[1]}) is "
-                         f"{hr.shape[0] / lr.data.shape[1]:.2f} times the LR cube ({lr.data.shape[1]}x"
-                         f"{lr.data.shape[2]}); omit --scale or crop the images.")
-    if match.action != "exact":
-        print(f"note: {match.message}", file=sys.stderr)
-        dtype = hr.dtype
-        hr = apply_match(hr, match)
-        if np.issubdtype(dtype, np.integer):  # keep the integer type: it says how the image is encoded
-            hr = np.clip(np.rint(hr), 0, np.iinfo(dtype).max).astype(dtype)
-    args.scale = match.scale
-    return lr, hr, hr_file, match
-
-
-def _pair_by_coordinates(args, lr):
-    """``_read_pair``'s answer for a georeferenced pair (:func:`.core.georef.pair_by_coordinates`), else None."""
-    from .core.georef import as_image_file, pair_by_coordinates
-    from .core.grids import GridMatch
-    from .core.io import parse_band_numbers
-
-    pair = pair_by_coordinates(args.hr, lr, args.lr, scale=args.scale, lr_crs=getattr(args, "lr_crs", None),
-                               hr_bands=parse_band_numbers(getattr(args, "hr_bands", None), "--hr-bands"),
-                               hr_nodata=getattr(args, "hr_nodata", None))
-    if pair is None:
-        return None
-    for note in pair.notes:
-        print(f"note: {note}", file=sys.stderr)
-    shape = pair.hr.shape[:2]
-    args.scale = pair.scale
-    message = "paired by map coordinates" + "".join(f"; {n}" for n in pair.notes)
-    match = GridMatch(shape, tuple(np.shape(pair.lr.data)[-2:]), pair.scale, "georef", shape, None, None, message)
-    return pair.lr, pair.hr, as_image_file(pair, args.hr), match
-
-
-def _integrate_over_bands(args, lr) -> None:
-    """``--srf`` (a response table) made a matrix on the cube's bands by integrating it over each
-    band's Gaussian when the band table gives FWHMs (EnMAP/PRISMA style; :mod:`.core.band_responses`)."""
-    from .core.band_responses import cube_band_srf, read_band_fwhm
-
-    table = args.band_table or lr.metadata.get("band_table")
-    if not table or getattr(args, "srf", None) is None or lr.wavelengths is None:
-        return
-    fwhm = read_band_fwhm(table)
-    if fwhm is None:
-        return
-    fwhm = np.delete(fwhm, lr.metadata.get("dropped_bands") or [])
-    if fwhm.size != np.size(lr.wavelengths):
-        raise InputError(f"{table}: {fwhm.size} FWHM values for a cube of {np.size(lr.wavelengths)} bands; give one per "
-                         "band.")
-    made = cube_band_srf(args.srf, lr.wavelengths, fwhm)
-    if made is not None:
-        args.srf = made[0]
-        print(f"note: --srf {made[1]} integrated over each band's Gaussian (FWHM {fwhm.min():g}-{fwhm.max():g} nm "
-              f"from {Path(table).name})", file=sys.stderr)
-
-
 def cmd_fuse(args) -> int:
     from contextlib import nullcontext
 
+    from ._cli_inputs import input_provenance, integrate_over_bands, read_pair
     from .core.api import fuse_iter
     from .core.fit_report import describe
     from .core.io import TIFF_SUFFIXES, check_output, write_tiff
@@ -356,14 +224,14 @@ def cmd_fuse(args) -> int:
         args.tile = "auto"  # a Zarr result is written tile by tile
     if args.tile is None and _whole_frame_too_big(args):
         args.tile = "auto"  # not a refusal: tiles of a size that fits, read and written tile by tile
-    lr, hr, hr_file, match = _read_pair(args)
-    _integrate_over_bands(args, lr)  # a band table with FWHM: the response over each band's Gaussian
+    lr, hr, hr_file, match = read_pair(args)
+    integrate_over_bands(args, lr)  # a band table with FWHM: the response over each band's Gaussian
     recorded = (lr.metadata.get("settings") or {}).get("degradation")
     deg = _degradation(args, lr.wavelengths, np.shape(lr.data)[0], recorded if isinstance(recorded, dict) else None,
                        hr.dtype)
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
-    provenance = _provenance(args, lr, hr_file, match)  # stored with a streamed result too
+    provenance = input_provenance(args, lr, hr_file, match)  # stored with a streamed result too
     with dask_client(args.workers, args.scheduler) if args.workers or args.scheduler else nullcontext() as client:
         gen = fuse_iter(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile=tile,
                         out=args.out if streamed else None, client=client, provenance=provenance,
@@ -396,10 +264,9 @@ def cmd_fuse(args) -> int:
 def _whole_frame_too_big(args) -> bool:
     """Whether fusing the whole frame would not fit in memory (shapes read from the files' headers
     where the format allows); a file that cannot be opened so is left to the usual reading."""
+    from .core.georef import paired_shape
     from .core.io import open_cube_lazy, open_image_lazy
     from .core.memory import estimate_bytes, fits
-
-    from .core.georef import paired_shape
 
     try:
         lr_shape = np.shape(open_cube_lazy(args.lr).data)
@@ -414,25 +281,6 @@ def _whole_frame_too_big(args) -> bool:
     print(f"note: the whole {hr_shape[0]}x{hr_shape[1]} frame needs about {need:.1f} GB: fused in tiles (--tile to "
           "choose their size)", file=sys.stderr)
     return True
-
-
-def _provenance(args, lr, hr_file, match) -> dict:
-    """The input files and what their readers found, for the result's settings; ``output_geo``:
-    the result grid's georeferencing (:func:`.core.io.output_geo`)."""
-    from .core.io import output_geo
-
-    out: dict = {"hr_file": str(args.hr), "lr_file": str(args.lr)}
-    if match.action != "exact":
-        out["grid_match"] = match.message
-    for key in ("geo", "dropped_bands", "value_scale", "value_scale_source", "band_table", "bad_bands"):
-        if key in lr.metadata:
-            out.setdefault("lr_file_metadata", {})[key] = lr.metadata[key]
-    if "geo" in hr_file.metadata:
-        out["hr_geo"] = hr_file.metadata["geo"]
-    geo = output_geo(hr_file.metadata, lr.metadata, args.scale, args.grid, match.zoom)
-    if geo:  # the result's own grid, which a streamed GeoTIFF result is written with too
-        out["output_geo"] = geo
-    return out
 
 
 def _output_format(args, geo) -> str:
@@ -475,8 +323,8 @@ def cmd_batch(args) -> int:
     def progress(done, total, outcome):
         bar.update(1)
         if not sys.stderr.isatty():
-            print(f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {_in_shell_words(outcome.message)}".rstrip(),
-                  file=sys.stderr, flush=True)
+            line = f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {_in_shell_words(outcome.message)}"
+            print(line.rstrip(), file=sys.stderr, flush=True)
 
     try:
         outcomes = fuse_many(rows, args.out, scheduler=args.scheduler, workers=args.workers, seed=args.seed,
@@ -696,13 +544,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("fuse", help="HR image + LR-HS cube -> HR-HS cube (TIFF)")
-    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG), or a "
-                                               "folder of georeferenced per-band files (a Sentinel-2 tile's bands)")
+    q.add_argument("--hr", required=True, help="HR RGB/MSI image (PNG, BMP, TIFF incl. LZW/deflate GeoTIFF, JPEG), "
+                                               "or a folder of georeferenced per-band files (a Sentinel-2 tile's "
+                                               "bands)")
     q.add_argument("--lr", required=True, help="LR-HS cube (TIFF, ENVI .hdr, .mat, .npy, CAVE folder)")
     q.add_argument("--variable", help="variable name inside a .mat file")
-    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; a tiled run (--tile, "
-                                                "or a frame too big for memory) writes a tiled OME BigTIFF tile by tile; .zarr: an OME-Zarr multiscale "
-                                                "image written tile by tile, for results larger than memory)")
+    q.add_argument("--out", required=True, help="the fused cube to write (.tif, .tiff or .ome.tif; a tiled run "
+                                                "(--tile, or a frame too big for memory) writes a tiled OME BigTIFF "
+                                                "tile by tile; .zarr: an OME-Zarr multiscale image written tile by "
+                                                "tile, for results larger than memory)")
     q.add_argument("--tile", help="fuse in tiles of about this many HR pixels a side, or 'auto' (whole when it "
                                   "fits in memory); the inputs are then read tile by tile where the format allows "
                                   "(default: auto for a frame that does not fit in memory, else whole)")
@@ -720,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--value-scale", default="auto",
                       help="multiply the LR cube by this (e.g. 1e-4 for reflectance x 10000); 'auto': the scale "
                            "the file documents (GDAL band scale, ENVI reflectance scale factor, NEON reflectance)")
-    real.add_argument("--lr-nodata", type=float, help="LR nodata value (default: the file's own, NaN, all-zero spectra)")
+    real.add_argument("--lr-nodata", type=float,
+                      help="LR nodata value (default: the file's own, NaN, all-zero spectra)")
     real.add_argument("--hr-nodata", type=float,
                       help="HR nodata value in the image's own units (e.g. 0 for a mosaic's black fill): pixels with "
                            "every channel at it are masked")
@@ -738,8 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("batch", help="fuse every pair of a manifest (CSV/YAML) on dask.distributed")
     q.add_argument("manifest", help="CSV or YAML: name, hr, lr[, method, scale, psf, psf_sigma, psf_size, psf_sigma2, "
-                                    "psf_angle, boundary, shift, srf (or response; 'estimate'), wavelengths, hr_encoding (or encoding), tile, options, value_scale, "
-                                    "band_table, drop_bands, lr_nodata]; paths relative to the manifest")
+                                    "psf_angle, boundary, shift, srf (or response; 'estimate'), wavelengths, "
+                                    "hr_encoding (or encoding), tile, options, value_scale, band_table, drop_bands, "
+                                    "lr_nodata, lr_crs, hr_bands]; paths relative to the manifest")
     q.add_argument("--out", required=True, help="folder for <name>.tif, created when missing (pairs already done "
                                                 "there are skipped)")
     q.add_argument("--workers", type=int, help="local worker processes, one thread each (default: one per core)")
@@ -830,7 +682,7 @@ def _dispatch(args) -> int:
             raise
         print("error: out of memory: crop the images, or fuse them in parts (nothing was written)", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless asked for
+    except Exception as exc:
         if args.debug:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (nothing was written; run with --debug for the "

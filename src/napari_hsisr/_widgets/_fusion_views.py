@@ -283,7 +283,8 @@ class ResultView(QGroupBox):
             for label, value in items:
                 combo.addItem(label, value)
         self.format_combo.setToolTip("ImageJ hyperstack or OME-TIFF; both keep wavelengths and settings")
-        self.dtype_combo.setToolTip("float32, or uint16 (values mapped onto 0..65535 without clipping; the scale is stored and reading back undoes it)")
+        self.dtype_combo.setToolTip("float32, or uint16 (values mapped onto 0..65535 without clipping; the scale "
+                                    "is stored and reading back undoes it)")
         self.save_button = QPushButton("Save result...")
         self.save_button.setToolTip("TIFF with wavelengths and the full settings (reads back with File > Open)")
         save_row = QHBoxLayout()

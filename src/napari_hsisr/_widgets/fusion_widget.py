@@ -595,7 +595,8 @@ class FusionWidget(JoinsPluginTabs, QWidget):
 
     def _on_psf_changed(self, text):
         if text == FROM_FILE:
-            path, _ = QFileDialog.getOpenFileName(self, "PSF kernel file", "", "Kernels (*.npy *.csv *.txt *.tif *.tiff)")
+            path, _ = QFileDialog.getOpenFileName(self, "PSF kernel file", "",
+                                                  "Kernels (*.npy *.csv *.txt *.tif *.tiff)")
             if not path:
                 self.psf_combo.setCurrentIndex(0)
                 return

@@ -9,16 +9,15 @@ dask.distributed cluster (``client``). Neither of those modules imports this one
 from __future__ import annotations
 
 import math
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 
 from .degradation import Degradation
 from .errors import InputError
-from .frame import fuse_frame_iter, prepare_inputs, to_lr_frame  # noqa: F401 - public names of this module
-from .frame import _judged
+from .frame import _judged, fuse_frame_iter, prepare_inputs, to_lr_frame  # noqa: F401 - public names of this module
 from .methods import FusionResult, Progress, get_method
-from .methods.base import monotone, run_to_end  # noqa: F401 - run_to_end: used here, and callers import it from here
+from .methods.base import monotone, run_to_end
 
 
 def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast", seed: int = 0,

@@ -1,7 +1,8 @@
 """Many pairs on a dask.distributed cluster: a field campaign, a folder of scenes.
 
 A manifest (CSV or YAML) lists pairs: ``name, hr, lr`` and optionally ``method``, ``scale``,
-``psf``, ``psf_sigma``, ``psf_size``, ``psf_sigma2``, ``psf_angle``, ``boundary``, ``shift`` (``dy,dx``), ``srf`` (or ``response``; ``estimate``: from the pair), ``wavelengths``
+``psf``, ``psf_sigma``, ``psf_size``, ``psf_sigma2``, ``psf_angle``, ``boundary``, ``shift`` (``dy,dx``),
+``srf`` (or ``response``; ``estimate``: from the pair), ``wavelengths``
 (``start:stop:step`` nm), ``hr_encoding`` (or ``encoding``), ``tile``, ``options``
 (``key=value;key=value``) and the LR file's ``value_scale`` (default ``auto``: the file's documented
 scale), ``band_table`` (default: the one beside the file), ``drop_bands`` (``auto`` or 1-based
@@ -87,7 +88,8 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             rows = [{k.strip(): (v or "").strip() if isinstance(v, str) else v for k, v in r.items() if k}
                     for r in csv.DictReader(io.StringIO(text, newline=""))]
         except csv.Error as exc:
-            raise InputError(f"{path}: not a readable CSV ({exc}); a manifest has a header row name,hr,lr,...") from None
+            raise InputError(f"{path}: not a readable CSV ({exc}); a manifest has a header row "
+                             "name,hr,lr,...") from None
     else:
         raise InputError(f"{path}: a manifest is a .csv or .yaml file.")
     out, seen = [], set()
@@ -304,8 +306,8 @@ def fuse_pair(row: dict, out_dir: str, seed: int = 0, device: str = "cpu", threa
                       **_options(row.get("options")))
         result.settings.update(hr_file=row["hr"], lr_file=row["lr"], batch={"request": key, "row": row})
         geo = output_geo(hr_file.metadata, lr.metadata, match.scale)  # a georeferenced pair: a GeoTIFF a GIS places
-        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings, inputs=(row["hr"], row["lr"]),
-                   format="geotiff" if geo else "imagej", geo=geo)
+        write_tiff(out, np.asarray(result.cube), wavelengths=wl, settings=result.settings,
+                   inputs=(row["hr"], row["lr"]), format="geotiff" if geo else "imagej", geo=geo)
         fit = result.settings.get("fit", {})
         return PairOutcome(name, "done", round(time.perf_counter() - start, 2), str(out),
                            fit.get("lr", {}).get("relative"), fit.get("hr", {}).get("relative"),

@@ -127,8 +127,8 @@ def fast_candidate(inputs, deg) -> np.ndarray | None:
     """``fast`` under the model the method used (None when that model has no response)."""
     from dataclasses import replace
 
-    from .methods.base import run_to_end
     from .methods import fast
+    from .methods.base import run_to_end
 
     if deg.srf is None or deg.srf.shape != (inputs.lr.shape[0], inputs.hr.shape[0]):
         return None

@@ -252,7 +252,7 @@ class Degradation:
         }
 
     @classmethod
-    def from_settings(cls, record: dict) -> "Degradation":
+    def from_settings(cls, record: dict) -> Degradation:
         """Rebuild a degradation from :meth:`settings` (e.g. a result's recorded or estimated one)."""
         enc = record.get("hr_encoding", "auto")
         if isinstance(enc, dict):
@@ -270,7 +270,7 @@ class Degradation:
             deg.channels = tuple(record["channels"])
         return deg
 
-    def with_(self, **changes) -> "Degradation":
+    def with_(self, **changes) -> Degradation:
         """A copy with some fields replaced (e.g. an estimated PSF, shift or gain)."""
         kw = dict(scale=self.scale, psf=self.psf, srf=self.srf, wavelengths=self.wavelengths,
                   n_bands=self.n_bands, boundary=self.boundary, shift=self.shift, hr_encoding=self.hr_encoding,
@@ -387,7 +387,7 @@ class DegradationSpec:
         return deg, f"using the degradation the LR file records ({deg.psf_name}, {deg.srf_name})"
 
     @classmethod
-    def from_settings(cls, record: dict) -> "DegradationSpec":
+    def from_settings(cls, record: dict) -> DegradationSpec:
         """The spec that rebuilds a recorded degradation (:meth:`Degradation.settings`): kernel,
         response, wavelengths, boundary, shift, encoding, gains and offsets."""
         deg = Degradation.from_settings(record)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 
@@ -18,8 +18,16 @@ from .errors import InputError
 from .methods import FusionInputs, FusionResult, Progress, get_method
 from .methods.base import SceneContext, monotone
 from .parallel import blas_pinned
-from .validation import (check_layout, check_lr, check_result, check_seed, check_values, hr_to_channels_first,
-                         resolve_device, to_unit_float)
+from .validation import (
+    check_layout,
+    check_lr,
+    check_result,
+    check_seed,
+    check_values,
+    hr_to_channels_first,
+    resolve_device,
+    to_unit_float,
+)
 
 
 def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, seed: int = 0,
@@ -134,7 +142,8 @@ def fuse_frame_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     cube, extras = out if isinstance(out, tuple) else (out, {})
     used = extras.get("degradation_object", inputs.degradation)
     check = None
-    if scene is not None and (scene.skip_fit or scene.keep is not None):  # a tile: holes filled, judged on its kept part
+    # a tile: holes filled, judged on its kept part
+    if scene is not None and (scene.skip_fit or scene.keep is not None):
         from .contract import fill_holes
 
         cube, _ = fill_holes(cube, inputs, used)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .errors import InputError
 
+
 def estimate_bytes(method: str, hr_pixels: int, bands: int, rank: int = 20) -> int:
     """Peak memory a fusion adds, in bytes, for ``hr_pixels`` HR pixels and ``bands`` bands: what
     the method declares per HR pixel, per band of the cube and per subspace coefficient (rank <= 20

@@ -4,7 +4,8 @@ On disk, tiles are summed into the chunks of a Zarr array that they touch and ev
 written whole (a partial chunk update makes Zarr hold, decode and re-encode whole chunks). A chunk
 is written as soon as every tile that touches it has come; one that the next tile does not touch
 but a tile still to come does (the band under a row of tiles) is written with its partial sum and
-read back when such a tile comes. Tiles may come in any order (a cluster's, as they finish). Memory therefore holds the chunks around one or two tiles, not a row of tiles
+read back when such a tile comes. Tiles may come in any order (a cluster's, as they finish).
+Memory therefore holds the chunks around one or two tiles, not a row of tiles
 at the scene's width. Results go to a temporary name that is renamed to ``out`` at the end: a
 stopped or failed run leaves nothing there, and no temporary (:mod:`.outputs`: the same policy as
 every writer: ``out`` replaces no input and nothing that is not a result of ours).

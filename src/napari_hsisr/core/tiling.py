@@ -310,7 +310,8 @@ def _tile_run(shared: dict, hr_t, lr_t, valid_t, keys: dict):
     from .frame import fuse_frame_iter
 
     return fuse_frame_iter(hr_t, lr_t, shared["degradation"], shared["method"], shared["seed"], shared["device"],
-                           shared["lr_nodata"], "hr", valid_t, scene=shared["scene"].for_tile(**keys), **shared["options"])
+                           shared["lr_nodata"], "hr", valid_t, scene=shared["scene"].for_tile(**keys),
+                           **shared["options"])
 
 
 def _kept(res, keys: dict):
@@ -471,7 +472,8 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
             "tiling": {"tile": tile, "halo": halo, "blend": blend, "tiles": len(tiles), "tile_method": tile_method,
                        "scene_crop": SCENE_CROP, "tiles_without_data": len(empty),
                        **({"workers": _worker_count(client)} if client is not None else {})},
-            "fit": {**_combine_fits(fits), "tiles_checked": len(checked)}, "estimation_notes": notes, "versions": versions(),
+            "fit": {**_combine_fits(fits), "tiles_checked": len(checked)}, "estimation_notes": notes,
+            "versions": versions(),
             "seconds": round(time.perf_counter() - start, 3), "grid": {"frame": "hr"},
         }
         if info.scene_estimate is not None or used is not degradation:

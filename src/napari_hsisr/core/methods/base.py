@@ -3,15 +3,17 @@
 A method is a generator function ``run(inputs, **options)`` that yields :class:`Progress`
 records and finally *returns* the fused cube ``(C, Y, X)`` float32 (the generator's return
 value), or ``(cube, extras)`` where ``extras`` is a dict of by-products (e.g. the PSF and SRF a
-blind method estimated) that ends up in :attr:`FusionResult.extras`. The caller may stop at any yield by simply not resuming it (or calling ``.close()``):
+blind method estimated) that ends up in :attr:`FusionResult.extras`. The caller may stop at any
+yield by simply not resuming it (or calling ``.close()``):
 nothing half-made is ever returned. :func:`napari_hsisr.core.api.fuse_iter` wraps a method with
 input validation, seeding and timing, and turns its return value into a :class:`FusionResult`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generator
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +108,7 @@ class SceneContext:
     skip_fit: bool = False  # no fit report on this tile (a tiled run checks a sample of its tiles)
     solve_region: tuple | None = None  # where a consistency step must hold (the kept part and fast's halo)
 
-    def for_tile(self, keep: tuple, skip_fit: bool, solve_region: tuple) -> "SceneContext":
+    def for_tile(self, keep: tuple, skip_fit: bool, solve_region: tuple) -> SceneContext:
         return replace(self, keep=keep, skip_fit=skip_fit, solve_region=solve_region)
 
 
@@ -119,7 +121,7 @@ class SceneRequest:
     lr: Any
     degradation: Degradation
     options: dict
-    crop_inputs: Callable[..., "FusionInputs"]  # (degradation, method, scene=None): the central crop, prepared
+    crop_inputs: Callable[..., FusionInputs]  # (degradation, method, scene=None): the central crop, prepared
     full_lr: Callable[[], tuple]  # () -> (the whole LR cube float64 with non-finite values 0, valid mask or None)
     guide_variance: Callable[..., Generator] | None  # (radius, refit_radius) -> generator of (lr value, hr value)
     scale: int = 1

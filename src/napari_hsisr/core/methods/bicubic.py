@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from .base import FusionInputs, MethodInfo, Progress, register
 
 

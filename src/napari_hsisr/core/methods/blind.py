@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import InputError
-from .base import FusionInputs, MethodInfo, Option, Progress, register, relayed
 from . import unsupervised as _unsup
+from .base import FusionInputs, MethodInfo, Option, Progress, register, relayed
 
 KNOWN_PARTS = ("psf", "srf", "shift")
 
@@ -169,7 +169,8 @@ register(MethodInfo(
         Option("known", "none", "parts of the degradation to hold fixed: 'none' or a comma list of psf, srf, "
                "shift (an hr_encoding other than auto is always held)"),
         Option("psf_model", "auto", "estimated PSF: 'gaussian' (widths, angle, shift), 'free' (any non-negative "
-               "kernel) or 'auto' (free when the pair has enough LR pixels for it)", choices=("auto", "gaussian", "free")),
+               "kernel) or 'auto' (free when the pair has enough LR pixels for it)",
+               choices=("auto", "gaussian", "free")),
         Option("psf_size", 0, "PSF support in HR pixels before the shift (0: twice the scale)", minimum=0,
                maximum=256),
         Option("est_iterations", 3, "alternations between the response and the PSF/shift fits", minimum=1,

@@ -36,8 +36,18 @@ from ..degradation import Degradation
 from ..solvers.fourier import SubspaceSystem
 from ..solvers.guided import GuidedFilter, default_radius, prior_from_lr
 from ..solvers.subspace import band_weights, default_eps, noise_covariance, noise_to_signal, signal_rank, subspace
-from .base import (PREVIEW_EVERY_S, FusionInputs, MethodInfo, Option, Progress, SceneContext, SceneRequest, register,
-                   run_to_end, small_preview)
+from .base import (
+    PREVIEW_EVERY_S,
+    FusionInputs,
+    MethodInfo,
+    Option,
+    Progress,
+    SceneContext,
+    SceneRequest,
+    register,
+    run_to_end,
+    small_preview,
+)
 
 
 @dataclass
@@ -324,7 +334,8 @@ register(MethodInfo(
         Option("refit_radius", 4, "window radius of the prior re-fits, in HR pixels", minimum=1, maximum=64),
         Option("band_weights", True, "down-weight LR bands much noisier than the median (HySime estimate)"),
         Option("prior", "auto", "'guided' (local colour -> spectrum maps), 'cs' (component substitution: brightness "
-               "detail injected into the LR spectra) or 'auto' (chosen from the pair)", choices=("auto", "guided", "cs")),
+               "detail injected into the LR spectra) or 'auto' (chosen from the pair)",
+               choices=("auto", "guided", "cs")),
     ),
     bytes_per_band=40, bytes_per_coefficient=40, safe_fallbacks=("gsa",), scene_setup=scene_setup,
 ))

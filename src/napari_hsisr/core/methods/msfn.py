@@ -140,9 +140,9 @@ def _oom(method: str):
 
 
 def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = True, mu: float = 1e-3):
-    from ..training import load_weights
-
     import torch
+
+    from ..training import load_weights
 
     deg = inputs.degradation
     yield Progress(0, 3, message="loading weights")
@@ -293,7 +293,8 @@ def scene_setup(req, scene):
 
     base = fast.NETWORK_BASE_OPTIONS
     full_lr, valid = req.full_lr()
-    scene = replace(scene, subspace=fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"]),
+    scene = replace(scene,
+                    subspace=fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"]),
                     consistency_E=subspace(full_lr, 16, valid))
     del full_lr
     if req.guide_variance is not None:
