@@ -58,6 +58,8 @@ def degradation_errors(extras: dict, deg) -> dict:
 
     Kernels of different supports are compared on the larger one, each centred on the s x s block
     (the convention of Degradation: a K x K kernel starts (K - s) // 2 pixels before the block)."""
+    from napari_hsisr.core.physics import block_offset
+
     out = {}
     if extras.get("psf") is not None:
         est, true = np.asarray(extras["psf"], float), deg.psf
@@ -65,7 +67,7 @@ def degradation_errors(extras: dict, deg) -> dict:
 
         def embed(k):
             full = np.zeros((K, K))
-            o = (K - deg.scale) // 2 - (len(k) - deg.scale) // 2
+            o = block_offset(K, deg.scale) - block_offset(len(k), deg.scale)
             full[o:o + len(k), o:o + len(k)] = k
             return full
 

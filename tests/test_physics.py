@@ -71,6 +71,8 @@ def _fourier(rng, scale, size):
 CASES = {
     **{f"spatial s={s} K={k} {b}": (_spatial, dict(scale=s, size=k, boundary=b))
        for s, k in ((2, 2), (2, 3), (2, 5), (3, 4), (3, 6), (4, 4), (4, 7)) for b in BOUNDARIES},
+    **{f"spatial s={s} K={k} edge": (_spatial, dict(scale=s, size=k, boundary="edge"))  # estimation's rule
+       for s, k in ((2, 3), (3, 6), (4, 9))},
     "spatial with a batch axis": (_spatial, dict(scale=3, size=5, boundary="reflect", lead=(2, 3))),
     "spatial, one LR row": (_spatial, dict(scale=2, size=2, boundary="zero", lr=(1, 6))),
     **{f"shifted {shift} {b}": (_shifted, dict(scale=4, shift=shift, boundary=b))
@@ -125,3 +127,53 @@ def test_a_whole_pixel_shift_moves_the_samples_by_that_many_pixels():
     moved = SpatialOperator(shifted_kernel(kernel, 4, (0.0, 1.0)), 4, "wrap")(z)
     expected = SpatialOperator(kernel, 4, "wrap")(np.roll(z, -1, axis=-1))
     np.testing.assert_allclose(moved, expected, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- one blur-and-decimate
+def _direct(z, kernel, scale, mode):
+    """``x[c, i, j] = sum_uv k[u, v] z[c, i s - p + u, j s - p + v]`` evaluated tap by tap, the
+    samples outside the image by numpy's pad ``mode`` (``p = (K - s) // 2`` written out here)."""
+    K = kernel.shape[0]
+    p = (K - scale) // 2
+    zp = np.pad(z, ((0, 0), (p, K - scale - p), (p, K - scale - p)), mode=mode)
+    y, x = z.shape[1] // scale, z.shape[2] // scale
+    out = np.zeros((len(z), y, x))
+    for u in range(K):
+        for v in range(K):
+            out += kernel[u, v] * zp[:, u:u + y * scale:scale, v:v + x * scale:scale]
+    return out
+
+
+@pytest.mark.parametrize("scale, size", [(2, 2), (3, 6), (4, 9), (8, 19)])
+def test_estimation_sees_the_pair_through_the_operator(scale, size):
+    """Blind estimation, gain fitting and the fit report use the physics operator with its edge
+    rule (estimation.spatial), its patch matrices read the same windows, and the LR pixels they
+    count are the operator applied to the validity mask with zero outside (footprint_valid)."""
+    from napari_hsisr.core.estimation import footprint_valid, patch_matrix, spatial
+
+    rng = np.random.default_rng(scale * 100 + size)
+    kernel = _kernel(rng, size)
+    z = rng.random((2, 5 * scale, 4 * scale))
+    expected = _direct(z, kernel, scale, "edge")
+    np.testing.assert_allclose(spatial(z, kernel, scale), expected, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(patch_matrix(z, scale, size) @ kernel.ravel(), expected.reshape(2, -1), rtol=0,
+                               atol=1e-13)
+    valid = rng.random(z.shape[1:]) > 0.1
+    mass = _direct(valid[None].astype(float), kernel, scale, "constant")[0]
+    np.testing.assert_array_equal(footprint_valid(kernel, scale, valid.shape, valid), mass >= 0.99)
+    if size > scale:  # the edge rule matters: the reflect one gives other border samples
+        assert not np.allclose(spatial(z, kernel, scale), SpatialOperator(kernel, scale, "reflect")(z))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 8])
+def test_block_mean_is_the_operator_with_the_block_as_kernel(scale):
+    """GSA and the coarse registration average blocks by a reshape (much faster than the float64
+    convolution); it is the spatial operator with a box kernel of side s, to rounding."""
+    from napari_hsisr.core.physics import block_mean
+
+    rng = np.random.default_rng(scale)
+    z = rng.standard_normal((3, 4 * scale, 5 * scale))
+    box = np.full((scale, scale), 1.0 / scale ** 2)
+    np.testing.assert_allclose(block_mean(z, scale), SpatialOperator(box, scale, "zero")(z), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(block_mean(z, scale), _direct(z, box, scale, "constant"), rtol=0, atol=1e-14)
+    assert block_mean(z[0], scale).shape == (4, 5)

@@ -31,7 +31,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .physics import ToneCurve, check_pair_shapes, kernel_centroid, shifted_kernel
+from .physics import (
+    SpatialOperator,
+    ToneCurve,
+    block_mean,
+    block_offset,
+    check_pair_shapes,
+    kernel_centroid,
+    padded_for_kernel,
+    shifted_kernel,
+)
 
 TONE_CANDIDATES = ("linear", "srgb", "gamma:1.8", "gamma:2.2", "gamma:2.6")
 CAMERA_RANGE_NM = (370.0, 750.0)  # what an RGB camera with an IR-cut filter sees
@@ -41,38 +50,18 @@ CAMERA_RANGE_NM = (370.0, 750.0)  # what an RGB camera with an IR-cut filter see
 def spatial(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
     """``D`` with ``kernel`` (centred convention) on ``(n, Y, X)``, edges replicated (the LR pixels
     that reach past the edge are left out by :func:`footprint_valid` anyway)."""
-    import torch
-    import torch.nn.functional as F
-
-    n, Y, X = hr.shape
-    K = kernel.shape[0]
-    b = (K - scale) // 2
-    a = K - scale - b
-    t = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float64))[:, None]
-    if b > 0 or a > 0:
-        t = F.pad(t, (max(b, 0), max(a, 0), max(b, 0), max(a, 0)), mode="replicate")
-    out = F.conv2d(t, torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float64))[None, None], stride=scale)
-    return out[:, 0, :Y // scale, :X // scale].numpy()
+    return SpatialOperator(kernel, scale, "edge")(hr)
 
 
 def footprint_valid(kernel: np.ndarray, scale: int, hr_shape, hr_valid: np.ndarray | None = None,
                     mass: float = 0.99) -> np.ndarray:
     """LR pixels (y, x) whose kernel puts at least ``mass`` of its weight on HR pixels that exist
     and are valid (none when the kernel is larger than the image)."""
-    import torch
-    import torch.nn.functional as F
-
     Y, X = hr_shape
     if kernel.shape[0] > min(Y, X):
         return np.zeros((Y // scale, X // scale), bool)
     valid = np.ones((Y, X)) if hr_valid is None else hr_valid.astype(np.float64)
-    K = kernel.shape[0]
-    b = (K - scale) // 2
-    a = K - scale - b
-    t = torch.from_numpy(valid)[None, None]
-    t = F.pad(t, (b, a, b, a))  # zero: outside the image does not count
-    out = F.conv2d(t, torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float64))[None, None], stride=scale)
-    return out[0, 0].numpy() >= mass
+    return SpatialOperator(kernel, scale, "zero")(valid) >= mass  # zero: outside the image does not count
 
 
 def _huber_weights(r: np.ndarray) -> np.ndarray:
@@ -94,7 +83,7 @@ def fit_gain_offset(hr: np.ndarray, lr: np.ndarray, kernel: np.ndarray, scale: i
                     hr_valid=None, lr_valid=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel ``gain`` and ``offset`` with ``D y_k = gain_k (R^T x)_k + offset_k`` (robust
     least squares on the usable LR pixels). Returns ``(gain, offset, relative residual)``."""
-    use = _usable(kernel, scale, hr.shape[-2:], hr_valid, lr_valid)
+    use = usable_lr_pixels(kernel, scale, hr.shape[-2:], hr_valid, lr_valid)
     b = spatial(hr, kernel, scale).reshape(len(hr), -1)[:, use]
     t = np.tensordot(response.T, lr.reshape(len(lr), -1)[:, use], axes=1)
     gain, offset, resid = np.ones(len(hr)), np.zeros(len(hr)), np.zeros(len(hr))
@@ -113,7 +102,9 @@ def fit_gain_offset(hr: np.ndarray, lr: np.ndarray, kernel: np.ndarray, scale: i
     return gain, offset, resid
 
 
-def _usable(kernel, scale, hr_shape, hr_valid, lr_valid) -> np.ndarray:
+def usable_lr_pixels(kernel, scale, hr_shape, hr_valid, lr_valid) -> np.ndarray:
+    """(y*x,) bool, flat: the LR pixels that relate the pair, valid and with their kernel lying
+    on valid HR pixels (:func:`footprint_valid`); an InputError when fewer than 4 are."""
     use = footprint_valid(kernel, scale, hr_shape, hr_valid)
     if lr_valid is not None:
         use &= lr_valid
@@ -188,7 +179,7 @@ def _gauss(scale, p, K):
     """The model's Gaussian on a fixed centred ``K x K`` support (smooth in every parameter: no
     truncation window that moves with the shift)."""
     sy, sx, angle, dy, dx = p
-    c = (K - 1) / 2.0 - (K - scale) // 2 - (scale - 1) / 2.0  # support centre minus block centre
+    c = (K - 1) / 2.0 - block_offset(K, scale) - (scale - 1) / 2.0  # support centre minus block centre
     yy, xx = np.mgrid[0:K, 0:K].astype(np.float64)
     x, y = xx - (K - 1) / 2.0 + c - dx, -(yy - (K - 1) / 2.0 + c - dy)
     t = np.deg2rad(angle)
@@ -198,7 +189,9 @@ def _gauss(scale, p, K):
     return k / k.sum()
 
 
-def _support(wavelengths, C: int, k: int) -> np.ndarray:
+def response_support(wavelengths, C: int, k: int) -> np.ndarray:
+    """(C,) bool: the bands an RGB camera's response may cover (:data:`CAMERA_RANGE_NM`), all of
+    them when the wavelengths are unknown, the HR image is not RGB, or fewer than 3 lie inside."""
     if wavelengths is None or k != 3:
         return np.ones(C, bool)
     wl = np.asarray(wavelengths, dtype=float)
@@ -211,9 +204,7 @@ def coarse_shift(h: np.ndarray, lr: np.ndarray, scale: int, support: np.ndarray)
     two images' mean intensity at LR resolution (insensitive to gain and offset)."""
     from skimage.registration import phase_cross_correlation
 
-    hr_mean = h.mean(0)
-    Y, X = hr_mean.shape
-    hr_lr = hr_mean.reshape(Y // scale, scale, X // scale, scale).mean(axis=(1, 3))
+    hr_lr = block_mean(h.mean(0), scale)
     lr_mean = lr[support].mean(0)
     if min(lr_mean.shape) < 4:
         return 0.0, 0.0
@@ -230,11 +221,8 @@ def patch_matrix(h: np.ndarray, scale: int, K: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    k, Y, X = h.shape
-    b = (K - scale) // 2
-    a = K - scale - b
-    t = F.pad(torch.from_numpy(np.ascontiguousarray(h, dtype=np.float64))[:, None], (b, a, b, a), mode="replicate")
-    cols = F.unfold(t, K, stride=scale)  # k, K*K, y*x
+    t = padded_for_kernel(torch.from_numpy(np.ascontiguousarray(h, dtype=np.float64))[:, None], K, scale, "edge")
+    cols = F.unfold(t, K, stride=scale)  # k, K*K, y*x: the operator as a matrix in the kernel's taps
     return cols.transpose(1, 2).numpy()
 
 
@@ -268,7 +256,7 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
     check_pair_shapes(hr.shape, lr.shape, s)
     k, C = hr.shape[0], lr.shape[0]
     size = int(size or 2 * s)
-    support = _support(wavelengths, C, k)
+    support = response_support(wavelengths, C, k)
     notes = []
     if not support.all():
         notes.append(f"response restricted to the {int(support.sum())} bands within {CAMERA_RANGE_NM[0]:g}-"
@@ -307,7 +295,7 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
         return _gauss(s, p, K)
 
     def rows(kern):
-        use = np.flatnonzero(_usable(kern, s, hr.shape[-2:], hr_valid, lr_valid))
+        use = np.flatnonzero(usable_lr_pixels(kern, s, hr.shape[-2:], hr_valid, lr_valid))
         if use.size > max_pixels:
             use = np.sort(rng.choice(use, max_pixels, replace=False))
         return use
@@ -415,7 +403,7 @@ def estimate_degradation_iter(hr: np.ndarray, lr: np.ndarray, scale: int, wavele
     n_rows = rows(kern).size * k
     # free taps: a window of the Gaussian's support around its fitted centre
     side = min(K, size + 2)
-    centre = ((s - 1) / 2 + p[3] + (K - s) // 2, (s - 1) / 2 + p[4] + (K - s) // 2)
+    centre = ((s - 1) / 2 + p[3] + block_offset(K, s), (s - 1) / 2 + p[4] + block_offset(K, s))
     lo = [int(np.clip(round(c - (side - 1) / 2), 0, K - side)) for c in centre]
     window = np.zeros((K, K), bool)
     window[lo[0]:lo[0] + side, lo[1]:lo[1] + side] = True

@@ -140,15 +140,15 @@ def likely_causes(inputs, deg) -> list[str]:
 def _free_response_residual(lin, lr, deg, inputs) -> float | None:
     """Mean relative residual of ``D y = W^T x + o`` with ``W`` fitted freely (the response
     estimate of blind, PSF held), on the LR grid; None when it cannot be fitted."""
-    from .estimation import _support, _usable, fit_response, spatial
+    from .estimation import fit_response, response_support, spatial, usable_lr_pixels
 
     try:
-        use = _usable(deg.kernel, deg.scale, lin.shape[-2:], inputs.hr_valid, inputs.lr_valid)
+        use = usable_lr_pixels(deg.kernel, deg.scale, lin.shape[-2:], inputs.hr_valid, inputs.lr_valid)
     except Exception:  # noqa: BLE001 - too few usable pixels: no cause named
         return None
     b = spatial(lin, deg.kernel, deg.scale).reshape(len(lin), -1)[:, use]
     x = lr.reshape(len(lr), -1)[:, use]
-    W, o, _ = fit_response(b, x, _support(deg.wavelengths, len(lr), len(lin)))
+    W, o, _ = fit_response(b, x, response_support(deg.wavelengths, len(lr), len(lin)))
     r = b - (W.T @ x + o[:, None])
     return float(np.mean(np.sqrt(np.mean(r ** 2, 1)) / (np.sqrt(np.mean(b ** 2, 1)) + 1e-12)))
 

@@ -14,14 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..physics import block_mean
 from .base import FusionInputs, MethodInfo, Progress, register
 from .bicubic import upsample
-
-
-def block_mean(img: np.ndarray, s: int) -> np.ndarray:
-    """Average non-overlapping ``s x s`` blocks of ``(..., Y, X)``."""
-    *lead, Y, X = img.shape
-    return img.reshape(*lead, Y // s, s, X // s, s).mean(axis=(-3, -1))
 
 
 def _gsa_group(hs_up: np.ndarray, hs_lr: np.ndarray, pan: np.ndarray, pan_lr: np.ndarray,
