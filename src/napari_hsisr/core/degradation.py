@@ -293,7 +293,7 @@ class Degradation:
         """Blur + decimate: ``(..., C, Y, X) -> (..., C, Y/s, X/s)``."""
         return self.spatial_operator(z)
 
-    def spatial_adjoint(self, x, hr_shape: tuple[int, int] | None = None):
+    def spatial_adjoint(self, x):
         """Adjoint of :meth:`spatial`: ``(..., C, y, x) -> (..., C, y*s, x*s)``."""
         return self.spatial_operator.adjoint(x)
 

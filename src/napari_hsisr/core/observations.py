@@ -140,8 +140,7 @@ def estimate_response(hr_display, hr_dtype, lr, deg, hr_valid, lr_valid):
     image with the Nikon D700 assumed: 34.0 dB; with its response: 44.4)."""
     from .estimation import estimate_degradation
 
-    given = not (isinstance(deg.hr_encoding, str) and deg.hr_encoding.strip().lower() == "auto")
-    tone = deg.tone(hr_dtype)[0] if given or not np.issubdtype(np.dtype(hr_dtype), np.integer) else None
+    tone = deg.tone(hr_dtype)[0] if deg.encoding_given or not np.issubdtype(np.dtype(hr_dtype), np.integer) else None
     try:
         est = estimate_degradation(hr_display.astype(np.float64), lr.astype(np.float64), deg.scale,
                                    deg.wavelengths, tone=tone, known_kernel=deg.psf,
