@@ -4,7 +4,8 @@
   functions (a lazy import still ties the two modules together), and counting that importing
   ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first;
 - no module outside ``core`` (CLI, napari widgets, reader/writer) imports or reaches a ``_private``
-  name of a core module;
+  name of a core module, and no core module imports another core module's ``_private`` name (what
+  a second module needs is that module's public interface);
 - no source module over :data:`MAX_LINES` lines;
 - core imports neither Qt nor napari (it runs headless and in dask workers).
 
@@ -151,6 +152,15 @@ def _private_uses() -> list[tuple[str, int, str]]:
     return found
 
 
+def _private_imports_within_core() -> list[tuple[str, int, str]]:
+    """(module, line, 'core.module._name') for every ``_private`` name a core module imports from
+    another core module."""
+    return [(module, line, f"{target}.{name}") for module in _modules() if module.startswith(CORE + ".")
+            for target, name, line in _imports(module)
+            if (target == CORE or target.startswith(CORE + ".")) and target != module and name is not None
+            and name.startswith("_") and not name.startswith("__")]
+
+
 def _long_modules() -> dict[str, int]:
     sizes = {p.relative_to(SRC / PACKAGE).as_posix(): len(p.read_text(encoding="utf-8").splitlines())
              for p in _modules().values()}
@@ -172,6 +182,10 @@ def test_no_import_cycle_among_core_modules():
 
 def test_front_ends_reach_no_private_core_name():
     assert _private_uses() == []
+
+
+def test_no_core_module_imports_another_ones_private_name():
+    assert _private_imports_within_core() == []
 
 
 def test_no_module_is_over_the_line_limit():

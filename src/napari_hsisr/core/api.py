@@ -15,7 +15,7 @@ import numpy as np
 
 from .degradation import Degradation
 from .errors import InputError
-from .frame import _judged, fuse_frame_iter, prepare_inputs, to_lr_frame  # noqa: F401 - public names of this module
+from .frame import fuse_frame_iter, judged, prepare_inputs, to_lr_frame  # noqa: F401 - public names of this module
 from .methods import FusionResult, Progress, get_method
 from .methods.base import monotone, run_to_end
 
@@ -132,7 +132,7 @@ def result_fit(cube, hr_image, lr_cube, settings: dict) -> dict:
                          "settings.")
     from .fit_report import residuals
 
-    inputs, used = _judged(inputs, inputs.degradation, method, info)
+    inputs, used = judged(inputs, inputs.degradation, method, info)
     return residuals(np.asarray(cube), inputs, used)
 
 

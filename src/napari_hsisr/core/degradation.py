@@ -46,7 +46,7 @@ from .physics import (  # noqa: F401 - re-exported: spatial_op and check_pair_sh
     shifted_kernel,
     spatial_op,
 )
-from .psf import _whole, box_psf, gaussian_psf, load_psf, normalize_psf
+from .psf import box_psf, gaussian_psf, load_psf, normalize_psf, whole_number
 
 
 def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = None,
@@ -62,11 +62,11 @@ def make_psf(spec, scale: int, sigma: float | None = None, size: int | None = No
     name = str(spec).strip().lower()
     if name == "gaussian":
         sigma = scale / 4.0 if sigma is None else float(sigma)
-        size = scale if size is None else _whole(size, "psf_size")
+        size = scale if size is None else whole_number(size, "psf_size")
         desc = f"gaussian(sigma={sigma:g}" + (f", sigma2={sigma2:g}, angle={angle_deg:g}" if sigma2 else "")
         return gaussian_psf(size, sigma, sigma2, angle_deg), desc + f", size={size})"
     if name in {"box", "average", "mean"}:
-        size = scale if size is None else _whole(size, "psf_size")
+        size = scale if size is None else whole_number(size, "psf_size")
         return box_psf(size), f"box(size={size})"
     return load_psf(spec), f"file:{spec}"
 

@@ -191,13 +191,13 @@ def _fit_report(cube, inputs, used, method, info, causes: bool = True):
     from .contract import fit_score
     from .fit_report import report, residuals
 
-    inputs, used = _judged(inputs, used, method, info)
+    inputs, used = judged(inputs, used, method, info)
     if not causes:
         return fit_score(residuals(cube, inputs, used)), []
     return report(cube, inputs, used, method)
 
 
-def _judged(inputs, used, method, info):
+def judged(inputs, used, method, info):
     """What the fit judges: without a response (a method that uses none) only the LR side."""
     if not (info.needs_srf or info.fit_uses_response):
         inputs = FusionInputs(inputs.hr, inputs.lr, used, hr_valid=inputs.hr_valid, lr_valid=inputs.lr_valid)

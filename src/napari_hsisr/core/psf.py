@@ -22,7 +22,7 @@ def gaussian_psf(size: int, sigma: float, sigma2: float | None = None, angle_deg
     ``angle_deg`` (counter-clockwise from the x axis); ``sigma2`` along the minor axis
     (defaults to ``sigma``: isotropic). Normalised to sum 1.
     """
-    size = _whole(size, "PSF size")
+    size = whole_number(size, "PSF size")
     if size < 1:
         raise InputError(f"PSF size must be >= 1, got {size}.")
     for value in (sigma, sigma2, angle_deg):
@@ -45,7 +45,7 @@ def gaussian_psf(size: int, sigma: float, sigma2: float | None = None, angle_deg
     return k / k.sum()
 
 
-def _whole(value, name: str) -> int:
+def whole_number(value, name: str) -> int:
     """``value`` as an int, or an ``InputError`` (text, NaN, 2.5)."""
     try:
         number = float(value)
@@ -58,7 +58,7 @@ def _whole(value, name: str) -> int:
 
 def box_psf(size: int) -> np.ndarray:
     """Uniform average over a ``size x size`` window (``size == scale``: plain block average)."""
-    size = _whole(size, "PSF size")
+    size = whole_number(size, "PSF size")
     if not 1 <= size <= 4096:
         raise InputError(f"PSF size must be between 1 and 4096, got {size}.")
     return np.full((size, size), 1.0 / size**2)

@@ -5,7 +5,7 @@ from .base import FusionInputs, FusionResult, MethodInfo, Option, Progress, get_
 _BUILTIN = ("bicubic", "gsa", "fast", "unsupervised", "blind", "msfn")
 
 
-def _load_builtin() -> None:
+def load_builtin() -> None:
     import importlib
 
     for name in _BUILTIN:

@@ -293,9 +293,9 @@ def register(info: MethodInfo) -> MethodInfo:
 
 
 def get_method(name: str) -> MethodInfo:
-    from . import _load_builtin
+    from . import load_builtin
 
-    _load_builtin()
+    load_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -306,7 +306,7 @@ def get_method(name: str) -> MethodInfo:
 
 
 def list_methods() -> list[MethodInfo]:
-    from . import _load_builtin
+    from . import load_builtin
 
-    _load_builtin()
+    load_builtin()
     return list(_REGISTRY.values())

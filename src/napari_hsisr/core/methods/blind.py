@@ -28,13 +28,13 @@ KNOWN_PARTS = ("psf", "srf", "shift")
 
 def camspec_mean(wavelengths, n_bands: int) -> np.ndarray:
     """Mean of the camspec cameras on the cube's bands, (C, 3), columns summing to 1."""
-    from ..srf import _presets, resample_srf
+    from ..srf import get_preset, list_presets, resample_srf
 
     if wavelengths is None:
         if n_bands != 31:
             return np.full((n_bands, 3), 1.0 / n_bands)
         wavelengths = np.arange(400, 701, 10)
-    cams = [resample_srf(r, wavelengths) for name, r in _presets().items()
+    cams = [resample_srf(r, wavelengths) for name, r in ((n, get_preset(n)) for n in list_presets())
             if r.n_channels == 3 and r.channels == ("R", "G", "B") and "nikon d700 (cave" not in name.lower()]
     m = np.mean(cams, axis=0)
     return m / m.sum(axis=0)
