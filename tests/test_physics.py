@@ -177,3 +177,17 @@ def test_block_mean_is_the_operator_with_the_block_as_kernel(scale):
     np.testing.assert_allclose(block_mean(z, scale), SpatialOperator(box, scale, "zero")(z), rtol=0, atol=1e-14)
     np.testing.assert_allclose(block_mean(z, scale), _direct(z, box, scale, "constant"), rtol=0, atol=1e-14)
     assert block_mean(z[0], scale).shape == (4, 5)
+
+
+def test_the_circular_operator_is_the_operator_inside_the_image():
+    """The no-reference checks' FFT form of D (the image taken as periodic) is the operator itself
+    on every LR pixel whose kernel stays inside the image, and differs at the border."""
+    from napari_hsisr.core.estimation import footprint_valid
+
+    rng = np.random.default_rng(5)
+    op = SpatialOperator(_kernel(rng, 7), 3, "reflect")
+    z = rng.random((2, 24, 30))
+    inside = footprint_valid(op.kernel, 3, z.shape[1:], mass=1 - 1e-9)
+    assert inside.any() and not inside.all()
+    np.testing.assert_allclose(op.circular(z)[:, inside], op(z)[:, inside], rtol=0, atol=1e-12)
+    assert not np.allclose(op.circular(z)[:, ~inside], op(z)[:, ~inside])

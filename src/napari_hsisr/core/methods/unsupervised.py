@@ -141,6 +141,7 @@ class _Problem:
         import torch.nn.functional as F
 
         B, p, h, w = a.shape
+        # the spatial operator's convolution alone: the patch already carries the samples its boundary rule adds
         out = F.conv2d(a.reshape(B * p, 1, h, w), self.psf, stride=self.s)
         return out.reshape(B, p, *out.shape[-2:])
 
