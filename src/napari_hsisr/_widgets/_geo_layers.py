@@ -131,12 +131,12 @@ def pair_note(widget, hr, lr) -> str:
     spin = widget.scale_spin
     if georeferenced_pair(hr, lr) is None:
         spin.setEnabled(True)
-        remove_footprint(widget.viewer)
+        _drop_footprint(widget)
         return ""
     try:
         plan = _plan(hr, lr)
     except InputError as exc:
-        remove_footprint(widget.viewer)
+        _drop_footprint(widget)
         return f"Georeferenced pair, not pairable: {exc}"
     spin.blockSignals(True)
     spin.setValue(min(max(plan.ratio, 1), spin.maximum()))
@@ -145,9 +145,12 @@ def pair_note(widget, hr, lr) -> str:
     widget._sigma_follows_scale()
     lr_crs, hr_crs = plan.crs_names
     if plan.overlap is None:
-        remove_footprint(widget.viewer)
+        _drop_footprint(widget)
         return f"Georeferenced pair: the HR image and the cube do not overlap on the map ({lr_crs})."
-    show_footprint(widget.viewer, plan.overlap, layer_georef(lr))
+    drawn_for = (hr.name, lr.name, plan.overlap)
+    if getattr(widget, "_footprint_drawn_for", None) != drawn_for:  # drawn once per pair: a footprint the
+        show_footprint(widget.viewer, plan.overlap, layer_georef(lr))  # user (or viewer.close) removes stays
+        widget._footprint_drawn_for = drawn_for  # removed, and a run's exact one is not reset by a layer change
     note = f"Georeferenced pair: paired by map coordinates at Run, on the cube's grid in {lr_crs} at 1/{plan.ratio}."
     if not plan.same_crs:
         note += (f" {hr.name!r} is in {hr_crs}: shown in its own CRS, not overlaid; the fusion reprojects it onto "
@@ -264,6 +267,11 @@ def show_footprint(viewer, bounds, georef: dict) -> None:
     viewer.add_shapes([rect], shape_type="rectangle", name=FOOTPRINT, edge_color=FOOTPRINT_COLOUR,
                       face_color="transparent", edge_width=width, translate=corner,
                       metadata={"hsisr_footprint": True})
+
+
+def _drop_footprint(widget) -> None:
+    widget._footprint_drawn_for = None
+    remove_footprint(widget.viewer)
 
 
 def remove_footprint(viewer) -> None:
