@@ -52,7 +52,7 @@ def _zarr_layer(path: Path) -> tuple:
     levels = [da.from_zarr(z) for z in open_zarr_levels(path)[0]]
     meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
             "wavelength_units": "nm", "settings": cf.metadata.get("settings"), "source": str(path)}
-    kwargs = {"name": path.stem, "metadata": meta}
+    kwargs = {"name": path.stem, "metadata": meta, **_placed(path, meta, 1)}
     if len(levels) > 1:
         return levels, {**kwargs, "multiscale": True}, "image"
     return levels[0], kwargs, "image"
@@ -63,7 +63,6 @@ def _layer(path: Path) -> tuple:
         return _zarr_layer(path)
     # the file's documented scale (NEON: x 10000) and the band table beside it, as hsisr fuse reads them
     cf = read_cube(path, wavelengths="auto", value_scale="auto")
-    _say_what_was_read(path, cf.metadata)
     other = {k: v for k, v in cf.metadata.items() if k not in ("wavelengths", "wavelength_units")}
     meta = {"wavelengths": None if cf.wavelengths is None else [float(w) for w in cf.wavelengths],
             "wavelength_units": "nm", **other}
@@ -72,10 +71,26 @@ def _layer(path: Path) -> tuple:
     data = cf.data
     rgb_tiff = (path.suffix.lower() in TIFF_SUFFIXES and str(cf.metadata.get("axes", "")).endswith("S")
                 and data.shape[0] in (3, 4) and cf.wavelengths is None)
+    kwargs.update(_placed(path, meta, 0 if rgb_tiff else 1))
+    _say_what_was_read(path, meta)
     if rgb_tiff:
         kwargs["rgb"] = True
         return np.moveaxis(data, 0, -1), kwargs, "image"
     return data.astype(np.float32, copy=False), kwargs, "image"
+
+
+def _placed(path: Path, meta: dict, lead: int) -> dict:
+    """A georeferenced file's layer placed on the map (``scale``, ``translate`` of its Y, X axes in
+    map units, north up; ``lead`` leading axes such as bands left at 1 and 0), its
+    ``metadata["georef"]`` set (:mod:`._widgets._geo_layers`); {} for other files."""
+    from ._widgets._geo_layers import file_georef, placement
+
+    georef = file_georef(path, meta)
+    if georef is None:
+        return {}
+    meta["georef"] = georef
+    scale, translate = placement(georef)
+    return {"scale": (1.0,) * lead + scale, "translate": (0.0,) * lead + translate}
 
 
 def _say_what_was_read(path: Path, meta: dict) -> None:
@@ -85,6 +100,10 @@ def _say_what_was_read(path: Path, meta: dict) -> None:
         parts.append(f"values x {meta['value_scale']:g} ({meta['value_scale_source']})")
     if meta.get("band_table"):
         parts.append(f"wavelengths from {Path(meta['band_table']).name}")
+    if meta.get("georef"):
+        from ._widgets._geo_layers import placed_note
+
+        parts.append(placed_note(meta["georef"]))
     if meta.get("bad_bands"):
         parts.append(f"{len(meta['bad_bands'])} noisy bands marked (metadata['bad_bands']; plots skip them, the "
                      "Fusion dock's 'drop noisy bands' removes them)")

@@ -18,7 +18,7 @@ from psygnal import Signal
 
 from ..core.errors import InputError
 from ..core.methods.base import Progress
-from . import _layers
+from . import _geo_layers, _layers
 
 
 @dataclass
@@ -170,6 +170,7 @@ def result_layer_kwargs(req: FusionRequest, result, deg) -> dict:
     bad = (prepared_lr(req).metadata if _lr_options_given(req) else dict(req.lr_layer.metadata or {})).get("bad_bands")
     if bad:  # the noisy bands kept are noisy in the result too: plots skip them there as well
         meta["bad_bands"] = [int(i) for i in bad]
+    meta.update(_geo_layers.result_metadata(req, meta))  # a georeferenced pair's output grid (GeoTIFF on save)
     return {"scale": (1.0, *hs), "translate": (0.0, *ht), "metadata": meta}
 
 
@@ -266,9 +267,10 @@ def save_layer(layer, path, format: str = "imagej", dtype: str = "float32"):
     if not _layers.is_cube(layer):
         raise InputError(f"Layer {layer.name!r} is not a (bands, Y, X) cube; choose a result layer.")
     meta = layer.metadata or {}
+    format, geo = _geo_layers.save_format(layer, format)  # a georeferenced cube: a GeoTIFF
     return write_tiff(path, _layers.read_whole(layer, "a TIFF"), wavelengths=_layers.layer_wavelengths(layer),
                       settings=meta.get("settings"), format=format, dtype=dtype,
-                      units=meta.get("wavelength_units", "nm"))
+                      units=meta.get("wavelength_units", "nm"), geo=geo)
 
 
 def notify_error(message: str) -> None:

@@ -15,7 +15,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..core.errors import InputError
-from . import _layers
+from . import _geo_layers, _layers
 from ._compact import compact_controls
 from ._fusion_state import DONE, FAILED, READY, RUNNING, STOPPED, STOPPING, FusionState
 from ._fusion_views import (  # noqa: F401 - re-exported names used by tests and other docks
@@ -319,6 +319,7 @@ class FusionWidget(JoinsPluginTabs, QWidget):
                 note = (f"HR {Y}x{X} over LR {y}x{x}: ratio {Y / y:.2f} x {X / x:.2f}, not exactly {s}. Crop both to "
                         f"{min(Y // s, y) * s}x{min(X // s, x) * s} and {min(Y // s, y)}x{min(X // s, x)} (or use "
                         "'hsisr fuse', which crops or resamples and says so).")
+        note = _geo_layers.pair_note(self, hr, lr) or note  # georeferenced layers: paired by map coordinates
         self.data_view.set_note(note)
 
     def _align(self, req, deg) -> list | None:
@@ -663,6 +664,7 @@ class FusionWidget(JoinsPluginTabs, QWidget):
     def run(self) -> bool:
         try:
             req = self.request()
+            req = _geo_layers.pair_for_run(self, req)  # georeferenced layers: the paired arrays, on the map
         except InputError as exc:
             notify_error(str(exc))
             self.state.update(status=FAILED, message=f"error: {exc}")
@@ -731,8 +733,9 @@ class FusionWidget(JoinsPluginTabs, QWidget):
 
         settings = layer.metadata.get("settings") or {}
         fit = fit_summary(settings)
+        geo_note = _geo_layers.finished_note(self.viewer, layer)  # georeferenced: how the pair was made
         moved = layer.metadata.get("lr_layer_moved")
-        message = f"done: added {layer.name!r}" + (f"; {fit}" if fit else "")
+        message = f"done: added {layer.name!r}" + (f"; {fit}" if fit else "") + geo_note
         if moved:
             message += (f"; moved {moved['layer']!r} to the estimated alignment" if moved.get("estimated")
                         else f"; aligned {moved['layer']!r} over the HR layer")

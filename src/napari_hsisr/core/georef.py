@@ -265,6 +265,68 @@ def paired_shape(hr_path, lr_path, lr_shape, scale: int | None = None, lr_crs: s
     return int(lr_shape[0]) * ratio, int(lr_shape[1]) * ratio
 
 
+@dataclass
+class PairPlan:
+    """What :func:`pair_by_coordinates` will do with two files, told without reading pixels (for a
+    viewer that shows it before a run): ``ratio``, the two CRSs (``hr_crs`` None when the HR file
+    names none), ``same_crs``, ``overlap`` the cube pixels inside the HR image's extent as
+    (north, west, south, east) in the cube's CRS, snapped to whole cube pixels (None when they do
+    not overlap), ``notes`` as the pairing says them."""
+
+    ratio: int
+    lr_crs: str | None
+    hr_crs: str | None
+    same_crs: bool
+    overlap: tuple[float, float, float, float] | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def crs_names(self) -> tuple[str, str]:
+        return crs_name(self.lr_crs), crs_name(self.hr_crs)
+
+
+def plan_pair(hr_path, lr_path, lr_shape, lr_metadata: dict | None = None, scale: int | None = None,
+              lr_crs: str | None = None) -> PairPlan | None:
+    """:class:`PairPlan` of a pair, None when the two files are not both georeferenced. The overlap
+    is the two extents' (the HR image's outline transformed into the cube's CRS); the run's
+    footprint can be smaller where the HR image holds nodata. ``lr_shape``: the cube's (rows,
+    columns); ``lr_metadata``: what its reader kept (``geo``, ``envi_header``)."""
+    notes: list[str] = []
+    sources = _hr_sources(hr_path, None, notes)
+    lr_ref = read_georef(lr_path, lr_metadata)
+    if sources is None or lr_ref is None:
+        return None
+    hr_ref = min((ref for _, ref, _ in sources), key=lambda r: abs(r.transform[3]))
+    lr_ref = replace(lr_ref, shape=(int(lr_shape[0]), int(lr_shape[1])))
+    lr_c, hr_c = _resolve_crs(lr_ref, hr_ref, lr_crs, notes)
+    ratio = _ratio(lr_ref, hr_ref, lr_c, hr_c, scale)
+    overlap = _extent_overlap(lr_ref, hr_ref, lr_c, hr_c)
+    return PairPlan(ratio, lr_c, hr_c, same_crs(lr_c, hr_c), overlap, notes)
+
+
+def _extent_overlap(lr_ref: Georef, hr_ref: Georef, lr_c, hr_c):
+    """The cube pixels inside the HR image's extent (its densified outline in the cube's CRS), as
+    (north, west, south, east) map coordinates of their outer edges; None when there are none."""
+    rows, cols = hr_ref.shape
+    t = np.linspace(0, 1, 33)
+    r = np.concatenate([np.zeros_like(t), t, np.ones_like(t), t[::-1]]) * rows
+    c = np.concatenate([t, np.ones_like(t), t[::-1], np.zeros_like(t)]) * cols
+    oy, ox, py, px = hr_ref.transform
+    xs, ys = ox + c * px, oy + r * py
+    if not same_crs(lr_c, hr_c):
+        xs, ys = _transform_points(hr_c, lr_c, xs, ys)
+    loy, lox, lpy, lpx = lr_ref.transform
+    ly, lx = lr_ref.shape
+    # the outline's bounding box in cube pixels, shrunk to the whole pixels inside it
+    cr = sorted(((np.min(ys) - loy) / lpy, (np.max(ys) - loy) / lpy))
+    cc = sorted(((np.min(xs) - lox) / lpx, (np.max(xs) - lox) / lpx))
+    r0, r1 = max(math.ceil(cr[0] - _ALIGN_TOL), 0), min(math.floor(cr[1] + _ALIGN_TOL), ly)
+    c0, c1 = max(math.ceil(cc[0] - _ALIGN_TOL), 0), min(math.floor(cc[1] + _ALIGN_TOL), lx)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return loy + r0 * lpy, lox + c0 * lpx, loy + r1 * lpy, lox + c1 * lpx
+
+
 def _on_output_grid(path, ref: Georef, bands, out_t, out_shape, lr_c, hr_c, nodata):
     """(image (Y, X, k), valid, resampled?) of one HR file on the output grid: sliced when its pixels
     are the output pixels, else reprojected."""
@@ -351,6 +413,11 @@ def _check_in_geographic(ref: Georef, crs, what: str) -> None:
     if c is not None and c.is_geographic and (abs(ox) > 360 or abs(oy) > 90):
         raise InputError(f"{what}: its origin ({ox:g}, {oy:g}) cannot be in the HR image's {_crs_name(crs)} "
                          "(longitude/latitude).")
+
+
+def crs_name(crs: str | None) -> str:
+    """A CRS as people name it: ``EPSG:n``, else its pyproj name (``an unnamed CRS`` for None)."""
+    return _crs_name(crs)
 
 
 def _crs_name(crs: str | None) -> str:
