@@ -122,9 +122,27 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         n = int(workers or os.cpu_count() or 1)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         own = Client(cluster)
+        _warm(own)
     try:
         yield own
     finally:
         own.close()
         if cluster is not None:
             cluster.close()
+
+
+def _warm(client) -> None:
+    """Each worker imports the engine now (not waited for): it overlaps the caller's scene context."""
+    from distributed import fire_and_forget
+
+    for address in client.scheduler_info().get("workers", {}):
+        fire_and_forget(client.submit(warm_worker, workers=[address], allow_other_workers=False, pure=False))
+
+
+def warm_worker() -> None:
+    """Import what a tile task needs (torch alone takes seconds), so that a fresh worker does it
+    while the caller still reads the pair and computes the scene context, not on its first tile."""
+    import torch  # noqa: F401
+
+    from . import tiling  # noqa: F401
+    from .methods import fast  # noqa: F401
