@@ -151,3 +151,14 @@ def test_the_footprint_is_replaced_and_goes_with_a_plain_pair(make_napari_viewer
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="plain", rgb=True)
     widget.hr_combo.setCurrentText("plain")
     assert FOOTPRINT not in viewer.layers and widget.scale_spin.isEnabled()
+
+
+def test_a_file_without_crs_does_not_give_its_origin_to_another_crs(monkeypatch):
+    """A no-CRS file opened first (another test, an earlier file) must not put a WGS84 layer at a
+    UTM origin (degrees minus 4.7e6: napari's sliders overflow)."""
+    from napari_hsisr._widgets import _geo_layers
+
+    monkeypatch.setattr(_geo_layers, "_ORIGINS", [])
+    utm = _geo_layers.world_origin(None, [4699078.4, 726491.0, -1.0, 1.0])
+    assert _geo_layers.world_origin("EPSG:4326", [42.4, -72.2, -2.6e-6, 2.6e-6]) != utm
+    assert _geo_layers.world_origin(None, [4699000.0, 726400.0, -0.1, 0.1]) == utm  # no CRS: the first origin

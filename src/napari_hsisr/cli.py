@@ -212,6 +212,7 @@ def cmd_fuse(args) -> int:
     from .core.fit_report import describe
     from .core.io import TIFF_SUFFIXES, check_output, write_tiff
     from .core.parallel import dask_client
+    from .core.tiling import warm_worker
 
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}.")
@@ -232,7 +233,9 @@ def cmd_fuse(args) -> int:
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
     provenance = input_provenance(args, lr, hr_file, match)  # stored with a streamed result too
-    with dask_client(args.workers, args.scheduler) if args.workers or args.scheduler else nullcontext() as client:
+    cluster = dask_client(args.workers, args.scheduler, warm=warm_worker) if args.workers or args.scheduler \
+        else nullcontext()
+    with cluster as client:
         gen = fuse_iter(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile=tile,
                         out=args.out if streamed else None, client=client, provenance=provenance,
                         **_fuse_options(args))  # --lr-nodata: in lr.mask

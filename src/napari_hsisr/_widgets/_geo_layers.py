@@ -60,7 +60,9 @@ def world_origin(crs: str | None, transform) -> list[float]:
     from ..core.georef import same_crs
 
     for known, origin in _ORIGINS:
-        if same_crs(known, crs):
+        # a file naming no CRS takes the first origin; a named CRS only its own (not a no-CRS file's,
+        # which would put degrees at a UTM origin)
+        if crs is None or (known is not None and same_crs(known, crs)):
             return list(origin)
     oy, ox, _, px = transform
     step = 10.0 ** np.ceil(np.log10(abs(px) * 1000))

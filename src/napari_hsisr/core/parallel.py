@@ -105,10 +105,11 @@ def blas_pinned(genfunc):
 
 # ---------------------------------------------------------------------- dask.distributed
 @contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None, client=None):
+def dask_client(workers: int | None = None, scheduler: str | None = None, client=None, warm=None):
     """A ``distributed.Client``: ``client`` itself, else one connected to ``scheduler`` (an
     address), else a ``LocalCluster`` of ``workers`` single-threaded processes (default: one per
-    core; one thread each so that the engine's steps are the same as in one process). What this
+    core; one thread each so that the engine's steps are the same as in one process). ``warm``: a
+    function each new local worker runs at start (e.g. :func:`.tiling.warm_worker`). What this
     opens it closes."""
     if client is not None:
         yield client
@@ -122,27 +123,14 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         n = int(workers or os.cpu_count() or 1)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         own = Client(cluster)
-        _warm(own)
+        if warm is not None:  # each worker runs it now, not waited for: imports overlap the caller's work
+            from distributed import fire_and_forget
+
+            for address in own.scheduler_info().get("workers", {}):
+                fire_and_forget(own.submit(warm, workers=[address], allow_other_workers=False, pure=False))
     try:
         yield own
     finally:
         own.close()
         if cluster is not None:
             cluster.close()
-
-
-def _warm(client) -> None:
-    """Each worker imports the engine now (not waited for): it overlaps the caller's scene context."""
-    from distributed import fire_and_forget
-
-    for address in client.scheduler_info().get("workers", {}):
-        fire_and_forget(client.submit(warm_worker, workers=[address], allow_other_workers=False, pure=False))
-
-
-def warm_worker() -> None:
-    """Import what a tile task needs (torch alone takes seconds), so that a fresh worker does it
-    while the caller still reads the pair and computes the scene context, not on its first tile."""
-    import torch  # noqa: F401
-
-    from . import tiling  # noqa: F401
-    from .methods import fast  # noqa: F401

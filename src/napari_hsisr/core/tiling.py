@@ -526,3 +526,11 @@ def fuse_tiled(hr_image, lr_cube, degradation: Degradation, method: str = "fast"
     path to write the result to instead of memory."""
     return run_to_end(fuse_tiled_iter(hr_image, lr_cube, degradation, method, tile, halo, seed, device, out,
                                       lr_nodata, lr_valid, **options), progress)
+
+
+def warm_worker() -> None:
+    """Import what a tile task needs (torch alone takes seconds), so that a fresh worker does it
+    while the caller still reads the pair and computes the scene context, not on its first tile."""
+    import torch  # noqa: F401
+
+    from .methods import fast  # noqa: F401
