@@ -201,3 +201,20 @@ def test_fuse_on_local_workers_equals_the_tiles_in_process(tmp_path, capsys):
     assert there.metadata["settings"]["tiling"]["workers"] == 1
     assert main([str(a) for a in base + ["--out", tmp_path / "none.tif", "--workers", "0"]]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err and not (tmp_path / "none.tif").exists()
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_a_stop(monkeypatch, tmp_path, capsys):
+    """A library that raises while a KeyboardInterrupt unwinds (a lock released twice) still gives
+    the interrupted exit code and message, not 'unexpected error' (seen once in CI with SIGINT)."""
+    import napari_hsisr.cli as cli
+
+    def interrupted(args):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("release unlocked lock")
+
+    args = cli.build_parser().parse_args(["methods"])
+    monkeypatch.setattr(args, "func", interrupted)
+    assert cli._dispatch(args) == 130
+    assert "stopped" in capsys.readouterr().err

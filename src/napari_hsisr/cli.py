@@ -669,6 +669,17 @@ def _in_shell_words(message: str) -> str:
     return message
 
 
+def _while_interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a KeyboardInterrupt (Ctrl-C, SIGTERM, SIGHUP) unwound."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__ or exc.__cause__
+    return False
+
+
 def _dispatch(args) -> int:
     try:
         return args.func(args)
@@ -686,6 +697,9 @@ def _dispatch(args) -> int:
         print("error: out of memory: crop the images, or fuse them in parts (nothing was written)", file=sys.stderr)
         return 2
     except Exception as exc:
+        if _while_interrupted(exc):  # Ctrl-C landed inside a library's lock: its unwinding raised this
+            print("stopped: nothing was written", file=sys.stderr)
+            return 130
         if args.debug:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (nothing was written; run with --debug for the "
