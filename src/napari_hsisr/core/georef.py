@@ -31,6 +31,7 @@ from .io import (
     image_geo,
     open_image_lazy,
 )
+from .io.geotiff import as_pixel_is_area
 
 GEO_EXTRA = 'pip install "napari-hsisr[geo]"'
 BLOCK = 1024  # output pixels a side reprojected at a time: a block's source window bounds memory
@@ -364,16 +365,6 @@ def _hr_sources(hr_path, hr_bands, notes) -> list[tuple[Path, Georef, list | Non
     return [(files[i], refs[i], None) for i in sorted(keep)]
 
 
-def _pixel_is_area(keys) -> list[int]:
-    """A GeoKeyDirectory with GTRasterTypeGeoKey (1025) set to PixelIsArea: the tie point written is
-    the outer corner of the first pixel (a PixelIsPoint file's was moved by :func:`.io.geo_transform`)."""
-    keys = [int(k) for k in keys]
-    for i in range(4, min(len(keys), 4 + 4 * keys[3]), 4):
-        if keys[i] == 1025 and keys[i + 1] == 0:
-            keys[i + 3] = 1
-    return keys
-
-
 def _crs_tags(lr_ref: Georef, hr_ref: Georef, lr_crs, lr_c) -> dict:
     """The GeoKey tags of the output's CRS (the cube's): the cube file's own, else the HR file's when
     the cube's CRS was taken from it (all its keys kept), else built from the EPSG code."""
@@ -381,7 +372,7 @@ def _crs_tags(lr_ref: Georef, hr_ref: Georef, lr_crs, lr_c) -> dict:
         keys = (ref.geo or {}).get("geokeys")
         if keys and (ref is lr_ref or same_crs(ref.crs, lr_c)):
             tags = {k: ref.geo[k] for k in ("geo_double", "geo_ascii") if k in ref.geo}
-            return {"geokeys": _pixel_is_area(keys), **tags}  # the corner written is the outer one
+            return {"geokeys": as_pixel_is_area(keys), **tags}  # the corner written is the outer one
     return geokeys_for(lr_c)
 
 

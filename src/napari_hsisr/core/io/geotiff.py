@@ -125,12 +125,12 @@ def output_geo(hr_meta: dict | None, lr_meta: dict | None, scale: int, grid: str
     crs = [m["geo"] for m in (source, hr_meta, lr_meta) if m and (m.get("geo") or {}).get("geokeys")]
     geo = {"pixel_scale": [abs(px), abs(py), 0.0], "tiepoint": [0.0, 0.0, 0.0, ox, oy, 0.0]}
     if crs:
-        geo["geokeys"] = _as_pixel_is_area(crs[0]["geokeys"])
+        geo["geokeys"] = as_pixel_is_area(crs[0]["geokeys"])
         geo.update({k: crs[0][k] for k in ("geo_double", "geo_ascii") if k in crs[0]})
     return geo
 
 
-def _as_pixel_is_area(keys) -> list[int]:
+def as_pixel_is_area(keys) -> list[int]:
     """A GeoKeyDirectory with GTRasterTypeGeoKey (1025) set to PixelIsArea: the tie point written
     is the outer corner of the first pixel (:func:`geo_transform` moved a PixelIsPoint one)."""
     keys = [int(k) for k in keys]
