@@ -414,8 +414,49 @@ def _collect_cubes(paths: list[str]) -> list[tuple[str, np.ndarray, object]]:
     return out
 
 
+def cmd_train_config(args) -> int:
+    """``hsisr train --config cfg.json``: the learned prior over many degradations (the shipped
+    ``msfn`` weights come from ``configs/msfn_prior.json``)."""
+    from tqdm import tqdm
+
+    from .core.methods.base import run_to_end
+    from .core.prior_training import PriorConfig, train_prior
+
+    cfg = PriorConfig.load(args.config)
+    if args.fold is not None:
+        cfg.fold = None if args.fold < 0 else args.fold
+    if args.out:
+        cfg.out = str(Path(args.out).resolve())
+    train, held = cfg.split()
+    print(f"training on {len(train)} scenes, holding out {held or 'none'}; weights -> {cfg.out}", file=sys.stderr)
+    bar = tqdm(total=cfg.steps, desc="train", file=sys.stderr, disable=None)
+
+    def show(p):
+        if isinstance(p, tuple):
+            bar.set_description(f"bank {p[0]}/{p[1]}")
+        else:
+            bar.set_description("train")
+            bar.n = p["step"]
+            bar.refresh()
+
+    try:
+        record = run_to_end(train_prior(cfg, log=lambda line: tqdm.write(line, file=sys.stderr)), show)
+    except KeyboardInterrupt:
+        print(f"stopped: the last checkpoint ({Path(cfg.out).with_suffix('.ckpt')}) resumes it", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"wrote {cfg.out} (+ .json record, sha256 {record['sha256'][:12]}...)")
+    return 0
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
+
+    if args.config:
+        return cmd_train_config(args)
+    if not args.data or not args.out or not args.scale:
+        raise InputError("hsisr train needs cube files or folders, --out and --scale (or --config FILE).")
 
     from .core.methods.base import run_to_end
     from .core.training import TrainSettings, export_weights, train_iter
@@ -616,10 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("train", help="train MSFN weights on reference cubes (pairs simulated on the fly)")
-    q.add_argument("data", nargs="+", help="cube files or folders (CAVE-style folders, TIFF, ENVI, .mat)")
+    q.add_argument("data", nargs="*", help="cube files or folders (CAVE-style folders, TIFF, ENVI, .mat)")
+    q.add_argument("--config", help="JSON config of a learned-prior run (the shipped msfn weights: "
+                   "configs/msfn_prior.json); the other flags but --fold and --out are then unused")
+    q.add_argument("--fold", type=int, help="with --config: hold out fold K (-1: none)")
     q.add_argument("--val", nargs="*", help="names of the cubes held out for validation")
     q.add_argument("--scenes", nargs="*", help="use only these cubes (plus --val)")
-    q.add_argument("--out", required=True, help="weights file to write (.pt; a .json record is written beside)")
+    q.add_argument("--out", help="weights file to write (.pt; a .json record is written beside)")
     q.add_argument("--name", help="name of the degradation in the record (default x<scale>)")
     q.add_argument("--checkpoint", help="checkpoint path (default <out>.ckpt)")
     q.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -632,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--snr", type=float, help="noise SNR in dB for both observations (default: none)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="auto")
-    _add_degradation_args(q)
+    _add_degradation_args(q, scale_required=False)  # a --config run draws its own degradations
     q.set_defaults(func=cmd_train)
     return p
 

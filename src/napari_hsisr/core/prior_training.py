@@ -1,0 +1,329 @@
+"""Training the learned prior (:mod:`.nets.prior`, the ``msfn`` weights) over many degradations.
+
+One run is described by a JSON config (:class:`PriorConfig`, ``hsisr train --config``):
+
+1. **Bank** (cached on disk, shared by every fold): for each reference scene, ``per_scene`` random
+   degradations (:func:`random_degradation`: scale 4-32, Gaussian / anisotropic / box PSFs with
+   sigma s/8..s/2, small shifts, a training camera or a mixture of two, LR SNR 20-50 dB and HR
+   30-50 dB or none, 8-bit HR images), each simulated by the shared forward model and fused by
+   ``fast`` (its defaults); the bank keeps the fast cube (float16). ``held_per_scene`` more use
+   the held-out cameras: they only validate.
+2. **Training**: random crops of (fast cube, reference) with flips and rotations; L1 error relative
+   to the crop's level; Adam with a cosine schedule; a checkpoint and a JSON-lines log every
+   ``eval_every`` steps, with validation on the held-out scenes (a fold) and on the held-out cameras.
+3. **Export**: float16 weights plus their record (scenes seen, config, code version, history).
+
+``fold``: None trains on every scene (the shipped weights); ``k`` holds out the scenes
+``sorted(scenes)[k::folds]`` (k-fold cross-validation; report quality only on held-out scenes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+WAVELENGTHS = np.arange(400, 701, 10)
+HELD_OUT_CAMERAS = ("Nokia N900", "Olympus E-PL2", "Pentax Q", "Point Grey Grasshopper2 14S5C")
+# the fast method's own defaults: the network refines exactly what a user's `fast` run returns
+BASE_OPTIONS = {"rank": 0, "eps": 0.0, "mu": 0.0, "band_weights": True, "prior": "auto"}
+
+
+@dataclass
+class PriorConfig:
+    data: str = "../shared/data/cave/complete_ms_data"
+    scenes: list = field(default_factory=list)  # empty: every scene folder in `data`
+    bank: str = "prior_bank"
+    out: str = "msfn_prior.pt"
+    fold: int | None = None
+    folds: int = 4
+    per_scene: int = 10
+    held_per_scene: int = 2
+    scales: tuple = (4, 8, 16, 32)
+    held_out_cameras: tuple = HELD_OUT_CAMERAS
+    width: int = 24
+    steps: int = 6000
+    batch: int = 8
+    patch: int = 64
+    lr_rate: float = 1e-3
+    seed: int = 0
+    eval_every: int = 500
+    threads: int = 2
+    workers: int = 2  # bank building: processes of a dask LocalCluster
+
+    @classmethod
+    def load(cls, path) -> PriorConfig:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"training config {path} cannot be read as JSON ({exc}).") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"training config {path}: unknown keys {unknown}; known: {sorted(known)}.")
+        cfg = cls(**raw)
+        base = Path(path).resolve().parent  # relative paths are relative to the config file
+        for name in ("data", "bank", "out"):
+            p = Path(getattr(cfg, name)).expanduser()
+            setattr(cfg, name, str(p if p.is_absolute() else base / p))
+        cfg.scales, cfg.held_out_cameras = tuple(cfg.scales), tuple(cfg.held_out_cameras)
+        return cfg
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def scene_names(self) -> list[str]:
+        if self.scenes:
+            return sorted(self.scenes)
+        folder = Path(self.data)
+        if not folder.is_dir():
+            raise InputError(f"training data folder {folder} not found; set 'data' in the config.")
+        return sorted(p.name[:-3] for p in folder.iterdir() if p.is_dir() and p.name.endswith("_ms"))
+
+    def split(self) -> tuple[list[str], list[str]]:
+        """(training scenes, held-out scenes) of this run."""
+        names = self.scene_names()
+        if self.fold is None:
+            return names, []
+        if not 0 <= self.fold < self.folds:
+            raise InputError(f"fold must be in 0..{self.folds - 1}, got {self.fold}.")
+        held = names[self.fold::self.folds]
+        return [n for n in names if n not in held], held
+
+
+def training_cameras(held_out=HELD_OUT_CAMERAS) -> list[str]:
+    from .srf import CIE_1931, NIKON_D700_CAVE, list_presets
+
+    return [n for n in list_presets() if n not in (CIE_1931, NIKON_D700_CAVE, *held_out)]
+
+
+def _response(rng, cameras) -> tuple[np.ndarray | str, str]:
+    from .degradation import Degradation
+
+    first = cameras[int(rng.integers(len(cameras)))]
+    if rng.random() >= 0.3 or len(cameras) < 2:
+        return first, first
+    second = cameras[int(rng.integers(len(cameras)))]
+    a = float(rng.uniform(0.2, 0.8))
+    m = [Degradation(scale=2, srf=c, wavelengths=WAVELENGTHS).srf for c in (first, second)]
+    mix = a * m[0] + (1 - a) * m[1]
+    return mix / mix.sum(0, keepdims=True), f"{a:.2f} {first} + {1 - a:.2f} {second}"
+
+
+def random_degradation(rng: np.random.Generator, cameras: list[str], scales=(4, 8, 16, 32)) -> tuple:
+    """``(Degradation, description dict)`` drawn for training."""
+    from .degradation import Degradation
+
+    s = int(scales[int(rng.integers(len(scales)))])
+    kind = str(rng.choice(["gaussian", "anisotropic", "box"], p=[0.45, 0.4, 0.15]))
+    psf = {"psf": "box"} if kind == "box" else {"psf": "gaussian", "psf_sigma": float(rng.uniform(s / 8, s / 2))}
+    if kind == "anisotropic":
+        psf.update(psf_sigma2=psf["psf_sigma"] * float(rng.uniform(0.4, 0.9)), psf_angle=float(rng.uniform(0, 180)))
+    shift = tuple(float(v) for v in rng.uniform(-s / 4, s / 4, 2)) if rng.random() < 0.25 else (0.0, 0.0)
+    srf, camera = _response(rng, cameras)
+    deg = Degradation(scale=s, srf=srf, wavelengths=WAVELENGTHS, shift=shift, **psf)
+    noisy = rng.random() >= 0.3
+    desc = {"scale": s, "psf": kind, **{k: v for k, v in psf.items() if k != "psf"}, "shift": list(shift),
+            "camera": camera, "lr_snr_db": float(rng.uniform(20, 50)) if noisy else None,
+            "hr_snr_db": float(rng.uniform(30, 50)) if noisy else None, "hr_8bit": bool(rng.random() < 0.3)}
+    return deg, desc
+
+
+def read_reference(data: str, scene: str) -> np.ndarray:
+    from .io import read_cube
+
+    return np.ascontiguousarray(read_cube(Path(data) / f"{scene}_ms").data, dtype=np.float32)
+
+
+def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: int, cameras: list[str],
+              scales) -> dict:
+    """Simulate one random degradation of ``scene``, fuse it with ``fast``, keep the cube (float16).
+    Deterministic for (seed, scene, index, held). Returns the item's description."""
+    import zlib
+
+    from .methods.fast import estimate
+    from .parallel import one_blas_thread
+    from .simulate import simulate
+
+    path = Path(bank) / f"{scene}_{'held' if held else 'train'}{index:02d}"
+    if path.with_suffix(".json").exists() and path.with_suffix(".npy").exists():
+        return json.loads(path.with_suffix(".json").read_text())
+    rng = np.random.default_rng([seed, zlib.crc32(scene.encode()), index, int(held)])
+    deg, desc = random_degradation(rng, cameras, scales)
+    ref = read_reference(data, scene)
+    rgb, lr = simulate(ref, deg, noise_snr_db=desc["lr_snr_db"], hr_snr_db=desc["hr_snr_db"],
+                       seed=int(rng.integers(2 ** 31)))
+    hr = np.moveaxis(rgb, -1, 0)
+    if desc["hr_8bit"]:
+        hr = np.round(np.clip(hr / max(float(hr.max()), 1e-6), 0, 1) * 255) / 255 * float(hr.max())
+    with one_blas_thread():
+        base = estimate(deg, np.ascontiguousarray(hr, dtype=np.float32), lr, **BASE_OPTIONS)
+    from .metrics import psnr
+
+    desc.update(scene=scene, index=index, held_camera=held, base_psnr=float(psnr(np.clip(base, 0, None), ref, peak=1.0)))
+    from .io import atomic_path
+
+    with atomic_path(path.with_suffix(".npy")) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, base.astype(np.float16))
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(desc))
+    return desc
+
+
+def build_bank(cfg: PriorConfig, scenes: list[str]):
+    """Generator: fills ``cfg.bank`` for ``scenes`` (cached items are kept), on a dask LocalCluster of
+    ``cfg.workers`` processes; yields ``(done, total)``; returns the item descriptions."""
+    from distributed import as_completed
+
+    from .parallel import dask_client
+
+    Path(cfg.bank).mkdir(parents=True, exist_ok=True)
+    train_cams, held_cams = training_cameras(cfg.held_out_cameras), list(cfg.held_out_cameras)
+    jobs = [(s, i, False) for s in scenes for i in range(cfg.per_scene)]
+    jobs += [(s, i, True) for s in scenes for i in range(cfg.held_per_scene)]
+    items = []
+    with dask_client(workers=cfg.workers) as client:
+        futures = [client.submit(bank_item, cfg.data, cfg.bank, s, i, h, cfg.seed, held_cams if h else train_cams,
+                                 cfg.scales, pure=False) for s, i, h in jobs]
+        for n, fut in enumerate(as_completed(futures), 1):
+            items.append(fut.result())
+            yield n, len(jobs)
+    return sorted(items, key=lambda d: (d["scene"], d["held_camera"], d["index"]))
+
+
+def _load_item(bank: str, desc: dict) -> np.ndarray:
+    name = f"{desc['scene']}_{'held' if desc['held_camera'] else 'train'}{desc['index']:02d}.npy"
+    return np.load(Path(bank) / name, mmap_mode="r")
+
+
+def evaluate_items(model, refs: dict, items: list[dict], bank: str, max_items: int = 12) -> dict:
+    """Mean PSNR of the fast cube and of the network's (raw, no consistency step) over ``items``."""
+    import torch
+
+    from .metrics import psnr
+
+    base_db, net_db = [], []
+    model.eval()
+    with torch.no_grad():
+        for desc in items[:max_items]:
+            base = np.asarray(_load_item(bank, desc), dtype=np.float32)
+            out = model(torch.from_numpy(base)[None], desc["scale"])[0].clamp_min(0).numpy()
+            ref = refs[desc["scene"]]
+            base_db.append(float(psnr(np.clip(base, 0, None), ref, peak=1.0)))
+            net_db.append(float(psnr(out, ref, peak=1.0)))
+    model.train()
+    if not base_db:
+        return {}
+    return {"fast_psnr": float(np.mean(base_db)), "net_psnr": float(np.mean(net_db)),
+            "gain_db": float(np.mean(net_db) - np.mean(base_db)), "worst_gain_db": float(np.min(np.subtract(net_db, base_db))),
+            "items": len(base_db)}
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit (with ``+dirty`` for local changes)."""
+    import subprocess
+
+    from .. import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=here, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__} ({commit})" if commit else __version__
+
+
+def _spread(items: list[dict], n: int) -> list[dict]:
+    """``n`` items spread over the list (every scene, not the first few)."""
+    if len(items) <= n:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def train_prior(cfg: PriorConfig, log=print):
+    """Generator: builds the bank, trains, exports; yields progress dicts; returns the record."""
+    import torch
+
+    from .nets.augment import augment
+    from .nets.prior import SpectralPrior
+    from .training import _atomic_torch_save, export_weights
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(int(cfg.threads))
+    train_scenes, held_scenes = cfg.split()
+    t0 = time.perf_counter()
+    items = yield from build_bank(cfg, train_scenes + held_scenes)
+    bank_s = time.perf_counter() - t0
+    refs = {s: read_reference(cfg.data, s) for s in train_scenes + held_scenes}
+    train_items = [d for d in items if d["scene"] in train_scenes and not d["held_camera"]]
+    val_scene = _spread([d for d in items if d["scene"] in held_scenes and not d["held_camera"]], 12)
+    val_camera = _spread([d for d in items if d["held_camera"]], 12)
+    bases = {(d["scene"], d["index"]): _load_item(cfg.bank, d) for d in train_items}
+    model = SpectralPrior(len(WAVELENGTHS), cfg.width)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(cfg.out)
+    ckpt, log_path = out.with_suffix(".ckpt"), out.with_suffix(".log.jsonl")
+    history, step0 = [], 0
+    if ckpt.exists():
+        from .training import _load_tensors
+
+        state = _load_tensors(ckpt, "checkpoint", "delete it to start again")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = json.loads(state["rng"])
+        history, step0 = json.loads(state["history"]), int(state["step"])
+    P, B = cfg.patch, cfg.batch
+    running, t_last = [], time.perf_counter()
+    for step in range(step0 + 1, cfg.steps + 1):
+        xs, ts, scales = [], [], []
+        for _ in range(B):
+            d = train_items[int(rng.integers(len(train_items)))]
+            base, ref = bases[(d["scene"], d["index"])], refs[d["scene"]]
+            iy, ix = (int(rng.integers(n - P + 1)) for n in ref.shape[1:])
+            code = int(rng.integers(8))
+            xs.append(augment(torch.from_numpy(np.asarray(base[:, iy:iy + P, ix:ix + P], dtype=np.float32))[None], code))
+            ts.append(augment(torch.from_numpy(ref[:, iy:iy + P, ix:ix + P])[None], code))
+            scales.append(d["scale"])
+        # one scale per forward pass is the network's input; batches mix scales, so run per scale
+        loss = 0.0
+        for s in sorted(set(scales)):
+            idx = [i for i, v in enumerate(scales) if v == s]
+            x, t = torch.cat([xs[i] for i in idx]), torch.cat([ts[i] for i in idx])
+            level = x.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+            loss = loss + torch.abs(model(x, s) - t).div(level).mean() * len(idx) / B
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(float(loss.detach()))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            entry = {"step": step, "train_loss": float(np.mean(running)), "seconds": time.perf_counter() - t_last,
+                     "held_out_scenes": evaluate_items(model, refs, val_scene, cfg.bank),
+                     "held_out_cameras": evaluate_items(model, refs, val_camera, cfg.bank)}
+            running, t_last = [], time.perf_counter()
+            history.append(entry)
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "rng": json.dumps(rng.bit_generator.state),
+                                "history": json.dumps(history), "step": step}, ckpt)
+            log(json.dumps(entry))
+        yield {"step": step, "total": cfg.steps, "loss": running[-1] if running else None}
+    record = {"kind": "spectral_prior", "wavelengths": WAVELENGTHS.tolist(), "trained_scenes": train_scenes,
+              "held_out_scenes": held_scenes, "held_out_cameras": list(cfg.held_out_cameras),
+              "config": cfg.as_dict(), "code_version": code_version(), "base_options": BASE_OPTIONS,
+              "bank_seconds": round(bank_s, 1), "history": history}
+    model.eval()
+    return export_weights(model, out, record)
