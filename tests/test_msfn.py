@@ -1,4 +1,4 @@
-"""Multi-scale fusion network: architecture, training, shipped weights, zero-shot mode."""
+"""msfn: the shipped learned prior, and the multi-scale fusion network users train for one degradation."""
 
 import json
 import shutil
@@ -118,13 +118,13 @@ def test_export_load_checksum_and_tamper(tmp_path):
         load_weights(path)
 
 
-shipped = pytest.mark.skipif(shipped_weights(8) is None, reason="no shipped x8 weights")
+shipped = pytest.mark.skipif(shipped_weights() is None, reason="no shipped weights")
 
 
 @shipped
 def test_shipped_weights_reproduce_stored_output(pair):
-    model, record = load_weights(shipped_weights(8))
-    assert record["sha256"] == sha256(shipped_weights(8))
+    model, record = load_weights(shipped_weights())
+    assert record["sha256"] == sha256(shipped_weights())
     stored = np.load(REFERENCE_OUTPUT)
     out = reference_output(model, pair)
     assert stored["sha256"] == record["sha256"], "regenerate with scripts/msfn_reference_output.py"
@@ -132,8 +132,17 @@ def test_shipped_weights_reproduce_stored_output(pair):
 
 
 @shipped
+def test_shipped_record_says_what_the_weights_saw():
+    record = json.loads(shipped_weights().with_name("msfn_prior.pt.json").read_text())
+    assert record["kind"] == "spectral_prior" and len(record["trained_scenes"]) == 19
+    assert record["held_out_scenes"] == [] and len(record["held_out_cameras"]) == 4
+    assert record["config"]["steps"] == record["history"][-1]["step"] and record["code_version"]
+    assert shipped_weights().stat().st_size < 25 * 2**20
+
+
+@shipped
 def test_shipped_weights_refuse_a_tampered_copy(tmp_path):
-    src = shipped_weights(8)
+    src = shipped_weights()
     dst = tmp_path / src.name
     shutil.copy(src, dst)
     shutil.copy(src.with_name(src.name + ".json"), dst.with_name(dst.name + ".json"))
@@ -146,12 +155,12 @@ def test_shipped_weights_refuse_a_tampered_copy(tmp_path):
 
 
 @shipped
-def test_msfn_matching_degradation_has_no_warning_and_is_consistent(pair):
+def test_msfn_has_no_warning_and_is_consistent(pair):
     res = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="msfn", device="cpu")
     assert res.cube.shape == pair.reference.shape
     assert "warnings" not in res.settings
-    assert res.extras["weights"]["sha256"] == json.loads(
-        shipped_weights(8).with_name("msfn_x8.pt.json").read_text())["sha256"]
+    assert res.extras["weights"]["sha256"] == sha256(shipped_weights())
+    assert len(res.extras["weights"]["trained_scenes"]) == 19
     raw = hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="msfn", device="cpu", consistency=False)
     deg = pair.degradation
     err = lambda c: np.mean((deg.spatial(c.astype(np.float64)) - pair.lr) ** 2)  # noqa: E731
@@ -159,36 +168,50 @@ def test_msfn_matching_degradation_has_no_warning_and_is_consistent(pair):
 
 
 @shipped
-def test_msfn_mismatched_degradation_warns(pair):
-    other = hsisr.Degradation(
-        scale=8, psf="gaussian", psf_sigma=3.5, srf="Canon 5D Mark II", wavelengths=pair.wavelengths)
-    hr, lr = hsisr.simulate(pair.reference, other)
-    res = hsisr.fuse(hr, lr, other, method="msfn", device="cpu")
-    (warning,) = res.settings["warnings"]
-    assert "PSF differs" in warning and "SRF differs" in warning and "msfn-zeroshot" in warning
-
-
-def test_msfn_without_weights_for_the_scale_says_what_to_do():
+@pytest.mark.parametrize("scale, camera", [(3, "Canon 5D Mark II"), (16, "Nokia N900")])
+def test_msfn_serves_other_scales_and_cameras_without_warning(scale, camera):
     ref = sample_pair(size=96).reference
-    deg = hsisr.Degradation(scale=3, psf="gaussian", srf="Nikon D700 (CAVE fusion papers)",
+    deg = hsisr.Degradation(scale=scale, psf="gaussian", psf_sigma=scale / 3, srf=camera,
                             wavelengths=np.arange(400, 701, 10))
     hr, lr = hsisr.simulate(ref, deg)
-    with pytest.raises(InputError, match="msfn-zeroshot"):
+    res = hsisr.fuse(hr, lr, deg, method="msfn")
+    fast = hsisr.fuse(hr, lr, deg, method="fast")
+    assert "warnings" not in res.settings
+    assert hsisr.evaluate(res.cube, ref)["psnr"] > hsisr.evaluate(fast.cube, ref)["psnr"] - 0.5
+
+
+@shipped
+def test_msfn_refuses_another_band_grid_with_what_to_do():
+    ref = sample_pair(size=64).reference[::2]  # 16 bands, 20 nm apart
+    deg = hsisr.Degradation(scale=8, srf="Nikon D700", wavelengths=np.arange(400, 701, 20))
+    hr, lr = hsisr.simulate(ref, deg)
+    with pytest.raises(InputError, match="31 bands at 400..700 nm.*16 bands.*'fast'"):
         hsisr.fuse(hr, lr, deg, method="msfn")
 
 
-def test_zeroshot_learns_and_refuses_small_inputs(pair):
-    big = sample_pair(size=128)
-    losses = []
-    res = hsisr.fuse(big.hr, big.lr, big.degradation, method="msfn-zeroshot", device="cpu", steps=40,
-                     init="random", width=8, progress=lambda p: losses.append(p.loss) if p.loss else None)
-    assert losses[-1] < 0.9 * losses[0], (losses[0], losses[-1])
-    assert res.cube.shape == big.reference.shape
-    again = hsisr.fuse(big.hr, big.lr, big.degradation, method="msfn-zeroshot", device="cpu", steps=40,
-                       init="random", width=8)
-    np.testing.assert_array_equal(res.cube, again.cube)  # deterministic for a seed
-    with pytest.raises(InputError, match="at least 16"):
-        hsisr.fuse(pair.hr, pair.lr, pair.degradation, method="msfn-zeroshot", steps=1)  # LR 8x8 < 2 s
+def test_untrained_prior_returns_its_base_any_size():
+    from napari_hsisr.core.nets.prior import SpectralPrior
+
+    net = SpectralPrior(5, width=4)
+    for shape in [(1, 5, 32, 32), (2, 5, 23, 37)]:
+        base = torch.rand(shape)
+        torch.testing.assert_close(net(base, 8), base)
+
+
+def test_user_trained_msfn_weights_still_load_and_warn_on_another_degradation(tmp_path):
+    cube = sample_pair(size=128).reference
+    model, _ = _train(cube, epochs=1, steps=1)
+    deg = sample_pair(size=128).degradation
+    export_weights(model, tmp_path / "mine.pt", {"degradation": {**deg.settings(), "name": "x8"}})
+    other = hsisr.Degradation(scale=8, psf="gaussian", psf_sigma=3.5, srf="Canon 5D Mark II",
+                              wavelengths=np.arange(400, 701, 10))
+    hr, lr = hsisr.simulate(cube, other)
+    res = hsisr.fuse(hr, lr, other, method="msfn", weights=str(tmp_path / "mine.pt"))
+    (warning,) = res.settings["warnings"]
+    assert "PSF differs" in warning and "SRF differs" in warning and "weights='auto'" in warning
+    with pytest.raises(InputError, match="3 channels, x8.*x4"):
+        small = hsisr.Degradation(scale=4, srf="Nikon D700", wavelengths=np.arange(400, 701, 10))
+        hsisr.fuse(*hsisr.simulate(cube, small), small, method="msfn", weights=str(tmp_path / "mine.pt"))
 
 
 def test_residual_training_step_runs_with_fast_base():
@@ -209,14 +232,3 @@ def test_training_refuses_bad_counts_and_resume_with_another_degradation(tmp_pat
     other = deg.with_(psf=np.full((8, 8), 1 / 64))
     with pytest.raises(InputError, match="another degradation"):
         next(train_iter([cube], [], other, ok, checkpoint=ckpt, resume=True))
-
-
-def test_zeroshot_augments_only_with_flips_the_kernel_allows():
-    from napari_hsisr.core.methods.msfn import _valid_augmentations
-
-    wl = np.arange(400, 701, 10)
-    iso = hsisr.Degradation(scale=8, psf="gaussian", psf_sigma=2, srf="Canon 5D Mark II", wavelengths=wl)
-    aniso = iso.with_(psf=hsisr.Degradation(scale=8, psf="gaussian", psf_sigma=2.5, psf_sigma2=1.5, psf_angle=30,
-                                           psf_size=12).psf)
-    assert _valid_augmentations(iso) == list(range(8))
-    assert _valid_augmentations(aniso) == [0, 2]  # only the 180-degree rotation keeps it

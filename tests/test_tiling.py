@@ -235,9 +235,14 @@ def test_lazy_inputs_give_the_same_result(pair, tmp_path):
     np.testing.assert_allclose(np.asarray(a.cube), np.asarray(b.cube), atol=1e-6)
 
 
-def test_tiles_refuse_what_they_cannot_do(pair):
+def test_tiles_refuse_what_they_cannot_do(pair, monkeypatch):
+    from napari_hsisr.core.methods import base
+
+    whole = base.MethodInfo("whole-only", base.get_method("fast").run, "learns from the whole pair",
+                            whole_frame_only="whole-only learns from the whole pair and cannot run in tiles.")
+    monkeypatch.setitem(base._REGISTRY, "whole-only", whole)
     with pytest.raises(InputError, match="cannot run in tiles"):
-        fuse_tiled(pair.hr, pair.lr, pair.degradation, method="msfn-zeroshot", tile=32)
+        fuse_tiled(pair.hr, pair.lr, pair.degradation, method="whole-only", tile=32)
     with pytest.raises(InputError, match="at least 4 LR pixels"):
         fuse_tiled(pair.hr, pair.lr, pair.degradation, tile=16)
     with pytest.raises(InputError, match="Zarr store or a TIFF"):

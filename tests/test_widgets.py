@@ -387,12 +387,12 @@ def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):
     assert viewer.dims.axis_labels[0] == "560 nm"
 
 
-def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors, monkeypatch):
+def test_msfn_with_another_psf_runs_in_the_viewer_without_warning(sample_viewer, qtbot, errors, monkeypatch):
     from napari_hsisr._widgets.fusion_widget import FusionWidget
     from napari_hsisr.core.methods.msfn import shipped_weights
 
-    if shipped_weights(8) is None:
-        pytest.skip("no shipped x8 weights")
+    if shipped_weights() is None:
+        pytest.skip("no shipped weights")
     from napari.utils import notifications
 
     warned = []
@@ -400,14 +400,13 @@ def test_msfn_with_another_psf_warns_in_the_viewer(sample_viewer, qtbot, errors,
     widget = FusionWidget(sample_viewer)
     qtbot.addWidget(widget)
     widget.method_combo.setCurrentText("msfn")
-    widget.sigma_spin.setValue(3.0)  # the sample was made with sigma 2; the weights too
+    widget.sigma_spin.setValue(3.0)  # the sample was made with sigma 2: the weights serve any PSF
     assert widget.run()
     qtbot.waitUntil(lambda: "sample_lr_hs_msfn" in sample_viewer.layers, timeout=60000)
     _wait_idle(qtbot, widget)
-    assert errors == []
-    assert len(warned) == 1 and "PSF differs" in warned[0] and "msfn-zeroshot" in warned[0]
-    assert "warning" in widget.progress_label.text()
-    assert sample_viewer.layers["sample_lr_hs_msfn"].metadata["settings"]["warnings"] == warned
+    assert errors == [] and warned == []
+    settings = sample_viewer.layers["sample_lr_hs_msfn"].metadata["settings"]
+    assert "warnings" not in settings and "sigma=3" in settings["degradation"]["psf"]
 
 
 def test_blind_on_a_misregistered_camera_pair_moves_the_lr_layer(make_napari_viewer, qtbot, errors):

@@ -166,7 +166,8 @@ def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: in
         base = estimate(deg, np.ascontiguousarray(hr, dtype=np.float32), lr, **BASE_OPTIONS)
     from .metrics import psnr
 
-    desc.update(scene=scene, index=index, held_camera=held, base_psnr=float(psnr(np.clip(base, 0, None), ref, peak=1.0)))
+    desc.update(scene=scene, index=index, held_camera=held,
+                base_psnr=float(psnr(np.clip(base, 0, None), ref, peak=1.0)))
     from .io import atomic_path
 
     with atomic_path(path.with_suffix(".npy")) as tmp:
@@ -222,7 +223,8 @@ def evaluate_items(model, refs: dict, items: list[dict], bank: str, max_items: i
     if not base_db:
         return {}
     return {"fast_psnr": float(np.mean(base_db)), "net_psnr": float(np.mean(net_db)),
-            "gain_db": float(np.mean(net_db) - np.mean(base_db)), "worst_gain_db": float(np.min(np.subtract(net_db, base_db))),
+            "gain_db": float(np.mean(net_db) - np.mean(base_db)),
+            "worst_gain_db": float(np.min(np.subtract(net_db, base_db))),
             "items": len(base_db)}
 
 
@@ -258,6 +260,7 @@ def train_prior(cfg: PriorConfig, log=print):
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(int(cfg.threads))
+    version = code_version()  # of the code that trains, not of a checkout changed meanwhile
     train_scenes, held_scenes = cfg.split()
     t0 = time.perf_counter()
     items = yield from build_bank(cfg, train_scenes + held_scenes)
@@ -293,7 +296,8 @@ def train_prior(cfg: PriorConfig, log=print):
             base, ref = bases[(d["scene"], d["index"])], refs[d["scene"]]
             iy, ix = (int(rng.integers(n - P + 1)) for n in ref.shape[1:])
             code = int(rng.integers(8))
-            xs.append(augment(torch.from_numpy(np.asarray(base[:, iy:iy + P, ix:ix + P], dtype=np.float32))[None], code))
+            crop = np.asarray(base[:, iy:iy + P, ix:ix + P], dtype=np.float32)
+            xs.append(augment(torch.from_numpy(crop)[None], code))
             ts.append(augment(torch.from_numpy(ref[:, iy:iy + P, ix:ix + P])[None], code))
             scales.append(d["scale"])
         # one scale per forward pass is the network's input; batches mix scales, so run per scale
@@ -323,7 +327,7 @@ def train_prior(cfg: PriorConfig, log=print):
         yield {"step": step, "total": cfg.steps, "loss": running[-1] if running else None}
     record = {"kind": "spectral_prior", "wavelengths": WAVELENGTHS.tolist(), "trained_scenes": train_scenes,
               "held_out_scenes": held_scenes, "held_out_cameras": list(cfg.held_out_cameras),
-              "config": cfg.as_dict(), "code_version": code_version(), "base_options": BASE_OPTIONS,
+              "config": cfg.as_dict(), "code_version": version, "base_options": BASE_OPTIONS,
               "bank_seconds": round(bank_s, 1), "history": history}
     model.eval()
     return export_weights(model, out, record)

@@ -329,8 +329,13 @@ def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | N
                          "or re-export the weights.")
     state = _load_tensors(path, "weights", "export the weights again (hsisr train) or use weights='auto'")
     try:
-        model = MSFN(**record["model_config"])
+        if record.get("kind") == "spectral_prior":
+            from .nets.prior import SpectralPrior
+
+            model = SpectralPrior(**record["model_config"])
+        else:
+            model = MSFN(**record["model_config"])
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except (TypeError, KeyError, ValueError, RuntimeError, AttributeError) as exc:
-        raise InputError(f"{path} is not MSFN weights this version can read ({exc}).") from None
+        raise InputError(f"{path} is not weights this version can read ({exc}).") from None
     return model.to(device).eval(), record
