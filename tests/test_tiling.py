@@ -32,7 +32,7 @@ def test_tiles_cover_the_grid_and_their_weights_sum_to_one(shape, scale, tile, h
 @pytest.mark.parametrize("method,opts,tol", [
     ("bicubic", {}, 1e-6),
     ("fast", {}, 0.05),
-    ("unsupervised", {"refits": 2, "steps": 20, "patch": 32, "width": 8, "depth": 3}, 0.15),
+    ("unsupervised", {"refits": 2, "steps": 5, "patch": 32}, 0.15),
     ("msfn", {}, 0.1),
     ("blind", {"solver": "fast"}, 0.3),
 ])

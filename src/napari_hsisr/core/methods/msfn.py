@@ -173,7 +173,7 @@ def prior_base(inputs: FusionInputs):
     return (yield from fast.run(inputs, **BASE_OPTIONS))
 
 
-def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = True, mu: float = 1e-3):
+def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = True, mu: float = 0.0):
     import torch
 
     from ..training import load_weights
@@ -187,7 +187,10 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
     try:
         if is_prior(record):
             _check_prior(record, inputs, f"weights {path.name}")
-            base, _ = yield from relayed(prior_base(inputs), lambda p: Progress(1, 4, message=f"fast: {p.message}"))
+            base, base_extras = yield from relayed(prior_base(inputs),
+                                                   lambda p: Progress(1, 4, message=f"fast: {p.message}"))
+            # the base's prior weight follows the LR-HS noise; so does the consistency step's
+            mu = float(mu) or float(base_extras.get("resolved", {}).get("mu", 1e-3))
             yield Progress(2, 4, message="learned prior")
             cube = infer_prior(model, base, deg.scale, inputs.device)
         else:
@@ -202,21 +205,24 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise _oom("msfn") from None
+    mu = float(mu) or 1e-3
     yield Progress(3, 4, message="consistency step" if consistency else "done")
-    cube = _finish(inputs, cube, bool(consistency), float(mu))
+    cube = _finish(inputs, cube, bool(consistency), mu)
     yield Progress(4, 4, message="done")
-    extras = {"warnings": warnings, "weights": {"file": path.name, "sha256": record["sha256"],
-                                                 "kind": record.get("kind", "msfn"),
-                                                 "trained_scenes": record.get("trained_scenes", record.get("train")),
-                                                 "degradation": record.get("degradation", {}).get("name")}}
+    extras = {"warnings": warnings, "resolved": {"consistency_mu": mu},
+              "weights": {"file": path.name, "sha256": record["sha256"], "kind": record.get("kind", "msfn"),
+                          "trained_scenes": record.get("trained_scenes", record.get("train")),
+                          "degradation": record.get("degradation", {}).get("name")}}
     return cube, extras
 
 
 _COMMON = (
     Option("consistency", True, "end with the closed-form data-consistency step (fast's solve with the "
            "network's cube as prior)"),
-    Option("mu", 1e-3, "weight of the network's cube in the consistency step", minimum=1e-6, maximum=1e3),
+    Option("mu", 0.0, "weight of the network's cube in the consistency step (0: the weight fast chose from the "
+           "LR-HS noise, 1e-3 on clean data)", minimum=1e-6, maximum=1e3, auto=0.0),
 )
+
 
 def scene_setup(req, scene):
     """Generator: what the tiles share (``MethodInfo.scene_setup``), computed once for the whole
