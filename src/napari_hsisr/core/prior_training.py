@@ -54,6 +54,7 @@ class PriorConfig:
     lr_rate: float = 1e-3
     seed: int = 0
     eval_every: int = 500
+    eval_items: int = 6  # per validation set (held-out scenes, held-out cameras), spread over the scenes
     threads: int = 2
     workers: int = 2  # bank building: processes of a dask LocalCluster
 
@@ -204,7 +205,7 @@ def _load_item(bank: str, desc: dict) -> np.ndarray:
     return np.load(Path(bank) / name, mmap_mode="r")
 
 
-def evaluate_items(model, refs: dict, items: list[dict], bank: str, max_items: int = 12) -> dict:
+def evaluate_items(model, refs: dict, items: list[dict], bank: str) -> dict:
     """Mean PSNR of the fast cube and of the network's (raw, no consistency step) over ``items``."""
     import torch
 
@@ -213,7 +214,7 @@ def evaluate_items(model, refs: dict, items: list[dict], bank: str, max_items: i
     base_db, net_db = [], []
     model.eval()
     with torch.no_grad():
-        for desc in items[:max_items]:
+        for desc in items:
             base = np.asarray(_load_item(bank, desc), dtype=np.float32)
             out = model(torch.from_numpy(base)[None], desc["scale"])[0].clamp_min(0).numpy()
             ref = refs[desc["scene"]]
@@ -267,8 +268,8 @@ def train_prior(cfg: PriorConfig, log=print):
     bank_s = time.perf_counter() - t0
     refs = {s: read_reference(cfg.data, s) for s in train_scenes + held_scenes}
     train_items = [d for d in items if d["scene"] in train_scenes and not d["held_camera"]]
-    val_scene = _spread([d for d in items if d["scene"] in held_scenes and not d["held_camera"]], 12)
-    val_camera = _spread([d for d in items if d["held_camera"]], 12)
+    val_scene = _spread([d for d in items if d["scene"] in held_scenes and not d["held_camera"]], cfg.eval_items)
+    val_camera = _spread([d for d in items if d["held_camera"]], cfg.eval_items)
     bases = {(d["scene"], d["index"]): _load_item(cfg.bank, d) for d in train_items}
     model = SpectralPrior(len(WAVELENGTHS), cfg.width)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_rate)
