@@ -88,7 +88,7 @@ def _zero_shot_pair(inputs: FusionInputs, base_options: dict):
 
 
 def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: float, anchor: float, lam: float,
-           patch: int, batch: int, base_options: dict, info: dict):
+           zero_shot: float, patch: int, batch: int, base_options: dict, info: dict):
     """Generator: fine-tunes ``model`` in place on the pair (see the module docstring)."""
     import torch
     import torch.nn.functional as F
@@ -100,7 +100,7 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
     torch.manual_seed(inputs.seed)
     gen = np.random.default_rng(inputs.seed)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
-    zs = _zero_shot_pair(inputs, base_options)
+    zs = _zero_shot_pair(inputs, base_options) if zero_shot > 0 else None
     info["adaptation_zero_shot"] = zs is not None
     B, X, Y = t(base), t(inputs.lr), t(inputs.hr)
     Bc, Tc = (t(zs[0]), t(zs[1])) if zs is not None else (None, None)
@@ -128,7 +128,7 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
                 crops.append(augment(Bc[None, :, iy:iy + side, ix:ix + side], code))
                 targets.append(augment(Tc[None, :, iy:iy + side, ix:ix + side], code))
             out = model(torch.cat(crops), s)
-            loss, data = loss + torch.mean(torch.abs(out - torch.cat(targets))) / lr_level, True
+            loss, data = loss + zero_shot * torch.mean(torch.abs(out - torch.cat(targets))) / lr_level, True
         # consistency on the observed pair: D F(base) = x, R F(base) = y
         ok_y = [i for i in range(ly - n + 1) if i * s - pb - m >= 0 and (i + n) * s + pa + m <= B.shape[-2]]
         ok_x = [j for j in range(lx - n + 1) if j * s - pb - m >= 0 and (j + n) * s + pa + m <= B.shape[-1]]
@@ -163,7 +163,7 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
 
 
 def run(inputs: FusionInputs, steps: int = 40, lr_rate: float = 1e-4, anchor: float = 1.0, lam: float = 1.0,
-        patch: int = 64, batch: int = 4, weights: str = "auto", mu: float = 0.0, refits: int = 12,
+        zero_shot: float = 1.0, patch: int = 64, batch: int = 4, weights: str = "auto", mu: float = 0.0, refits: int = 12,
         refit_radius: int = 4, rank: int = 0, eps: float = 0.0, prior: str = "auto", band_weights: bool = True):
     import torch
 
@@ -186,8 +186,8 @@ def run(inputs: FusionInputs, steps: int = 40, lr_rate: float = 1e-4, anchor: fl
     done = 2 * refits + 2
     try:
         if steps > 0:
-            yield from relayed(_adapt(model, inputs, base, steps, lr_rate, float(anchor), float(lam), patch, batch,
-                                      base_options, info),
+            yield from relayed(_adapt(model, inputs, base, steps, lr_rate, float(anchor), float(lam),
+                                      float(zero_shot), patch, batch, base_options, info),
                                lambda p: Progress(done + p.step, total, loss=p.loss, message=p.message))
         yield Progress(done + steps + 1, total, message="learned prior")
         cube = infer_prior(model, base, deg.scale, inputs.device)
@@ -254,6 +254,8 @@ INFO = register(MethodInfo(
         Option("anchor", 1.0, "weight of the pretrained weights as anchor (mean squared change)", minimum=0.0,
                maximum=1e6),
         Option("lam", 1.0, "weight of the HR-image term", minimum=1e-4, maximum=1e4),
+        Option("zero_shot", 1.0, "weight of the re-degradation loss (0: consistency only)", minimum=0.0,
+               maximum=1e3),
         Option("patch", 64, "adaptation patch side in HR pixels", minimum=8, maximum=4096),
         Option("batch", 4, "re-degraded patches per step", minimum=1, maximum=256),
         Option("weights", "auto", "'auto' (the shipped prior), a path to prior weights, or 'none' (fast + refits)"),
