@@ -388,13 +388,13 @@ while line := sys.stdin.readline():
     if pid == 0:
         os.environ["HSISR_TEST_SLOW"] = slow
         os.chdir(cwd)
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.dup2(os.open(fifo, os.O_WRONLY), 2)
+        for fd, name, mode in ((0, os.devnull, os.O_RDONLY), (1, os.devnull, os.O_WRONLY), (2, fifo, os.O_WRONLY)):
+            opened = os.open(name, mode)
+            os.dup2(opened, fd)
+            os.close(opened)
         sys.exit(napari_hsisr.cli.main(cmd))
-    print(pid, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    print("pid", pid, flush=True)
+    print("exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
@@ -414,33 +414,46 @@ def forker(tmp_path_factory):
     proc.wait(60)
 
 
+def _reply(replies, what, timeout):
+    kind, value = replies.get(timeout=timeout).split()
+    assert kind == what, f"the forking process said {kind} {value}, expected {what}"
+    return int(value)
+
+
 def _signal_during(forker, cmd, cwd, sig, delay, slow, timeout=240):
     """Run ``hsisr`` with slow writes; ``delay`` s after its first write starts, send ``sig``."""
     proc, replies = forker
-    fifo = Path(tempfile.mkdtemp(prefix="hsisr-err-")) / "stderr"
-    os.mkfifo(fifo)
-    started, lines = threading.Event(), []
+    with tempfile.TemporaryDirectory(prefix="hsisr-err-") as folder:
+        fifo = Path(folder) / "stderr"
+        os.mkfifo(fifo)
+        started, lines = threading.Event(), []
 
-    def read():
-        with open(fifo) as err:  # until the run and every process it started have closed it
-            for line in err:
-                lines.append(line)
-                if "hsisr-test: writing" in line:
-                    started.set()
-        started.set()  # ended without writing: fail now, not after the timeout
+        def read():
+            with open(fifo) as err:  # until the run and every process it started have closed it
+                for line in err:
+                    lines.append(line)
+                    if "hsisr-test: writing" in line:
+                        started.set()
+            started.set()  # ended without writing: fail now, not after the timeout
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    proc.stdin.write(json.dumps([str(slow), str(cwd), str(fifo), cmd]) + "\n")
-    proc.stdin.flush()
-    pid = int(replies.get(timeout=timeout))
-    started.wait(timeout)
-    assert any("hsisr-test: writing" in line for line in lines), "".join(lines)[-3000:]
-    time.sleep(delay)
-    with contextlib.suppress(ProcessLookupError):  # already ended: nothing to stop
-        os.kill(pid, sig)
-    returncode = int(replies.get(timeout=timeout))
-    reader.join(10)
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        proc.stdin.write(json.dumps([str(slow), str(cwd), str(fifo), cmd]) + "\n")
+        proc.stdin.flush()
+        pid = _reply(replies, "pid", timeout)
+        try:
+            started.wait(timeout)
+            assert any("hsisr-test: writing" in line for line in lines), "".join(lines)[-3000:]
+            time.sleep(delay)
+            with contextlib.suppress(ProcessLookupError):  # already ended: nothing to stop
+                os.kill(pid, sig)
+        except BaseException:  # the run must end before the next one is asked for
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            returncode = _reply(replies, "exit", timeout)
+            reader.join(10)
     return returncode, "".join(lines)
 
 
