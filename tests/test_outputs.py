@@ -2,8 +2,11 @@
 the signal or the disk; temporaries never stay. Every bad command runs under ``nothing_lost``: the
 working folder's files are hashed before and after."""
 
+import contextlib
 import errno
+import json
 import os
+import queue
 import random
 import shutil
 import signal
@@ -330,12 +333,15 @@ def test_a_full_disk_while_writing_a_whole_tiff(work, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------- signals at random points
-SLOW_WRITES = '''
+SLOW_WRITES = """
 import os
 if os.environ.get("HSISR_TEST_SLOW"):
     # a test's hook (tests/test_outputs.py): writes go slowly, so that a signal lands inside them
     import sys, time
-    slow, said = float(os.environ["HSISR_TEST_SLOW"]), []
+    said = []
+
+    def _slow():  # read at each write: a run forked from the waiting process sets its own
+        return float(os.environ["HSISR_TEST_SLOW"])
 
     def _say():
         if not said:
@@ -348,7 +354,7 @@ if os.environ.get("HSISR_TEST_SLOW"):
     def imwrite(*a, **k):
         _say()
         out = _imwrite(*a, **k)
-        time.sleep(slow)
+        time.sleep(_slow())
         return out
 
     tifffile.imwrite = imwrite
@@ -358,43 +364,97 @@ if os.environ.get("HSISR_TEST_SLOW"):
 
     async def store_set(self, key, value, *a, **k):  # in zarr's IO thread: the caller waits for it
         _say()
-        await asyncio.sleep(slow / 10)
+        await asyncio.sleep(_slow() / 10)
         return await _set(self, key, value, *a, **k)
 
     _local.LocalStore.set = store_set
     import napari_hsisr.core.tiled_output as _tiled
     _tiled.CHUNK = 32  # a chunk per tile: a write in flight after every tile, as in large scenes
-'''
+"""
+
+# Each run is `hsisr` in a process of its own, forked from one that has already imported what the
+# runs import (torch, zarr, the engine: ~3 s each time otherwise). The forked run starts at
+# `main(cmd)` as `python -c "...; sys.exit(main(cmd))"` did, with its stderr on a FIFO that the
+# test reads to its end (the run's worker processes included) and the default signal handlers;
+# it leaves the interpreter as a fresh process does (SystemExit, atexit, finalisation).
+FORKER = """
+import json, os, sys
+import distributed, napari_hsisr.cli, napari_hsisr.core.api, napari_hsisr.core.batch, torch, zarr  # noqa
+while line := sys.stdin.readline():
+    slow, cwd, fifo, cmd = json.loads(line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.environ["HSISR_TEST_SLOW"] = slow
+        os.chdir(cwd)
+        for fd, name, mode in ((0, os.devnull, os.O_RDONLY), (1, os.devnull, os.O_WRONLY), (2, fifo, os.O_WRONLY)):
+            opened = os.open(name, mode)
+            os.dup2(opened, fd)
+            os.close(opened)
+        sys.exit(napari_hsisr.cli.main(cmd))
+    print("pid", pid, flush=True)
+    print("exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
 
 
-def _signal_during(cmd, cwd, sig, delay, slow, timeout=240):
-    """Run ``hsisr`` with slow writes; ``delay`` s after its first write starts, send ``sig``."""
-    hook = Path(tempfile.mkdtemp(prefix="hsisr-hook-"))
+@pytest.fixture(scope="module")
+def forker(tmp_path_factory):
+    """The process that the signal tests' runs are forked from (see FORKER)."""
+    hook = tmp_path_factory.mktemp("hsisr-hook")
     (hook / "sitecustomize.py").write_text(SLOW_WRITES)
-    env = {**os.environ, "HSISR_TEST_SLOW": str(slow),
+    env = {**os.environ, "HSISR_TEST_SLOW": "1",
            "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
-    code = f"import sys; from napari_hsisr.cli import main; sys.exit(main({cmd!r}))"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    started, lines = threading.Event(), []
+    proc = subprocess.Popen([sys.executable, "-c", FORKER], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    replies = queue.Queue()
+    threading.Thread(target=lambda: [replies.put(line) for line in proc.stdout], daemon=True).start()
+    yield proc, replies
+    proc.stdin.close()
+    proc.wait(60)
 
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            if "hsisr-test: writing" in line:
-                started.set()
-        started.set()  # ended without writing: fail now, not after the timeout
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    started.wait(timeout)
-    assert any("hsisr-test: writing" in line for line in lines), "".join(lines)[-3000:]
-    time.sleep(delay)
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    proc.wait(timeout)
-    reader.join(10)
-    return proc.returncode, "".join(lines)
+def _reply(replies, what, timeout):
+    kind, value = replies.get(timeout=timeout).split()
+    assert kind == what, f"the forking process said {kind} {value}, expected {what}"
+    return int(value)
+
+
+def _signal_during(forker, cmd, cwd, sig, delay, slow, timeout=240):
+    """Run ``hsisr`` with slow writes; ``delay`` s after its first write starts, send ``sig``."""
+    proc, replies = forker
+    with tempfile.TemporaryDirectory(prefix="hsisr-err-") as folder:
+        fifo = Path(folder) / "stderr"
+        os.mkfifo(fifo)
+        started, lines = threading.Event(), []
+
+        def read():
+            with open(fifo) as err:  # until the run and every process it started have closed it
+                for line in err:
+                    lines.append(line)
+                    if "hsisr-test: writing" in line:
+                        started.set()
+            started.set()  # ended without writing: fail now, not after the timeout
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        proc.stdin.write(json.dumps([str(slow), str(cwd), str(fifo), cmd]) + "\n")
+        proc.stdin.flush()
+        pid = _reply(replies, "pid", timeout)
+        try:
+            started.wait(timeout)
+            assert any("hsisr-test: writing" in line for line in lines), "".join(lines)[-3000:]
+            time.sleep(delay)
+            with contextlib.suppress(ProcessLookupError):  # already ended: nothing to stop
+                os.kill(pid, sig)
+        except BaseException:  # the run must end before the next one is asked for
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            returncode = _reply(replies, "exit", timeout)
+            reader.join(10)
+    return returncode, "".join(lines)
 
 
 def _complete(path, shape=(31, 128, 128)):
@@ -407,7 +467,7 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 
 @pytest.mark.parametrize("kind", ["whole.tif", "tiled.zarr", "tiled.tif"])
-def test_a_signal_at_a_random_point_of_a_write_leaves_no_temporary(work, kind):
+def test_a_signal_at_a_random_point_of_a_write_leaves_no_temporary(work, kind, forker):
     """SIGINT, SIGTERM and SIGHUP, each at a random point of a whole TIFF, tiled Zarr or tiled TIFF
     write: exit 130 (or 0 when the write had finished), no temporary, the output absent or whole."""
     rng = random.Random(f"{kind}-21")  # reproducible 'random' points; the delays are in the message
@@ -417,7 +477,7 @@ def test_a_signal_at_a_random_point_of_a_write_leaves_no_temporary(work, kind):
     for sig in SIGNALS:
         delay = rng.uniform(0, span)
         with nothing_lost(work, may_write=[kind]):
-            rc, err = _signal_during(_fuse(work, out, *tile), work, sig, delay, slow)
+            rc, err = _signal_during(forker, _fuse(work, out, *tile), work, sig, delay, slow)
         what = f"{sig.name} after {delay:.2f} s: rc {rc}\n{err[-2000:]}"
         assert rc in (0, 130, -sig), what
         assert "Traceback" not in err, what
@@ -428,7 +488,7 @@ def test_a_signal_at_a_random_point_of_a_write_leaves_no_temporary(work, kind):
         assert rc == 130 or out.exists(), what
 
 
-def test_a_signal_during_a_batch_leaves_no_temporary(work):
+def test_a_signal_during_a_batch_leaves_no_temporary(work, forker):
     """A batch (a local cluster, one worker) stopped at a random point while its worker writes: exit
     130, no temporary in --out (a stopped worker's is removed once its process is gone), each
     output absent or whole."""
@@ -439,7 +499,8 @@ def test_a_signal_during_a_batch_leaves_no_temporary(work):
         delay = rng.uniform(0, 1.0)
         before = snapshot(work / "out")
         with nothing_lost(work, may_write=["out"]):
-            rc, err = _signal_during(["batch", str(manifest), "--out", "out", "--workers", "1"], work, sig, delay, 1.5)
+            batch = ["batch", str(manifest), "--out", "out", "--workers", "1"]
+            rc, err = _signal_during(forker, batch, work, sig, delay, 1.5)
         what = f"{sig.name} after {delay:.2f} s: rc {rc}\n{err[-2000:]}"
         assert rc in (0, 130, -sig), what
         left = sorted(p.name for p in (work / "out").iterdir())
@@ -451,11 +512,11 @@ def test_a_signal_during_a_batch_leaves_no_temporary(work):
 
 
 @pytest.mark.parametrize("kind", ["tiled.zarr", "tiled.tif"])
-def test_what_sigkill_leaves_goes_at_the_next_run(work, kind):
+def test_what_sigkill_leaves_goes_at_the_next_run(work, kind, forker):
     """SIGKILL cannot be caught: the killed run's temporaries (a temporary or summing store) stay, and
     the next run writing there removes them (their process is gone) and writes a whole result."""
     out = work / kind
-    rc, err = _signal_during(_fuse(work, out, "--tile", "32"), work, signal.SIGKILL, 0.3, 0.3)
+    rc, err = _signal_during(forker, _fuse(work, out, "--tile", "32"), work, signal.SIGKILL, 0.3, 0.3)
     assert rc == -signal.SIGKILL, err[-2000:]
     left = [p.name for p in work.iterdir() if p.name.startswith(f".{kind}.")]
     assert left, "the kill should have left a temporary"

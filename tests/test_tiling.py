@@ -268,41 +268,50 @@ def _write_pairs(folder, n=3):
     return folder / "pairs.csv"
 
 
-def test_batch_on_a_local_cluster_reports_failures_and_skips_done_pairs(tmp_path):
+@pytest.fixture(scope="module")
+def cluster():
+    """A client of one local cluster (2 single-threaded worker processes) that the module's cluster
+    tests share: starting one, and the engine's imports in its workers, take seconds."""
     from distributed import Client, LocalCluster
 
-    from napari_hsisr.core.batch import fuse_many, read_manifest, summary_table
-    from napari_hsisr.core.io import read_cube
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            Client(local) as client:
+        yield client
 
-    manifest = _write_pairs(tmp_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        seen = []
-        first = fuse_many(manifest, out, client=client, progress=lambda d, t, o: seen.append((d, t, o.name)))
-        assert [o.status for o in first] == ["done", "failed", "done"]
-        assert "missing.tif" in first[1].message and len(seen) == 3 and seen[-1][:2] == (3, 3)
-        again = fuse_many(manifest, out, client=client)
-        assert [o.status for o in again] == ["skipped", "failed", "skipped"]
-    assert sorted(p.name for p in out.iterdir()) == ["p0.tif", "p2.tif"]
-    # each output equals the same pair fused in a fresh process with two BLAS threads (the workers
-    # run one). Fresh: after a fusion run by the Fusion dock in the same process (earlier GUI tests),
-    # `fast` was seen to differ by up to 3e-7 (1 ulp) on 26 % of the values; cause not found yet.
+
+def test_batch_on_a_local_cluster_reports_failures_and_skips_done_pairs(tmp_path, cluster):
     import json
     import os
     import subprocess
     import sys
 
+    from napari_hsisr.core.batch import fuse_many, read_manifest, summary_table
+    from napari_hsisr.core.io import read_cube
+
+    manifest = _write_pairs(tmp_path)
+    # each output equals the same pair fused in a fresh process with two BLAS threads (the workers
+    # run one). Fresh: after a fusion run by the Fusion dock in the same process (earlier GUI tests),
+    # `fast` was seen to differ by up to 3e-7 (1 ulp) on 26 % of the values; cause not found yet.
+    # Started first: it runs while the cluster fuses.
     single = tmp_path / "single"
     single.mkdir()
     row = read_manifest(manifest)[0]
     code = ("import json, sys; from napari_hsisr.core.batch import fuse_pair; "
             "print(fuse_pair(json.loads(sys.argv[1]), sys.argv[2]).status)")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(row), str(single)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.stdout.strip().splitlines()[-1] == "done", done.stderr[-2000:]
+    fresh = subprocess.Popen([sys.executable, "-c", code, json.dumps(row), str(single)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+    first = fuse_many(manifest, out, client=cluster, progress=lambda d, t, o: seen.append((d, t, o.name)))
+    assert [o.status for o in first] == ["done", "failed", "done"]
+    assert "missing.tif" in first[1].message and len(seen) == 3 and seen[-1][:2] == (3, 3)
+    again = fuse_many(manifest, out, client=cluster)
+    assert [o.status for o in again] == ["skipped", "failed", "skipped"]
+    assert sorted(p.name for p in out.iterdir()) == ["p0.tif", "p2.tif"]
+    stdout, stderr = fresh.communicate(timeout=300)
+    assert stdout.strip().splitlines()[-1] == "done", stderr[-2000:]
     np.testing.assert_array_equal(read_cube(out / "p0.tif").data, read_cube(single / "p0.tif").data)
     assert "| p1 | failed |" in summary_table(first)
 
@@ -321,29 +330,25 @@ def test_manifest_errors_are_one_line(tmp_path):
         read_manifest(tmp_path / "nolr.csv")
 
 
-def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tmp_path):
+def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tmp_path, cluster):
     """fuse(..., client=): tiles as tasks on 2 worker processes, blended and written here; the same
     cube (to 1e-5) and fit as the tiles fused in this process; a progress report per finished
     tile; a stopped run cancels what is pending and leaves nothing at ``out``."""
-    from distributed import Client, LocalCluster
-
     here = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        seen = []
-        there = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, client=client, progress=seen.append,
-                           out=str(tmp_path / "there.zarr"))  # written here, in the order the tiles finish
-        steps = [p.step for p in seen]
-        assert steps == sorted(steps) and sum("on the cluster" in p.message for p in seen) == 16
-        assert there.settings["tiling"]["workers"] == 2 and there.settings["tiling"]["tiles"] == 16
-        (tmp_path / "stop").mkdir()
-        gen = hsisr.fuse_iter(pair.hr, pair.lr, pair.degradation, tile=32, client=client,
-                              out=str(tmp_path / "stop" / "stopped.zarr"))
-        for p in gen:
-            if "on the cluster" in p.message:
-                break
-        gen.close()
-        assert not any((tmp_path / "stop").iterdir())
+    seen = []
+    there = hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, client=cluster, progress=seen.append,
+                       out=str(tmp_path / "there.zarr"))  # written here, in the order the tiles finish
+    steps = [p.step for p in seen]
+    assert steps == sorted(steps) and sum("on the cluster" in p.message for p in seen) == 16
+    assert there.settings["tiling"]["workers"] == 2 and there.settings["tiling"]["tiles"] == 16
+    (tmp_path / "stop").mkdir()
+    gen = hsisr.fuse_iter(pair.hr, pair.lr, pair.degradation, tile=32, client=cluster,
+                          out=str(tmp_path / "stop" / "stopped.zarr"))
+    for p in gen:
+        if "on the cluster" in p.message:
+            break
+    gen.close()
+    assert not any((tmp_path / "stop").iterdir())
     np.testing.assert_allclose(np.asarray(there.cube), np.asarray(here.cube), atol=1e-5, rtol=0)
     assert there.settings["fit"] == here.settings["fit"]
 
