@@ -164,7 +164,8 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
 
 def run(inputs: FusionInputs, steps: int = 40, lr_rate: float = 1e-4, anchor: float = 1.0, lam: float = 1.0,
         zero_shot: float = 1.0, patch: int = 64, batch: int = 4, weights: str = "auto", mu: float = 0.0,
-        refits: int = 12, refit_radius: int = 4, rank: int = 0, eps: float = 0.0, prior: str = "auto", band_weights: bool = True):
+        refits: int = 12, refit_radius: int = 4, rank: int = 0, eps: float = 0.0, prior: str = "auto",
+        band_weights: bool = True):
     import torch
 
     from .base import relayed
