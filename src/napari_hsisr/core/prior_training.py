@@ -252,7 +252,18 @@ def _spread(items: list[dict], n: int) -> list[dict]:
 
 
 def train_prior(cfg: PriorConfig, log=print):
-    """Generator: builds the bank, trains, exports; yields progress dicts; returns the record."""
+    """Generator: builds the bank, trains, exports; yields progress dicts; returns the record.
+    Torch's thread count is the config's while it runs and the caller's again after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return (yield from _train(cfg, log))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: PriorConfig, log):
     import torch
 
     from .nets.augment import augment
