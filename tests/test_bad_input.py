@@ -385,7 +385,7 @@ def test_corrupt_weights_record_is_one_line(tmp_path, pair):
 
     from napari_hsisr.core.methods.msfn import shipped_weights
 
-    src = shipped_weights(8)
+    src = shipped_weights()
     shutil.copy(src, tmp_path / "w.pt")
     (tmp_path / "w.pt.json").write_text("{not json")
     p = sample_pair(size=64)
@@ -452,7 +452,7 @@ USER_ERRORS = [
     ("crafted weights", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--method", "msfn", "--opt",
                          "weights=crafted.pt"], "not a plain file of torch tensors"),
     ("foreign weights", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--method", "msfn", "--opt",
-                         "weights=other.pt"], "is not MSFN weights"),
+                         "weights=other.pt"], "is not weights this version can read"),
     ("folder as weights", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--method", "msfn", "--opt",
                            "weights=adir"], "is a folder"),
     ("huge shift", ["fuse", "--hr", "hr.tif", "--lr", "lr.tif", "--out", "o.tif", "--shift", "1e9,0"],
