@@ -3,7 +3,8 @@
 With a learned prior for the cube's band grid (the shipped ``msfn`` weights: 31 bands, 400-700 nm):
 
 1. Base: the fast method's cube (its defaults), as ``msfn``.
-2. Adaptation (``steps``, Adam at ``lr_rate``): the pretrained network ``F`` is fine-tuned on the
+2. Adaptation (``steps``, default 0: off, it lowered the result in the cross-validation of
+   docs/benchmarks.md; Adam at ``lr_rate``): the pretrained network ``F`` is fine-tuned on the
    pair itself, with its pretrained weights as the anchor (``anchor`` x the mean squared change of
    the weights). Two losses, each an L1 error relative to its target's level:
 
@@ -162,7 +163,7 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
     info["adaptation_steps"], info["adaptation_loss"] = step, None if ema is None else round(ema, 6)
 
 
-def run(inputs: FusionInputs, steps: int = 40, lr_rate: float = 1e-4, anchor: float = 1.0, lam: float = 1.0,
+def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: float = 1.0, lam: float = 1.0,
         zero_shot: float = 1.0, patch: int = 64, batch: int = 4, weights: str = "auto", mu: float = 0.0,
         refits: int = 12, refit_radius: int = 4, rank: int = 0, eps: float = 0.0, prior: str = "auto",
         band_weights: bool = True):
@@ -246,11 +247,11 @@ def scene_setup(req, scene):
 
 INFO = register(MethodInfo(
     "unsupervised", run,
-    "Unsupervised: the learned prior adapted to the pair (re-degradation + consistency), then a consistency "
-    "step; without a prior for the band grid, fast + prior refits (~10-60 s).",
+    "Unsupervised: fast + prior refits fitted to the pair, then the learned prior (optionally adapted to the pair) "
+    "and a consistency step; without a prior for the band grid, fast + refits (~10-60 s).",
     options=(
-        Option("steps", 40, "adaptation steps of the learned prior (0: msfn with a noise-aware consistency step)",
-               minimum=0, maximum=100000),
+        Option("steps", 0, "adaptation steps of the learned prior on the pair (0: none; measured to lower the "
+               "result on CAVE, see docs/benchmarks.md)", minimum=0, maximum=100000),
         Option("lr_rate", 1e-4, "Adam learning rate of the adaptation", minimum=1e-7, maximum=1.0),
         Option("anchor", 1.0, "weight of the pretrained weights as anchor (mean squared change)", minimum=0.0,
                maximum=1e6),
