@@ -1,16 +1,17 @@
-"""Unsupervised fusion (seed 2): the learned prior adapted to the observed pair, no training pairs.
+"""Unsupervised fusion (seed 2): priors fitted to the observed pair, then the learned prior.
 
 With a learned prior for the cube's band grid (the shipped ``msfn`` weights: 31 bands, 400-700 nm):
 
-1. Base: the fast method's cube (its defaults), as ``msfn``.
+1. Base: the fast method's cube followed by ``refits`` prior refits (see below: the priors fitted
+   to the pair's own HR image).
 2. Adaptation (``steps``, default 0: off, it lowered the result in the cross-validation of
    docs/benchmarks.md; Adam at ``lr_rate``): the pretrained network ``F`` is fine-tuned on the
    pair itself, with its pretrained weights as the anchor (``anchor`` x the mean squared change of
    the weights). Two losses, each an L1 error relative to its target's level:
 
    * re-degradation (zero-shot): the pair degraded once more by its own spatial operator
-     (``D y`` on the LR grid, ``D x`` on a grid ``s`` times coarser) is fused by fast, and ``F`` of
-     that cube must give ``x``: the only signal the pair has about the part of the cube neither
+     (``D y`` on the LR grid, ``D x`` on a grid ``s`` times coarser) goes through the same base,
+     and ``F`` of that cube must give ``x``: the only signal the pair has about the part of the cube neither
      observation constrains (needs an LR cube of at least ``4 s`` pixels a side; skipped otherwise);
    * consistency: ``D F(base)`` must match ``x`` and ``R F(base)`` must match ``y`` (``lam``), on
      patches, through the known degradation.
@@ -18,12 +19,13 @@ With a learned prior for the cube's band grid (the shipped ``msfn`` weights: 31 
 3. The data-consistency step of ``msfn`` (fast's solve with ``F(base)`` as the prior, weight
    ``mu``; 0: the weight fast chose from the LR-HS noise).
 
-``steps=0`` is ``msfn`` with the noise-aware consistency weight. Deterministic for a seed on the CPU.
+With ``refits=0`` and ``steps=0`` it is ``msfn`` with the noise-aware consistency weight.
+Deterministic for a seed on the CPU.
 
-Without a prior for the grid (another band count, or ``weights='none'``) it is fast followed by
-``refits`` prior refits on the HR grid: the prior becomes the guided filter of the current solution
-by the HR image in ``(2 refit_radius + 1)^2`` windows and the closed-form solve runs again (+0.5 dB
-over fast at x8 on CAVE, +0.25 at x32); the result says which path ran.
+The refits: the prior becomes the guided filter of the current solution by the HR image in
+``(2 refit_radius + 1)^2`` windows and the closed-form solve runs again (+0.5 dB over fast at x8
+on CAVE, +0.25 at x32). Without a prior for the grid (another band count, or ``weights='none'``)
+the method is fast and the refits alone; the result says which path ran and why.
 """
 
 from __future__ import annotations
