@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InputError
 from .base import FusionInputs, MethodInfo, Option, Progress, register
 
+CHECK_MIN_RATIO = 2  # the self-check needs an LR cube of at least 2 s pixels a side (a 2 x 2 coarse LR cube)
 PRIOR_HALO = 24  # HR pixels: the prior network's receptive field (nets.prior.HALO; torch is not imported here)
 PSF_TOLERANCE = 0.02  # relative L2 difference of kernels above which the weights "do not match"
 SRF_TOLERANCE_DEG = 2.0  # mean spectral angle between SRF channels above which they "do not match"
@@ -165,6 +166,45 @@ def _oom(method: str):
     return InputError(f"Out of GPU memory in method {method!r}; use device='cpu' or a smaller crop.")
 
 
+def coarse_pair(inputs: FusionInputs, base_gen, min_ratio: int = 4):
+    """``(base cube, target x)`` float32 of the pair degraded once more by its own spatial operator
+    (``D y`` on the LR grid, ``D x`` on a grid ``s`` times coarser; ``x`` is that pair's truth),
+    the base made by ``base_gen(FusionInputs) -> generator returning (cube, extras)``; None when
+    the LR cube is under ``min_ratio * s`` pixels a side."""
+    from .base import run_to_end
+
+    deg = inputs.degradation
+    s = deg.scale
+    y, x = inputs.lr.shape[-2:]
+    if min(y, x) < min_ratio * s:
+        return None
+    y, x = y // s * s, x // s * s
+    hr_c = deg.spatial(inputs.hr[:, :y * s, :x * s].astype(np.float64)).astype(np.float32)
+    lr_c = deg.spatial(inputs.lr[:, :y, :x].astype(np.float64)).astype(np.float32)
+    base_c, _ = run_to_end(base_gen(FusionInputs(hr_c, lr_c, deg, seed=inputs.seed)))
+    return base_c.astype(np.float32), np.ascontiguousarray(inputs.lr[:, :y, :x], dtype=np.float32)
+
+
+def self_check(model, inputs: FusionInputs, base_gen) -> dict:
+    """The prior against its base on the pair degraded once more, where the truth is known: the
+    network is kept only where it does not make that pair worse (a scene or a degradation unlike
+    its training data can). Returns ``{"checked", "gain_db", "use_prior"}``."""
+    pair = coarse_pair(inputs, base_gen, CHECK_MIN_RATIO)
+    if pair is None:
+        return {"checked": False, "use_prior": True}
+    base_c, truth = pair
+    net_c = infer_prior(model, base_c, inputs.degradation.scale, inputs.device)
+    err = lambda c: float(np.mean((np.clip(c, 0, None) - truth) ** 2)) + 1e-20  # noqa: E731
+    gain = 10 * np.log10(err(base_c) / err(net_c))
+    return {"checked": True, "gain_db": round(float(gain), 3), "use_prior": bool(gain >= 0)}
+
+
+def check_warning(check: dict, what: str) -> str:
+    return (f"The learned prior made this pair, degraded once more, worse ({check['gain_db']:+.2f} dB against "
+            f"{what}), so the result is {what}'s (with the consistency step): the scene or its degradation is "
+            "unlike the prior's training data.")
+
+
 def prior_base(inputs: FusionInputs):
     """Generator: the fast method's cube with the options the prior was trained on (its defaults)."""
     from ..prior_training import BASE_OPTIONS
@@ -173,7 +213,8 @@ def prior_base(inputs: FusionInputs):
     return (yield from fast.run(inputs, **BASE_OPTIONS))
 
 
-def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = True, mu: float = 0.0):
+def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = True, mu: float = 0.0,
+             check: bool = True):
     import torch
 
     from ..training import load_weights
@@ -191,8 +232,11 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
                                                    lambda p: Progress(1, 4, message=f"fast: {p.message}"))
             # the base's prior weight follows the LR-HS noise; so does the consistency step's
             mu = float(mu) or float(base_extras.get("resolved", {}).get("mu", 1e-3))
-            yield Progress(2, 4, message="learned prior")
-            cube = infer_prior(model, base, deg.scale, inputs.device)
+            yield Progress(2, 4, message="learned prior (checked on the pair degraded once more)")
+            verdict = self_check(model, inputs, prior_base) if check else {"checked": False, "use_prior": True}
+            cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
+            if not verdict["use_prior"]:
+                warnings.append(check_warning(verdict, "fast"))
         else:
             _check_model(model, inputs, f"weights {path.name}")
             diff = degradation_mismatch(deg, record)
@@ -209,7 +253,8 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
     yield Progress(3, 4, message="consistency step" if consistency else "done")
     cube = _finish(inputs, cube, bool(consistency), mu)
     yield Progress(4, 4, message="done")
-    extras = {"warnings": warnings, "resolved": {"consistency_mu": mu},
+    resolved = {"consistency_mu": mu, **({"prior_check": verdict} if is_prior(record) else {})}
+    extras = {"warnings": warnings, "resolved": resolved,
               "weights": {"file": path.name, "sha256": record["sha256"], "kind": record.get("kind", "msfn"),
                           "trained_scenes": record.get("trained_scenes", record.get("train")),
                           "degradation": record.get("degradation", {}).get("name")}}
@@ -221,6 +266,8 @@ _COMMON = (
            "network's cube as prior)"),
     Option("mu", 0.0, "weight of the network's cube in the consistency step (0: the weight fast chose from the "
            "LR-HS noise, 1e-3 on clean data)", minimum=1e-6, maximum=1e3, auto=0.0),
+    Option("check", True, "keep the learned prior only if it does not make the pair, degraded once more (truth "
+           "known), worse than its base; else return the base, with a warning"),
 )
 
 

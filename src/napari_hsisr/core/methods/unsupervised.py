@@ -72,24 +72,6 @@ def _prior(weights: str, inputs: FusionInputs):
     return model, record, ""
 
 
-def _zero_shot_pair(inputs: FusionInputs, base_options: dict):
-    """(the base cube of the pair degraded once more, its target ``x``) as float32, or None when
-    the LR cube is too small to degrade by ``s`` again."""
-    from .base import run_to_end
-
-    deg = inputs.degradation
-    s = deg.scale
-    y, x = inputs.lr.shape[-2:]
-    if min(y, x) < 4 * s:
-        return None
-    y, x = y // s * s, x // s * s
-    hr_c = deg.spatial(inputs.hr[:, :y * s, :x * s].astype(np.float64))
-    lr_c = deg.spatial(inputs.lr[:, :y, :x].astype(np.float64))
-    coarse = FusionInputs(hr_c.astype(np.float32), lr_c.astype(np.float32), deg, seed=inputs.seed)
-    base_c, _ = run_to_end(_refits(coarse, **base_options))
-    return base_c.astype(np.float32), np.ascontiguousarray(inputs.lr[:, :y, :x], dtype=np.float32)
-
-
 def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: float, anchor: float, lam: float,
            zero_shot: float, patch: int, batch: int, base_options: dict, info: dict):
     """Generator: fine-tunes ``model`` in place on the pair (see the module docstring)."""
@@ -97,13 +79,14 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
     import torch.nn.functional as F
 
     from ..nets.augment import augment
+    from .msfn import coarse_pair
 
     deg = inputs.degradation
     s, (pb, pa) = deg.scale, deg.pad
     torch.manual_seed(inputs.seed)
     gen = np.random.default_rng(inputs.seed)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
-    zs = _zero_shot_pair(inputs, base_options) if zero_shot > 0 else None
+    zs = coarse_pair(inputs, lambda coarse: _refits(coarse, **base_options)) if zero_shot > 0 else None
     info["adaptation_zero_shot"] = zs is not None
     B, X, Y = t(base), t(inputs.lr), t(inputs.hr)
     Bc, Tc = (t(zs[0]), t(zs[1])) if zs is not None else (None, None)
@@ -168,11 +151,11 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
 def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: float = 1.0, lam: float = 1.0,
         zero_shot: float = 1.0, patch: int = 64, batch: int = 4, weights: str = "auto", mu: float = 0.0,
         refits: int = 12, refit_radius: int = 4, rank: int = 0, eps: float = 0.0, prior: str = "auto",
-        band_weights: bool = True):
+        band_weights: bool = True, check: bool = True):
     import torch
 
     from .base import relayed
-    from .msfn import _finish, _oom, infer_prior
+    from .msfn import _finish, _oom, check_warning, infer_prior, self_check
 
     deg = inputs.degradation
     steps, patch, batch, refits = int(steps), int(patch), int(batch), int(refits)
@@ -193,8 +176,11 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
             yield from relayed(_adapt(model, inputs, base, steps, lr_rate, float(anchor), float(lam),
                                       float(zero_shot), patch, batch, base_options, info),
                                lambda p: Progress(done + p.step, total, loss=p.loss, message=p.message))
-        yield Progress(done + steps + 1, total, message="learned prior")
-        cube = infer_prior(model, base, deg.scale, inputs.device)
+        yield Progress(done + steps + 1, total, message="learned prior (checked on the pair degraded once more)")
+        verdict = (self_check(model, inputs, lambda coarse: _refits(coarse, **base_options)) if check
+                   else {"checked": False, "use_prior": True})
+        info["prior_check"] = verdict
+        cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise _oom("unsupervised") from None
@@ -203,8 +189,10 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
     yield Progress(total - 1, total, message="consistency step")
     cube = _finish(inputs, cube, True, mu)
     yield Progress(total, total, message="done")
-    return cube, {"resolved": info, "weights": {"file": record["file"], "sha256": record["sha256"],
-                                                 "trained_scenes": record.get("trained_scenes")}}
+    warnings = [] if verdict["use_prior"] else [check_warning(verdict, "fast + refits")]
+    return cube, {"resolved": info, "warnings": warnings,
+                  "weights": {"file": record["file"], "sha256": record["sha256"],
+                              "trained_scenes": record.get("trained_scenes")}}
 
 
 def _refits(inputs, refits, refit_radius, rank, eps, mu, prior_kind, band_weights):
@@ -275,6 +263,8 @@ INFO = register(MethodInfo(
         Option("prior", "auto", "without a learned prior: first prior, 'guided', 'cs' or 'auto'",
                choices=("auto", "guided", "cs")),
         Option("band_weights", True, "without a learned prior: down-weight LR bands much noisier than the median"),
+        Option("check", True, "keep the learned prior only if it does not make the pair, degraded once more (truth "
+               "known), worse than its base; else return the base, with a warning"),
     ),
     uses_torch=True, receptive_field=24, bytes_per_band=56, bytes_per_coefficient=64, scene_setup=scene_setup,
 ))
