@@ -353,7 +353,7 @@ def test_weights_and_checkpoints_that_are_not_tensors_are_refused_in_one_line(co
     line, never an UnpicklingError, and never executed (weights_only)."""
     import json
 
-    from napari_hsisr.core.training import _load_tensors, load_weights, sha256
+    from napari_hsisr.core.training import load_tensors, load_weights, sha256
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "w.pt")
@@ -365,7 +365,7 @@ def test_weights_and_checkpoints_that_are_not_tensors_are_refused_in_one_line(co
         refused_in_one_line(lambda: load_weights(path))
         from pathlib import Path
 
-        refused_in_one_line(lambda: _load_tensors(Path(path), "checkpoint", "start without --resume"))
+        refused_in_one_line(lambda: load_tensors(Path(path), "checkpoint", "start without --resume"))
 
 
 def test_a_crafted_pickle_is_refused_and_never_run(tmp_path):

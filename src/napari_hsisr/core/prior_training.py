@@ -268,7 +268,7 @@ def _train(cfg: PriorConfig, log):
 
     from .nets.augment import augment
     from .nets.prior import SpectralPrior
-    from .training import _atomic_torch_save, export_weights
+    from .training import atomic_torch_save, export_weights
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(int(cfg.threads))
@@ -291,9 +291,9 @@ def _train(cfg: PriorConfig, log):
     ckpt, log_path = out.with_suffix(".ckpt"), out.with_suffix(".log.jsonl")
     history, step0 = [], 0
     if ckpt.exists():
-        from .training import _load_tensors
+        from .training import load_tensors
 
-        state = _load_tensors(ckpt, "checkpoint", "delete it to start again")
+        state = load_tensors(ckpt, "checkpoint", "delete it to start again")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -332,7 +332,7 @@ def _train(cfg: PriorConfig, log):
             history.append(entry)
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "rng": json.dumps(rng.bit_generator.state),
                                 "history": json.dumps(history), "step": step}, ckpt)
             log(json.dumps(entry))

@@ -59,14 +59,14 @@ class TrainSettings:
         return asdict(self)
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def atomic_torch_save(obj, path: Path) -> None:
     import torch
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-def _load_tensors(path: Path, what: str, fix: str) -> dict:
+def load_tensors(path: Path, what: str, fix: str) -> dict:
     """A torch file of tensors, read with ``weights_only=True`` (a crafted pickle cannot run code);
     a file that is not one (truncated, another format, a crafted pickle, a folder) is an
     ``InputError`` naming it and ``fix``, never a multi-line unpickling error."""
@@ -224,7 +224,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
     if checkpoint is not None and resume and Path(checkpoint).exists():
         # RNG states must stay CPU tensors; the optimiser moves its state to the parameters' device
         fix = "start without --resume (or give another --checkpoint)"
-        state = _load_tensors(Path(checkpoint), "checkpoint", fix)
+        state = load_tensors(Path(checkpoint), "checkpoint", fix)
         missing = {"model", "optimizer", "scheduler", "generator", "torch_rng", "history", "epoch",
                    "model_config"} - set(state)
         if missing:
@@ -276,7 +276,7 @@ def train_iter(train_cubes: list[np.ndarray], val_cubes: list[np.ndarray], deg: 
         history.append({"epoch": epoch + 1, "train_loss": run_loss / st.steps_per_epoch,
                         "seconds": time.perf_counter() - t0, **scores})
         if checkpoint is not None:
-            _atomic_torch_save({
+            atomic_torch_save({
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                 "history": json.dumps(history), "model_config": model.config(), "run": run_id,
@@ -295,7 +295,7 @@ def export_weights(model, path: str | Path, record: dict, half: bool = True) -> 
     path = Path(path)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
              for k, v in model.state_dict().items()}
-    _atomic_torch_save(state, path)
+    atomic_torch_save(state, path)
     record = {**record, "model_config": model.config(), "file": path.name, "sha256": sha256(path),
               "dtype": "float16" if half else "float32"}
     with atomic_path(path.with_name(path.name + ".json")) as tmp:
@@ -327,7 +327,7 @@ def load_weights(path: str | Path, device: str = "cpu", expected_sha256: str | N
         raise InputError(f"weights file {path} does not match its checksum (sha256 {got[:12]}..., expected "
                          f"{str(want)[:12]}...); the file is damaged or was modified. Re-install the package "
                          "or re-export the weights.")
-    state = _load_tensors(path, "weights", "export the weights again (hsisr train) or use weights='auto'")
+    state = load_tensors(path, "weights", "export the weights again (hsisr train) or use weights='auto'")
     try:
         if record.get("kind") == "spectral_prior":
             from .nets.prior import SpectralPrior

@@ -83,7 +83,7 @@ def degradation_mismatch(deg, record: dict) -> list[str]:
     return out
 
 
-def _check_prior(record: dict, inputs: FusionInputs, source: str) -> None:
+def check_prior(record: dict, inputs: FusionInputs, source: str) -> None:
     """The prior's weights know one band grid; a cube on another one is refused with what to do."""
     C = inputs.lr.shape[0]
     wl = np.asarray(record.get("wavelengths", []), dtype=float)
@@ -141,7 +141,7 @@ def _infer(model, inputs: FusionInputs, base):
     return out[0].float().cpu().numpy()
 
 
-def _finish(inputs, cube, consistency: bool, mu: float):
+def finish(inputs, cube, consistency: bool, mu: float):
     """The consistency step; on a tile, only where the tile is kept (plus fast's halo): the
     network needed the wider window, the solve does not."""
     from .fast import project_consistent
@@ -162,7 +162,7 @@ def _finish(inputs, cube, consistency: bool, mu: float):
     return np.clip(cube, 0, None).astype(np.float32)
 
 
-def _oom(method: str):
+def oom_error(method: str):
     return InputError(f"Out of GPU memory in method {method!r}; use device='cpu' or a smaller crop.")
 
 
@@ -227,7 +227,7 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
     warnings = []
     try:
         if is_prior(record):
-            _check_prior(record, inputs, f"weights {path.name}")
+            check_prior(record, inputs, f"weights {path.name}")
             base, base_extras = yield from relayed(prior_base(inputs),
                                                    lambda p: Progress(1, 4, message=f"fast: {p.message}"))
             # the base's prior weight follows the LR-HS noise; so does the consistency step's
@@ -248,10 +248,10 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
             cube = _infer(model, inputs, _base(model, deg, inputs.hr, inputs.lr, inputs.scene))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        raise _oom("msfn") from None
+        raise oom_error("msfn") from None
     mu = float(mu) or 1e-3
     yield Progress(3, 4, message="consistency step" if consistency else "done")
-    cube = _finish(inputs, cube, bool(consistency), mu)
+    cube = finish(inputs, cube, bool(consistency), mu)
     yield Progress(4, 4, message="done")
     resolved = {"consistency_mu": mu, **({"prior_check": verdict} if is_prior(record) else {})}
     extras = {"warnings": warnings, "resolved": resolved,

@@ -54,7 +54,7 @@ def residual_text(rel2: float, chi2: float) -> str:
 def _prior(weights: str, inputs: FusionInputs):
     """``(model, record, why_not)``: the learned prior for this pair, or None and the reason."""
     from ..training import load_weights
-    from .msfn import _check_prior, is_prior, resolve_weights
+    from .msfn import check_prior, is_prior, resolve_weights
 
     if str(weights) == "none":
         return None, None, "weights='none'"
@@ -64,7 +64,7 @@ def _prior(weights: str, inputs: FusionInputs):
         raise InputError(f"weights {path.name} are a fusion network for one degradation, not a learned prior; "
                          "give prior weights (hsisr train --config) or weights='auto'.")
     try:
-        _check_prior(record, inputs, f"weights {path.name}")
+        check_prior(record, inputs, f"weights {path.name}")
     except InputError as exc:
         if str(weights) not in ("", "auto"):
             raise
@@ -155,7 +155,7 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
     import torch
 
     from .base import relayed
-    from .msfn import _finish, _oom, check_warning, infer_prior, self_check
+    from .msfn import check_warning, finish, infer_prior, oom_error, self_check
 
     deg = inputs.degradation
     steps, patch, batch, refits = int(steps), int(patch), int(batch), int(refits)
@@ -183,11 +183,11 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
         cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        raise _oom("unsupervised") from None
+        raise oom_error("unsupervised") from None
     mu = float(mu) or float(info.get("mu", 1e-3))
     info["consistency_mu"] = mu
     yield Progress(total - 1, total, message="consistency step")
-    cube = _finish(inputs, cube, True, mu)
+    cube = finish(inputs, cube, True, mu)
     yield Progress(total, total, message="done")
     warnings = [] if verdict["use_prior"] else [check_warning(verdict, "fast + refits")]
     return cube, {"resolved": info, "warnings": warnings,
