@@ -199,6 +199,33 @@ def self_check(model, inputs: FusionInputs, base_gen) -> dict:
     return {"checked": True, "gain_db": round(float(gain), 3), "use_prior": bool(gain >= 0)}
 
 
+def scene_or_self_check(model, inputs: FusionInputs, base_gen, enabled: bool) -> dict:
+    """The scene's verdict in a tiled run (one for all tiles: a tile's own could differ from its
+    neighbours' and show seams), else the check on these inputs; ``enabled=False``: none."""
+    if not enabled:
+        return {"checked": False, "use_prior": True}
+    scene = inputs.scene
+    if scene is not None and scene.prior_check is not None:
+        return scene.prior_check
+    return self_check(model, inputs, base_gen)
+
+
+def with_prior_check(req, scene, base_gen):
+    """``scene`` with the consistency step's subspace and the prior's verdict on the central crop."""
+    from dataclasses import replace
+
+    from ..solvers.subspace import subspace
+    from ..training import load_weights
+
+    full_lr, valid = req.full_lr()
+    scene = replace(scene, consistency_E=subspace(full_lr, 16, valid))
+    del full_lr
+    if req.options.get("check", True):
+        model, _ = load_weights(resolve_weights(str(req.options.get("weights", "auto")), req.scale))
+        scene = replace(scene, prior_check=self_check(model, req.crop_inputs(req.degradation, scene), base_gen))
+    return scene
+
+
 def check_warning(check: dict, what: str) -> str:
     return (f"The learned prior made this pair, degraded once more, worse ({check['gain_db']:+.2f} dB against "
             f"{what}), so the result is {what}'s (with the consistency step): the scene or its degradation is "
@@ -233,7 +260,7 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
             # the base's prior weight follows the LR-HS noise; so does the consistency step's
             mu = float(mu) or float(base_extras.get("resolved", {}).get("mu", 1e-3))
             yield Progress(2, 4, message="learned prior (checked on the pair degraded once more)")
-            verdict = self_check(model, inputs, prior_base) if check else {"checked": False, "use_prior": True}
+            verdict = scene_or_self_check(model, inputs, prior_base, check)
             cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
             if not verdict["use_prior"]:
                 warnings.append(check_warning(verdict, "fast"))
@@ -274,8 +301,8 @@ _COMMON = (
 def scene_setup(req, scene):
     """Generator: what the tiles share (``MethodInfo.scene_setup``), computed once for the whole
     scene: the base's (fast's own scene setup: subspace, prior choice, guided prior scale; for old
-    MSFN weights the pinned base's subspace) and the consistency step's subspace. Returns
-    ``(scene, notes)``."""
+    MSFN weights the pinned base's subspace), the consistency step's subspace and the prior's
+    self-check on the central crop. Returns ``(scene, notes)``."""
     from dataclasses import replace
 
     from ..prior_training import BASE_OPTIONS
@@ -285,16 +312,14 @@ def scene_setup(req, scene):
     from . import fast
 
     _, record = load_weights(resolve_weights(str(req.options.get("weights", "auto")), req.scale))
-    full_lr, valid = req.full_lr()
-    consistency_E = subspace(full_lr, 16, valid)
     if is_prior(record):
-        del full_lr
         scene, notes = yield from fast.scene_setup(replace(req, options=dict(BASE_OPTIONS)), scene)
-        return replace(scene, consistency_E=consistency_E), notes
+        return with_prior_check(req, scene, prior_base), notes
+    full_lr, valid = req.full_lr()
     base = fast.NETWORK_BASE_OPTIONS
     scene = replace(scene,
                     subspace=fast.scene_subspace(full_lr, valid, base["rank"], base["eps"], base["band_weights"]),
-                    consistency_E=consistency_E)
+                    consistency_E=subspace(full_lr, 16, valid))
     del full_lr
     if req.guide_variance is not None:
         radius = default_radius(req.scale)

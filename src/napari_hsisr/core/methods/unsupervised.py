@@ -155,7 +155,7 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
     import torch
 
     from .base import relayed
-    from .msfn import check_warning, finish, infer_prior, oom_error, self_check
+    from .msfn import check_warning, finish, infer_prior, oom_error, scene_or_self_check
 
     deg = inputs.degradation
     steps, patch, batch, refits = int(steps), int(patch), int(batch), int(refits)
@@ -177,8 +177,7 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
                                       float(zero_shot), patch, batch, base_options, info),
                                lambda p: Progress(done + p.step, total, loss=p.loss, message=p.message))
         yield Progress(done + steps + 1, total, message="learned prior (checked on the pair degraded once more)")
-        verdict = (self_check(model, inputs, lambda coarse: _refits(coarse, **base_options)) if check
-                   else {"checked": False, "use_prior": True})
+        verdict = scene_or_self_check(model, inputs, lambda coarse: _refits(coarse, **base_options), check)
         info["prior_check"] = verdict
         cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
     except torch.cuda.OutOfMemoryError:
@@ -221,18 +220,23 @@ def _refits(inputs, refits, refit_radius, rank, eps, mu, prior_kind, band_weight
 
 
 def scene_setup(req, scene):
-    """Generator: what the tiles share (``MethodInfo.scene_setup``): msfn's (the prior's base and
-    consistency subspace) when a learned prior serves the pair, else fast's with the refits."""
+    """Generator: what the tiles share (``MethodInfo.scene_setup``): fast's scene context with the
+    refits, and, when a learned prior serves the pair, the consistency step's subspace and the
+    prior's self-check on the central crop (through the same base)."""
     from ..training import load_weights
     from . import fast, msfn
 
+    scene, notes = yield from fast.scene_setup(req, scene, refits=req.options.get("refits", 0))
     weights = str(req.options.get("weights", "auto"))
     if weights != "none":
         _, record = load_weights(msfn.resolve_weights(weights, req.scale))
-        bands = req.lr.shape[0]
-        if msfn.is_prior(record) and len(record.get("wavelengths", [])) == bands:
-            return (yield from msfn.scene_setup(req, scene))
-    return (yield from fast.scene_setup(req, scene, refits=req.options.get("refits", 0)))
+        if msfn.is_prior(record) and len(record.get("wavelengths", [])) == req.lr.shape[0]:
+            opts = req.options
+            base_options = dict(refits=int(opts.get("refits", 12)), refit_radius=int(opts.get("refit_radius", 4)),
+                                rank=opts.get("rank", 0), eps=opts.get("eps", 0.0), mu=opts.get("mu", 0.0),
+                                prior_kind=opts.get("prior", "auto"), band_weights=opts.get("band_weights", True))
+            scene = msfn.with_prior_check(req, scene, lambda coarse: _refits(coarse, **base_options))
+    return scene, notes
 
 
 INFO = register(MethodInfo(
