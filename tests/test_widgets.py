@@ -387,7 +387,9 @@ def test_wavelength_overlay_follows_dims(sample_viewer, qtbot):
     assert viewer.dims.axis_labels[0] == "560 nm"
 
 
-def test_msfn_with_another_psf_runs_in_the_viewer_without_warning(sample_viewer, qtbot, errors, monkeypatch):
+def test_msfn_prior_check_warns_in_the_viewer(sample_viewer, qtbot, errors, monkeypatch):
+    """On the synthetic sample the learned prior loses to fast on the pair degraded once more: the
+    dock shows the warning that the result is fast's, and the layer's settings keep it."""
     from napari_hsisr._widgets.fusion_widget import FusionWidget
     from napari_hsisr.core.methods.msfn import shipped_weights
 
@@ -404,9 +406,14 @@ def test_msfn_with_another_psf_runs_in_the_viewer_without_warning(sample_viewer,
     assert widget.run()
     qtbot.waitUntil(lambda: "sample_lr_hs_msfn" in sample_viewer.layers, timeout=60000)
     _wait_idle(qtbot, widget)
-    assert errors == [] and warned == []
+    assert errors == []
     settings = sample_viewer.layers["sample_lr_hs_msfn"].metadata["settings"]
-    assert "warnings" not in settings and "sigma=3" in settings["degradation"]["psf"]
+    assert "sigma=3" in settings["degradation"]["psf"]
+    if settings["resolved_options"]["prior_check"]["use_prior"]:
+        assert warned == [] and "warnings" not in settings
+    else:
+        assert len(warned) == 1 and "result is fast's" in warned[0] and settings["warnings"] == warned
+        assert "warning" in widget.progress_label.text()
 
 
 def test_blind_on_a_misregistered_camera_pair_moves_the_lr_layer(make_napari_viewer, qtbot, errors):
