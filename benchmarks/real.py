@@ -23,8 +23,9 @@ Method labels (the degradation each is told):
   gsa            scale; the HR image decoded as sRGB (x8cam) or as given (neon)
   blind          scale and wavelengths only; estimates the rest (solver unsupervised)
   blind-fast     as blind, solver fast
-  fast, unsupervised   scale, the true PSF, hr_encoding=srgb and the sRGB colour matching functions
-                 (srf "sRGB (CIE 1931, D65)"); gain and offset estimated; not told any shift
+  fast, unsupervised, msfn   scale, the true PSF, hr_encoding=srgb and the sRGB colour matching
+                 functions (srf "sRGB (CIE 1931, D65)"); gain and offset estimated; not told any shift.
+                 msfn and unsupervised use the weights in $HSISR_PRIOR_WEIGHTS when it is set.
 
 Each method runs in its own subprocess (its peak resident memory is its own) with 2 torch threads.
 """
@@ -119,9 +120,10 @@ def plan(label: str, true_deg, wavelengths, hr_is_camera: bool):
         return "blind", only_s, {}
     if label == "blind-fast":
         return "blind", only_s, {"solver": "fast"}
-    if label in ("fast", "unsupervised"):
+    if label in ("fast", "unsupervised", "msfn"):
         told = true_deg.with_(srf="sRGB (CIE 1931, D65)", hr_encoding="srgb")
-        return label, told, {}
+        weights = os.environ.get("HSISR_PRIOR_WEIGHTS")  # a cross-validation fold's weights (prior_cv)
+        return label, told, ({"weights": weights} if weights and label != "fast" else {})
     raise SystemExit(f"unknown method label {label!r}")
 
 

@@ -160,8 +160,8 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
     deg = inputs.degradation
     steps, patch, batch, refits = int(steps), int(patch), int(batch), int(refits)
     model, record, why_not = _prior(weights, inputs)
-    base_options = dict(refits=refits, refit_radius=int(refit_radius), rank=rank, eps=eps, mu=mu,
-                        prior_kind=prior, band_weights=band_weights)
+    base_options = _base_options(refits=refits, refit_radius=refit_radius, rank=rank, eps=eps, lam=lam, mu=mu,
+                                 prior=prior, band_weights=band_weights)
     if model is None:
         cube, extras = yield from _refits(inputs, **base_options)
         extras["resolved"]["learned_prior"] = why_not + f": fast + {refits} refits"
@@ -194,14 +194,21 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
                               "trained_scenes": record.get("trained_scenes")}}
 
 
-def _refits(inputs, refits, refit_radius, rank, eps, mu, prior_kind, band_weights):
+def _base_options(refits=12, refit_radius=4, rank=0, eps=0.0, lam=1.0, mu=0.0, prior="auto", band_weights=True,
+                  **_) -> dict:
+    """The options of the base (fast + refits) among the method's options."""
+    return dict(refits=int(refits), refit_radius=int(refit_radius), rank=rank, eps=eps, lam=float(lam), mu=mu,
+                prior_kind=prior, band_weights=band_weights)
+
+
+def _refits(inputs, refits, refit_radius, rank, eps, lam, mu, prior_kind, band_weights):
     """Generator: fast's solve followed by ``refits`` prior refits (with ``refits=0`` and the
     default options, exactly fast's cube)."""
     from . import fast as F
 
     total = 2 * refits + 2
     yield Progress(0, total, message="subspace and guided prior")
-    st = F.setup(inputs, rank, eps, 1.0, mu, band_weights)
+    st = F.setup(inputs, rank, eps, lam, mu, band_weights)
     info: dict = {}
     prior = F.build_prior(st, inputs, prior_kind, 0, st.eps, info)
     st = F.conservative(st, info)
@@ -231,10 +238,7 @@ def scene_setup(req, scene):
     if weights != "none":
         _, record = load_weights(msfn.resolve_weights(weights, req.scale))
         if msfn.is_prior(record) and len(record.get("wavelengths", [])) == req.lr.shape[0]:
-            opts = req.options
-            base_options = dict(refits=int(opts.get("refits", 12)), refit_radius=int(opts.get("refit_radius", 4)),
-                                rank=opts.get("rank", 0), eps=opts.get("eps", 0.0), mu=opts.get("mu", 0.0),
-                                prior_kind=opts.get("prior", "auto"), band_weights=opts.get("band_weights", True))
+            base_options = _base_options(**req.options)
             scene = msfn.with_prior_check(req, scene, lambda coarse: _refits(coarse, **base_options))
     return scene, notes
 
