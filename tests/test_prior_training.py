@@ -56,7 +56,7 @@ def test_train_a_fold_export_and_fuse_with_it(tmp_path, capsys):
     data = _cave_folder(tmp_path / "cave", ["aa", "bb", "cc"])
     cfg = {"data": str(data), "bank": "bank", "out": "runs/p.pt", "fold": 0, "folds": 3, "per_scene": 1,
            "held_per_scene": 1, "scales": [4], "steps": 4, "batch": 2, "patch": 32, "eval_every": 2,
-           "eval_items": 2, "threads": 1, "workers": 1}
+           "eval_items": 2, "threads": 1, "workers": 2}  # the bank on a 2-process LocalCluster
     (tmp_path / "runs").mkdir()
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
@@ -72,3 +72,33 @@ def test_train_a_fold_export_and_fuse_with_it(tmp_path, capsys):
     p = sample_pair(size=64)
     res = hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", weights=str(tmp_path / "runs" / "p.pt"))
     assert res.extras["weights"]["trained_scenes"] == ["bb", "cc"] and np.all(np.isfinite(res.cube))
+
+
+def test_a_stopped_run_resumes_and_another_config_is_refused(tmp_path):
+    from napari_hsisr.core.methods.base import run_to_end
+    from napari_hsisr.core.prior_training import train_prior
+
+    data = _cave_folder(tmp_path / "cave", ["aa", "bb"])
+    cfg = PriorConfig(data=str(data), bank=str(tmp_path / "bank"), out=str(tmp_path / "p.pt"), per_scene=1,
+                      held_per_scene=0, scales=(4,), steps=4, batch=2, patch=32, eval_every=2, eval_items=1,
+                      threads=1, workers=1)
+    from napari_hsisr.core.training import load_weights
+
+    run_to_end(train_prior(cfg))
+    whole = load_weights(tmp_path / "p.pt")[0].state_dict()
+    for f in tmp_path.glob("p.*"):
+        f.unlink()
+    gen = train_prior(cfg)
+    for p in gen:
+        if isinstance(p, dict) and p["step"] == 3:
+            gen.close()  # stopped after step 3: the checkpoint holds step 2
+            break
+    run_to_end(train_prior(cfg))
+    resumed = load_weights(tmp_path / "p.pt")[0].state_dict()
+    for name, value in whole.items():  # the same weights as one uninterrupted run
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0)
+    with pytest.raises(InputError, match="another config"):
+        for f in tmp_path.glob("p.pt*"):
+            f.unlink()
+        cfg.lr_rate = 2e-3
+        run_to_end(train_prior(cfg))

@@ -181,7 +181,8 @@ def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: in
 
 def build_bank(cfg: PriorConfig, scenes: list[str]):
     """Generator: fills ``cfg.bank`` for ``scenes`` (cached items are kept), on a dask LocalCluster of
-    ``cfg.workers`` processes; yields ``(done, total)``; returns the item descriptions."""
+    ``cfg.workers`` processes (one: in this process); yields ``(done, total)``; returns the item
+    descriptions."""
     from distributed import as_completed
 
     from .parallel import dask_client
@@ -191,6 +192,11 @@ def build_bank(cfg: PriorConfig, scenes: list[str]):
     jobs = [(s, i, False) for s in scenes for i in range(cfg.per_scene)]
     jobs += [(s, i, True) for s in scenes for i in range(cfg.held_per_scene)]
     items = []
+    if cfg.workers <= 1:  # in this process: no cluster to start
+        for n, (s, i, h) in enumerate(jobs, 1):
+            items.append(bank_item(cfg.data, cfg.bank, s, i, h, cfg.seed, held_cams if h else train_cams, cfg.scales))
+            yield n, len(jobs)
+        return sorted(items, key=lambda d: (d["scene"], d["held_camera"], d["index"]))
     with dask_client(workers=cfg.workers) as client:
         futures = [client.submit(bank_item, cfg.data, cfg.bank, s, i, h, cfg.seed, held_cams if h else train_cams,
                                  cfg.scales, pure=False) for s, i, h in jobs]
@@ -227,6 +233,12 @@ def evaluate_items(model, refs: dict, items: list[dict], bank: str) -> dict:
             "gain_db": float(np.mean(net_db) - np.mean(base_db)),
             "worst_gain_db": float(np.min(np.subtract(net_db, base_db))),
             "items": len(base_db)}
+
+
+def _run_id(cfg: PriorConfig) -> str:
+    """What a checkpoint must have been made with to be resumed (not threads, workers or paths)."""
+    keep = {k: v for k, v in cfg.as_dict().items() if k not in ("threads", "workers", "data", "bank", "out")}
+    return json.dumps(keep, sort_keys=True, default=list)
 
 
 def code_version() -> str:
@@ -294,6 +306,9 @@ def _train(cfg: PriorConfig, log):
         from .training import load_tensors
 
         state = load_tensors(ckpt, "checkpoint", "delete it to start again")
+        if state.get("run") != _run_id(cfg):
+            raise InputError(f"checkpoint {ckpt} was made with another config (or another fold); resume with the "
+                             "same one, or delete the checkpoint to start again.")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -334,7 +349,7 @@ def _train(cfg: PriorConfig, log):
                 fh.write(json.dumps(entry) + "\n")
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "rng": json.dumps(rng.bit_generator.state),
-                                "history": json.dumps(history), "step": step}, ckpt)
+                                "history": json.dumps(history), "step": step, "run": _run_id(cfg)}, ckpt)
             log(json.dumps(entry))
         yield {"step": step, "total": cfg.steps, "loss": running[-1] if running else None}
     record = {"kind": "spectral_prior", "wavelengths": WAVELENGTHS.tolist(), "trained_scenes": train_scenes,
