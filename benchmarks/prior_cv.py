@@ -63,16 +63,18 @@ def run(runs: Path, protocols: list[str], methods: list[str], opts: dict, thread
                         res = hsisr.fuse(rgb, lr, deg, method=method, seed=0, device="cpu", **options)
                         seconds = time.perf_counter() - start
                         q = hsisr.evaluate(res.cube, cube, scale=deg.scale)
+                        check = res.settings.get("resolved_options", {}).get("prior_check", {})
                         rows.append({"fold": ckpt.stem, "scene": scene, "protocol": label, "method": m,
-                                     "psnr": q["psnr"], "sam": q["sam"], "seconds": seconds})
+                                     "psnr": q["psnr"], "sam": q["sam"], "seconds": seconds,
+                                     "prior_used": check.get("use_prior")})
                         print(f"{ckpt.stem} {scene:<26} {label:<28} {m:<22} {q['psnr']:6.2f} dB  SAM {q['sam']:5.2f}"
                               f"  {seconds:6.1f} s", file=sys.stderr, flush=True)
     return rows
 
 
 def report(rows: list[dict]) -> None:
-    print("| protocol | method | PSNR | worst PSNR | SAM | vs fast | worst vs fast | s/scene | scenes |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| protocol | method | PSNR | worst PSNR | SAM | vs fast | worst vs fast | s/scene | scenes | prior kept |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for proto in dict.fromkeys(r["protocol"] for r in rows):
         fast = {r["scene"]: r["psnr"] for r in rows if r["protocol"] == proto and r["method"] == "fast"}
         for m in dict.fromkeys(r["method"] for r in rows if r["protocol"] == proto):
@@ -82,7 +84,7 @@ def report(rows: list[dict]) -> None:
             g = f"{gain.mean():+.2f} | {gain.min():+.2f}" if gain.size and m != "fast" else " | "
             print(f"| {proto} | {m} | {psnr.mean():.2f} | {psnr.min():.2f} | "
                   f"{np.mean([r['sam'] for r in sel]):.2f} | {g} | {np.mean([r['seconds'] for r in sel]):.1f} | "
-                  f"{len(sel)} |")
+                  f"{len(sel)} | {sum(r.get('prior_used') is not False for r in sel) if m != 'fast' else ''} |")
 
 
 def main() -> None:
