@@ -104,6 +104,7 @@ class SceneContext:
     guide_variance: dict | None = None  # {"radius", "value"}: the guided prior's regularisation scale
     refit_variance: dict | None = None  # {"radius", "value"}: the HR-grid refits'
     prior_check: dict | None = None  # the learned prior's self-check on the scene's central crop (msfn.self_check)
+    prior_level: float | None = None  # the learned prior's input level for every tile (the LR cube's mean)
     # one tile's part
     keep: tuple | None = None  # the part of the window the tile keeps (judged by the fit on checked tiles)
     skip_fit: bool = False  # no fit report on this tile (a tiled run checks a sample of its tiles)

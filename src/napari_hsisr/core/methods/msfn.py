@@ -117,15 +117,17 @@ def is_prior(record: dict) -> bool:
     return record.get("kind") == "spectral_prior"
 
 
-def infer_prior(model, base: np.ndarray, scale: int, device: str = "cpu") -> np.ndarray:
-    """The prior network on a (C, Y, X) cube -> (C, Y, X) float32."""
+def infer_prior(model, base: np.ndarray, scale: int, device: str = "cpu", scene=None) -> np.ndarray:
+    """The prior network on a (C, Y, X) cube -> (C, Y, X) float32; in a tiled run (``scene``) with
+    the scene's normalisation level."""
     import torch
 
     dev = torch.device(device)
     with torch.no_grad():
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            level = None if scene is None else scene.prior_level
             out = model.to(dev)(torch.as_tensor(np.ascontiguousarray(base), dtype=torch.float32, device=dev)[None],
-                                scale)
+                                scale, level)
     return out[0].float().cpu().numpy()
 
 
@@ -224,7 +226,9 @@ def with_prior_check(req, scene, base_gen):
     from ..training import load_weights
 
     full_lr, valid = req.full_lr()
-    scene = replace(scene, consistency_E=subspace(full_lr, 16, valid))
+    # the network's input level: the whole frame's base mean, which the LR cube's mean approximates
+    level = float(full_lr.mean() if valid is None else full_lr[:, valid].mean())
+    scene = replace(scene, consistency_E=subspace(full_lr, 16, valid), prior_level=level)
     del full_lr
     if req.options.get("check", False):
         model, _ = load_weights(resolve_weights(str(req.options.get("weights", "auto")), req.scale))
@@ -271,7 +275,7 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
             mu = float(mu) or float(base_extras.get("resolved", {}).get("mu", 1e-3))
             yield Progress(2, 4, message="learned prior (checked on the pair degraded once more)")
             verdict = scene_or_self_check(model, record, inputs, prior_base, check)
-            cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
+            cube = infer_prior(model, base, deg.scale, inputs.device, inputs.scene) if verdict["use_prior"] else base
             if not verdict["use_prior"]:
                 warnings.append(check_warning(verdict, "fast"))
         else:

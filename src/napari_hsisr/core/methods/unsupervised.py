@@ -179,7 +179,7 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
         yield Progress(done + steps + 1, total, message="learned prior (checked on the pair degraded once more)")
         verdict = scene_or_self_check(model, record, inputs, lambda coarse: _refits(coarse, **base_options), check)
         info["prior_check"] = verdict
-        cube = infer_prior(model, base, deg.scale, inputs.device) if verdict["use_prior"] else base
+        cube = infer_prior(model, base, deg.scale, inputs.device, inputs.scene) if verdict["use_prior"] else base
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise oom_error("unsupervised") from None

@@ -51,9 +51,14 @@ class SpectralPrior(nn.Module):
     def config(self) -> dict:
         return {"bands": self.bands, "width": self.width}
 
-    def forward(self, base: torch.Tensor, scale: int | float) -> torch.Tensor:
-        """``base`` (B, C, Y, X) -> refined cube (B, C, Y, X), in the base's units."""
-        level = base.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    def forward(self, base: torch.Tensor, scale: int | float, level: float | None = None) -> torch.Tensor:
+        """``base`` (B, C, Y, X) -> refined cube (B, C, Y, X), in the base's units. ``level``: the
+        value the input is divided by (default: each base's mean; a tiled run gives the scene's, so
+        that every tile sees the same normalisation)."""
+        if level is None:
+            level = base.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+        else:
+            level = max(float(level), 1e-6)
         h, w = base.shape[-2:]
         ph, pw = -h % MULTIPLE, -w % MULTIPLE
         x = base / level
