@@ -24,7 +24,7 @@ from ..errors import InputError
 from .base import FusionInputs, MethodInfo, Option, Progress, register
 
 CHECK_MIN_RATIO = 2  # the self-check needs an LR cube of at least 2 s pixels a side (a 2 x 2 coarse LR cube)
-PRIOR_HALO = 24  # HR pixels: the prior network's receptive field (nets.prior.HALO; torch is not imported here)
+PRIOR_HALO = 24  # HR pixels: the reach of nets.prior's receptive field, the tile halo of msfn and unsupervised
 PSF_TOLERANCE = 0.02  # relative L2 difference of kernels above which the weights "do not match"
 SRF_TOLERANCE_DEG = 2.0  # mean spectral angle between SRF channels above which they "do not match"
 
@@ -83,13 +83,19 @@ def degradation_mismatch(deg, record: dict) -> list[str]:
     return out
 
 
+def prior_fits(record: dict, bands: int, wavelengths) -> bool:
+    """Whether prior weights serve a cube of ``bands`` bands at ``wavelengths`` (None: unknown)."""
+    wl = np.asarray(record.get("wavelengths", []), dtype=float)
+    return bands == wl.size and (wavelengths is None or (wavelengths.size == wl.size and
+                                                         np.allclose(wavelengths, wl, atol=2.0)))
+
+
 def check_prior(record: dict, inputs: FusionInputs, source: str) -> None:
     """The prior's weights know one band grid; a cube on another one is refused with what to do."""
     C = inputs.lr.shape[0]
     wl = np.asarray(record.get("wavelengths", []), dtype=float)
     given = inputs.degradation.wavelengths
-    fits = C == wl.size and (given is None or (given.size == wl.size and np.allclose(given, wl, atol=2.0)))
-    if not fits:
+    if not prior_fits(record, C, given):
         span = f" ({given.min():.0f}..{given.max():.0f} nm)" if given is not None and given.size else ""
         have = f"{C} bands{span}"
         raise InputError(f"{source} are for {wl.size} bands at {wl.min():.0f}..{wl.max():.0f} nm every "

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import FusionInputs, MethodInfo, Option, Progress, register
+from .msfn import PRIOR_HALO
 
 YIELD_EVERY_S = 0.4
 ADAPT_MARGIN = 8  # HR pixels of context around a consistency patch (the network's border effect)
@@ -102,6 +103,9 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
     ly, lx = inputs.lr.shape[-2:]
     n = max(1, min(patch // s, ly, lx))  # consistency patch, LR pixels
     m = ADAPT_MARGIN
+    # consistency patches (LR offsets) whose window, PSF support and margin lie inside the image
+    ok_y = [i for i in range(ly - n + 1) if i * s - pb - m >= 0 and (i + n) * s + pa + m <= B.shape[-2]]
+    ok_x = [j for j in range(lx - n + 1) if j * s - pb - m >= 0 and (j + n) * s + pa + m <= B.shape[-1]]
     t_last, ema, step = time.perf_counter(), None, 0
     for step in range(1, steps + 1):
         loss, data = 0.0, False
@@ -115,10 +119,7 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
                 targets.append(augment(Tc[None, :, iy:iy + side, ix:ix + side], code))
             out = model(torch.cat(crops), s)
             loss, data = loss + zero_shot * torch.mean(torch.abs(out - torch.cat(targets))) / lr_level, True
-        # consistency on the observed pair: D F(base) = x, R F(base) = y
-        ok_y = [i for i in range(ly - n + 1) if i * s - pb - m >= 0 and (i + n) * s + pa + m <= B.shape[-2]]
-        ok_x = [j for j in range(lx - n + 1) if j * s - pb - m >= 0 and (j + n) * s + pa + m <= B.shape[-1]]
-        if ok_y and ok_x:
+        if ok_y and ok_x:  # consistency on the observed pair: D F(base) = x, R F(base) = y
             i, j = ok_y[int(gen.integers(len(ok_y)))], ok_x[int(gen.integers(len(ok_x)))]
             y0, x0 = i * s - pb - m, j * s - pb - m
             win = B[None, :, y0:y0 + n * s + pb + pa + 2 * m, x0:x0 + n * s + pb + pa + 2 * m]
@@ -237,7 +238,7 @@ def scene_setup(req, scene):
     weights = str(req.options.get("weights", "auto"))
     if weights != "none":
         _, record = load_weights(msfn.resolve_weights(weights, req.scale))
-        if msfn.is_prior(record) and len(record.get("wavelengths", [])) == req.lr.shape[0]:
+        if msfn.is_prior(record) and msfn.prior_fits(record, req.lr.shape[0], req.degradation.wavelengths):
             base_options = _base_options(**req.options)
             scene = msfn.with_prior_check(req, scene, lambda coarse: _refits(coarse, **base_options))
     return scene, notes
@@ -274,5 +275,5 @@ INFO = register(MethodInfo(
         Option("check", False, "experimental: keep the learned prior only if it does not make the pair, degraded "
                "once more, worse than its base (on CAVE this check rejected the prior where it helped)"),
     ),
-    uses_torch=True, receptive_field=24, bytes_per_band=56, bytes_per_coefficient=64, scene_setup=scene_setup,
+    uses_torch=True, receptive_field=PRIOR_HALO, bytes_per_band=56, bytes_per_coefficient=64, scene_setup=scene_setup,
 ))

@@ -26,7 +26,6 @@ from torch import nn
 
 LEVELS = 3  # full, 1/2, 1/4 resolution
 MULTIPLE = 2 ** (LEVELS - 1)
-HALO = 24  # HR pixels a tile needs around what it keeps (the receptive field's reach, rounded up)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
