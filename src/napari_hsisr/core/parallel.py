@@ -121,7 +121,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         own = Client(scheduler)
     else:
         n = int(workers or os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # no dashboard; its HTTP server (which starts anyway) on a free port, not 8787: two clusters
+        # at once (two runs, a test beside a run) would otherwise warn that the port is in use
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               scheduler_kwargs={"dashboard": False})
         own = Client(cluster)
         if warm is not None:  # each worker runs it now, not waited for: imports overlap the caller's work
             from distributed import fire_and_forget
