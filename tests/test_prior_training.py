@@ -73,6 +73,31 @@ def test_train_a_fold_export_and_fuse_with_it(tmp_path, capsys):
     res = hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", weights=str(tmp_path / "runs" / "p.pt"))
     assert res.extras["weights"]["trained_scenes"] == ["bb", "cc"] and np.all(np.isfinite(res.cube))
 
+    # a fine-tune of those weights with procedural scenes added to the training
+    path.write_text(json.dumps({**cfg, "steps": 2, "workers": 1, "synthetic": 1, "synthetic_fraction": 1.0}))
+    out = tmp_path / "runs" / "ft.pt"
+    assert main(["train", "--config", str(path), "--init", str(tmp_path / "runs" / "p.pt"), "--out", str(out)]) == 0
+    tuned = json.loads(out.with_name("ft.pt.json").read_text())
+    assert tuned["init"]["sha256"] == record["sha256"] and tuned["synthetic_scenes"] == 1
+    assert len(list((tmp_path / "bank").glob("synthetic-000_train*.npy"))) == 1
+    assert tuned["sha256"] != record["sha256"]  # it trained: two steps on the synthetic scene moved the weights
+    path.write_text(json.dumps({**cfg, "init": str(tmp_path / "cfg.json")}))
+    assert main(["train", "--config", str(path)]) == 2  # not weights: one line saying what to give
+    assert "init" in capsys.readouterr().err
+
+
+def test_synthetic_scenes_are_deterministic_varied_reflectances():
+    from napari_hsisr.core.synthetic import synthetic_scene
+
+    a, b = synthetic_scene(3, size=64), synthetic_scene(4, size=64)
+    assert a.shape == (31, 64, 64) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, synthetic_scene(3, size=64))
+    assert not np.allclose(a, b)
+    for cube in (a, b):
+        assert cube.min() >= 0 and cube.max() <= 1
+        spectra = cube.reshape(31, -1)
+        assert np.linalg.matrix_rank(spectra - spectra.mean(1, keepdims=True), tol=1e-3) >= 3  # several materials
+
 
 def test_a_stopped_run_resumes_and_another_config_is_refused(tmp_path):
     from napari_hsisr.core.methods.base import run_to_end

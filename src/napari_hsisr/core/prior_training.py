@@ -13,6 +13,13 @@ One run is described by a JSON config (:class:`PriorConfig`, ``hsisr train --con
    ``eval_every`` steps, with validation on the held-out scenes (a fold) and on the held-out cameras.
 3. **Export**: float16 weights plus their record (scenes seen, config, code version, history).
 
+``synthetic``: that many procedural scenes (:mod:`.synthetic`: random smooth spectra in random
+layouts, no measured data) join every fold's training and draw ``synthetic_fraction`` of its
+crops; trained on CAVE alone the prior lowered every scene unlike CAVE it was tried on.
+``init``: weights to start from (``hsisr train --config ... --init W``: a fine-tune; the record
+names them). The shipped weights are ``configs/msfn_prior.json`` then
+``configs/msfn_prior_finetune.json`` started from its result.
+
 ``fold``: None trains on every scene (the shipped weights); ``k`` holds out the scenes
 ``sorted(scenes)[k::folds]`` (k-fold cross-validation; report quality only on held-out scenes).
 """
@@ -32,6 +39,7 @@ from .errors import InputError
 WAVELENGTHS = np.arange(400, 701, 10)
 HELD_OUT_CAMERAS = ("Nokia N900", "Olympus E-PL2", "Pentax Q", "Point Grey Grasshopper2 14S5C")
 # the fast method's own defaults: the network refines exactly what a user's `fast` run returns
+SYNTHETIC_PREFIX = "synthetic-"  # scene names of procedural scenes: synthetic-007 is synthetic_scene(7)
 BASE_OPTIONS = {"rank": 0, "eps": 0.0, "mu": 0.0, "band_weights": True, "prior": "auto"}
 
 
@@ -57,6 +65,9 @@ class PriorConfig:
     eval_items: int = 6  # per validation set (held-out scenes, held-out cameras), spread over the scenes
     threads: int = 2
     workers: int = 2  # bank building: processes of a dask LocalCluster
+    synthetic: int = 0  # procedural scenes (:mod:`.synthetic`) added to every fold's training
+    synthetic_fraction: float = 0.3  # share of training crops drawn from them
+    init: str = ""  # weights to start from (a fine-tune), else a zero-initialised head
 
     @classmethod
     def load(cls, path) -> PriorConfig:
@@ -70,7 +81,9 @@ class PriorConfig:
             raise InputError(f"training config {path}: unknown keys {unknown}; known: {sorted(known)}.")
         cfg = cls(**raw)
         base = Path(path).resolve().parent  # relative paths are relative to the config file
-        for name in ("data", "bank", "out"):
+        for name in ("data", "bank", "out", "init"):
+            if name == "init" and not cfg.init:
+                continue
             p = Path(getattr(cfg, name)).expanduser()
             setattr(cfg, name, str(p if p.is_absolute() else base / p))
         cfg.scales, cfg.held_out_cameras = tuple(cfg.scales), tuple(cfg.held_out_cameras)
@@ -87,8 +100,12 @@ class PriorConfig:
             raise InputError(f"training data folder {folder} not found; set 'data' in the config.")
         return sorted(p.name[:-3] for p in folder.iterdir() if p.is_dir() and p.name.endswith("_ms"))
 
+    def synthetic_names(self) -> list[str]:
+        return [f"{SYNTHETIC_PREFIX}{i:03d}" for i in range(int(self.synthetic))]
+
     def split(self) -> tuple[list[str], list[str]]:
-        """(training scenes, held-out scenes) of this run."""
+        """(training scenes, held-out scenes) of this run (measured scenes only: the synthetic
+        ones train every fold)."""
         names = self.scene_names()
         if self.fold is None:
             return names, []
@@ -139,6 +156,10 @@ def random_degradation(rng: np.random.Generator, cameras: list[str], scales=(4, 
 def read_reference(data: str, scene: str) -> np.ndarray:
     from .io import read_cube
 
+    if scene.startswith(SYNTHETIC_PREFIX):
+        from .synthetic import synthetic_scene
+
+        return synthetic_scene(int(scene[len(SYNTHETIC_PREFIX):]))
     return np.ascontiguousarray(read_cube(Path(data) / f"{scene}_ms").data, dtype=np.float32)
 
 
@@ -179,7 +200,7 @@ def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: in
     return desc
 
 
-def build_bank(cfg: PriorConfig, scenes: list[str]):
+def build_bank(cfg: PriorConfig, scenes: list[str], synthetic: list[str] = ()):
     """Generator: fills ``cfg.bank`` for ``scenes`` (cached items are kept), on a dask LocalCluster of
     ``cfg.workers`` processes (one: in this process); yields ``(done, total)``; returns the item
     descriptions."""
@@ -189,7 +210,7 @@ def build_bank(cfg: PriorConfig, scenes: list[str]):
 
     Path(cfg.bank).mkdir(parents=True, exist_ok=True)
     train_cams, held_cams = training_cameras(cfg.held_out_cameras), list(cfg.held_out_cameras)
-    jobs = [(s, i, False) for s in scenes for i in range(cfg.per_scene)]
+    jobs = [(s, i, False) for s in [*scenes, *synthetic] for i in range(cfg.per_scene)]
     jobs += [(s, i, True) for s in scenes for i in range(cfg.held_per_scene)]
     items = []
     if cfg.workers <= 1:  # in this process: no cluster to start
@@ -263,6 +284,23 @@ def _spread(items: list[dict], n: int) -> list[dict]:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
+def _initial_weights(cfg: PriorConfig, model) -> dict | None:
+    """Load ``cfg.init`` into ``model`` (a fine-tune); returns what the record says of it."""
+    if not cfg.init:
+        return None
+    from .training import load_weights
+
+    try:
+        start, record = load_weights(Path(cfg.init), device="cpu")
+    except InputError as exc:
+        raise InputError(f"init (the weights to start from): {exc}") from None
+    if record.get("kind") != "spectral_prior" or start.config() != model.config():
+        raise InputError(f"init weights {cfg.init} are not a learned prior of width {cfg.width}; give weights "
+                         "made by `hsisr train --config` with the same width, or no init.")
+    model.load_state_dict(start.state_dict())
+    return {"file": Path(cfg.init).name, "sha256": record.get("sha256"), "code_version": record.get("code_version")}
+
+
 def train_prior(cfg: PriorConfig, log=print):
     """Generator: builds the bank, trains, exports; yields progress dicts; returns the record.
     Torch's thread count is the config's while it runs and the caller's again after."""
@@ -287,14 +325,18 @@ def _train(cfg: PriorConfig, log):
     version = code_version()  # of the code that trains, not of a checkout changed meanwhile
     train_scenes, held_scenes = cfg.split()
     t0 = time.perf_counter()
-    items = yield from build_bank(cfg, train_scenes + held_scenes)
+    synthetic = cfg.synthetic_names()
+    items = yield from build_bank(cfg, train_scenes + held_scenes, synthetic)
     bank_s = time.perf_counter() - t0
-    refs = {s: read_reference(cfg.data, s) for s in train_scenes + held_scenes}
-    train_items = [d for d in items if d["scene"] in train_scenes and not d["held_camera"]]
+    refs = {s: read_reference(cfg.data, s) for s in train_scenes + held_scenes + synthetic}
+    measured = [d for d in items if d["scene"] in train_scenes and not d["held_camera"]]
+    procedural = [d for d in items if d["scene"] in synthetic]
+    train_items = measured + procedural
     val_scene = _spread([d for d in items if d["scene"] in held_scenes and not d["held_camera"]], cfg.eval_items)
     val_camera = _spread([d for d in items if d["held_camera"]], cfg.eval_items)
     bases = {(d["scene"], d["index"]): _load_item(cfg.bank, d) for d in train_items}
     model = SpectralPrior(len(WAVELENGTHS), cfg.width)
+    init = _initial_weights(cfg, model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_rate)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
@@ -319,7 +361,8 @@ def _train(cfg: PriorConfig, log):
     for step in range(step0 + 1, cfg.steps + 1):
         xs, ts, scales = [], [], []
         for _ in range(B):
-            d = train_items[int(rng.integers(len(train_items)))]
+            pool = procedural if procedural and rng.random() < cfg.synthetic_fraction else measured
+            d = pool[int(rng.integers(len(pool)))]
             base, ref = bases[(d["scene"], d["index"])], refs[d["scene"]]
             iy, ix = (int(rng.integers(n - P + 1)) for n in ref.shape[1:])
             code = int(rng.integers(8))
@@ -354,6 +397,7 @@ def _train(cfg: PriorConfig, log):
         yield {"step": step, "total": cfg.steps, "loss": running[-1] if running else None}
     record = {"kind": "spectral_prior", "wavelengths": WAVELENGTHS.tolist(), "trained_scenes": train_scenes,
               "held_out_scenes": held_scenes, "held_out_cameras": list(cfg.held_out_cameras),
+              "synthetic_scenes": len(synthetic), "init": init,
               "config": cfg.as_dict(), "code_version": version, "base_options": BASE_OPTIONS,
               "bank_seconds": round(bank_s, 1), "history": history}
     model.eval()
