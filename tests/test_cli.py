@@ -23,6 +23,14 @@ def test_demo_writes_tiff_and_prints_metrics(tmp_path, capsys):
     assert cube.metadata["settings"]["method"] == "fast"
 
 
+def test_demo_compares_with_fast_and_says_when_a_method_is_below_it(tmp_path, capsys):
+    out = tmp_path / "demo.tif"
+    assert main(["demo", "--method", "bicubic", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "fast" in text and "note: bicubic is" in text and "dB below fast" in text
+    assert read_cube(out).metadata["settings"]["method"] == "bicubic"
+
+
 def test_simulate_fuse_evaluate_roundtrip(tmp_path, capsys):
     from napari_hsisr.core.io import write_tiff
     from napari_hsisr.core.sample import sample_scene

@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -508,6 +509,12 @@ def test_a_signal_during_a_batch_leaves_no_temporary(work, forker):
         for name in left:
             _complete(work / "out" / name)
         assert set(before) <= set(left), what
+        if rc == 130:  # the stop message names the pairs it kept, and each is there, whole
+            line = [x for x in err.splitlines() if x.startswith("stopped:")][-1]
+            assert "nothing was written" not in line, what
+            kept = re.search(r"kept \(([^)]*)\)", line)
+            for name in kept.group(1).split(", ") if kept else []:
+                assert any(n.startswith(f"{name}.") for n in left), what
 
 
 

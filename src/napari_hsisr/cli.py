@@ -170,14 +170,19 @@ def cmd_demo(args) -> int:
     print(f"sample: HR RGB {pair.hr.shape}, LR-HS {pair.lr.shape}, reference {pair.reference.shape}, "
           f"scale {pair.degradation.scale}")
     rows, best = {}, None
-    for method in dict.fromkeys(["bicubic", args.method]):
+    for method in dict.fromkeys(["bicubic", "fast", args.method]):  # fast: the safe baseline to compare with
         gen = fuse_iter(pair.hr, pair.lr, pair.degradation, method=method, seed=args.seed, device=args.device)
         start = time.perf_counter()
         result = _run_with_progress(gen, method)
         rows[method] = {**evaluate(result.cube, pair.reference, scale=pair.degradation.scale),
                         "seconds": time.perf_counter() - start}
-        best = result
+        if method == args.method:
+            best = result
     _print_metrics(rows)
+    loss = rows["fast"]["psnr"] - rows[args.method]["psnr"]
+    if loss > 0.1:
+        print(f"note: {args.method} is {loss:.2f} dB below fast on this sample; the written cube is {args.method}'s. "
+              "A method's gain depends on the scene: compare with fast on data like yours (docs/benchmarks.md).")
     path = write_tiff(args.out, best.cube, wavelengths=pair.wavelengths, settings=best.settings,
                       format=args.format or "imagej", dtype=args.dtype)
     print(f"wrote {path}")
@@ -322,9 +327,11 @@ def cmd_batch(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}.")
     bar = tqdm(total=len(rows), desc="pairs", unit="pair", file=sys.stderr, disable=not sys.stderr.isatty())
+    finished = []
 
     def progress(done, total, outcome):
         bar.update(1)
+        finished.append(outcome)
         if not sys.stderr.isatty():
             line = f"pairs: {done}/{total}  {outcome.name}: {outcome.status} {_in_shell_words(outcome.message)}"
             print(line.rstrip(), file=sys.stderr, flush=True)
@@ -332,6 +339,12 @@ def cmd_batch(args) -> int:
     try:
         outcomes = fuse_many(rows, args.out, scheduler=args.scheduler, workers=args.workers, seed=args.seed,
                              device=args.device, progress=progress)
+    except Exception as exc:
+        if not _while_interrupted(exc):
+            raise
+        return _batch_stopped(finished)
+    except KeyboardInterrupt:
+        return _batch_stopped(finished)
     finally:
         bar.close()
     for outcome in outcomes:  # a pair's error from the core, in the shell's words
@@ -342,6 +355,16 @@ def cmd_batch(args) -> int:
     print(f"{counts['done']} done, {counts['skipped']} skipped (up to date), {counts['failed']} failed",
           file=sys.stderr)
     return 1 if failed else 0
+
+
+def _batch_stopped(finished: list) -> int:
+    """Ctrl-C or SIGTERM in a batch: the pairs that finished before stay written (each output
+    is written whole or not at all); say which, and how to go on."""
+    done = [o.name for o in finished if o.status == "done"]
+    kept = f"{len(done)} finished pair(s) kept ({', '.join(done)})" if done else "no pair had finished"
+    print(f"stopped: {kept}; the pairs in progress wrote nothing. Run the same command again to fuse the rest "
+          "(finished pairs are skipped as up to date).", file=sys.stderr)
+    return 130
 
 
 def _tile_size(text) -> int:
@@ -427,6 +450,8 @@ def cmd_train_config(args) -> int:
         cfg.fold = None if args.fold < 0 else args.fold
     if args.out:
         cfg.out = str(Path(args.out).resolve())
+    if args.init:
+        cfg.init = str(Path(args.init).resolve())
     train, held = cfg.split()
     print(f"training on {len(train)} scenes, holding out {held or 'none'}; weights -> {cfg.out}", file=sys.stderr)
     bar = tqdm(total=cfg.steps, desc="train", file=sys.stderr, disable=None)
@@ -661,6 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", help="JSON config of a learned-prior run (the shipped msfn weights: "
                    "configs/msfn_prior.json); the other flags but --fold and --out are then unused")
     q.add_argument("--fold", type=int, help="with --config: hold out fold K (-1: none)")
+    q.add_argument("--init", help="with --config: weights to start from (a fine-tune of that fold's weights)")
     q.add_argument("--val", nargs="*", help="names of the cubes held out for validation")
     q.add_argument("--scenes", nargs="*", help="use only these cubes (plus --val)")
     q.add_argument("--out", help="weights file to write (.pt; a .json record is written beside)")
