@@ -350,8 +350,9 @@ def scene_setup(req, scene):
 
 register(MethodInfo(
     "msfn", run_msfn,
-    "Learned prior (shipped weights: any scale, PSF and camera; 31 bands, 400-700 nm) refining fast's cube, "
-    "then a data-consistency step: seconds.",
+    "Learned prior (shipped weights: any scale, PSF and camera; 31 bands, 400-700 nm; learned on close-range "
+    "CAVE scenes: on other scene types compare with fast) refining fast's cube, then a data-consistency step: "
+    "seconds.",
     options=(Option("weights", "auto", "'auto' (shipped weights for the scale) or a path to exported weights"),
              *_COMMON),
     uses_torch=True, receptive_field=PRIOR_HALO, bytes_per_band=56, bytes_per_coefficient=48, scene_setup=scene_setup,

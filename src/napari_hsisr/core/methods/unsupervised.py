@@ -246,8 +246,9 @@ def scene_setup(req, scene):
 
 INFO = register(MethodInfo(
     "unsupervised", run,
-    "Unsupervised: fast + prior refits fitted to the pair, then the learned prior (optionally adapted to the pair) "
-    "and a consistency step; without a prior for the band grid, fast + refits (~10-60 s).",
+    "Unsupervised: fast + prior refits fitted to the pair, then the learned prior (optionally adapted to the pair; "
+    "learned on close-range CAVE scenes) and a consistency step; without a prior for the band grid, fast + refits "
+    "(~10-60 s).",
     options=(
         Option("steps", 0, "adaptation steps of the learned prior on the pair (0: none; measured to lower the "
                "result on CAVE, see docs/benchmarks.md)", minimum=0, maximum=100000),
