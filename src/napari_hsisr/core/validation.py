@@ -96,14 +96,18 @@ def check_lr(lr: np.ndarray, name: str = "LR-HS cube") -> np.ndarray:
     return lr
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; checks explicit choices."""
-    import torch
-
+def resolve_device(device: str = "auto", uses_torch: bool = True) -> str:
+    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; checks explicit choices. For a
+    method that does not use torch, ``auto`` and ``cpu`` are ``cpu`` without importing torch (5 s
+    of a cluster caller's start); an explicit GPU is still checked."""
     device = str(device or "auto").strip().lower()
     if not (device in ("auto", "cpu", "mps") or device == "cuda" or
             (device.startswith("cuda:") and device[5:].isdigit())):
         raise InputError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps.")
+    if not uses_torch and device in ("auto", "cpu"):
+        return "cpu"
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
