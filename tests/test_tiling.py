@@ -228,11 +228,31 @@ def test_lazy_inputs_give_the_same_result(pair, tmp_path):
     tifffile.imwrite(tmp_path / "hr.tif", hr8, photometric="rgb", tile=(32, 32), compression="zlib")
     write_tiff(tmp_path / "lr.tif", pair.lr, wavelengths=pair.degradation.wavelengths)
     hr_lazy, lr_lazy = open_image_lazy(tmp_path / "hr.tif"), open_cube_lazy(tmp_path / "lr.tif")
-    assert not isinstance(hr_lazy, np.ndarray) and not isinstance(lr_lazy.data, np.ndarray)
+    assert not isinstance(hr_lazy, np.ndarray) and isinstance(lr_lazy.data, np.memmap)  # decoded / mapped
     deg = pair.degradation.with_(hr_encoding="linear")
     a = fuse_tiled(hr_lazy, lr_lazy.data, deg, tile=32)
     b = fuse_tiled(hr8, pair.lr, deg, tile=32)
     np.testing.assert_allclose(np.asarray(a.cube), np.asarray(b.cube), atol=1e-6)
+
+
+def test_an_uncompressed_tiff_is_memory_mapped_read_only_and_a_compressed_one_decoded(pair, tmp_path):
+    """A window of a mapped file costs no decoding (a float image written as one strip was decoded
+    whole for every window through zarr); the map cannot write to the user's file."""
+    import tifffile
+
+    from napari_hsisr.core.io import open_cube_lazy, open_image_lazy, write_tiff
+
+    hr = pair.hr.astype(np.float32)
+    tifffile.imwrite(tmp_path / "plain.tif", hr, photometric="rgb")
+    tifffile.imwrite(tmp_path / "zlib.tif", hr, photometric="rgb", compression="zlib")
+    write_tiff(tmp_path / "lr.tif", pair.lr, wavelengths=pair.degradation.wavelengths)
+    plain, packed = open_image_lazy(tmp_path / "plain.tif"), open_image_lazy(tmp_path / "zlib.tif")
+    assert isinstance(plain, np.memmap) and not plain.flags.writeable and not isinstance(packed, np.ndarray)
+    np.testing.assert_array_equal(plain[8:40, 16:48], hr[8:40, 16:48])
+    np.testing.assert_array_equal(np.asarray(packed[8:40, 16:48]), hr[8:40, 16:48])
+    lr = open_cube_lazy(tmp_path / "lr.tif").data
+    assert isinstance(lr, np.memmap) and lr.shape == pair.lr.shape
+    np.testing.assert_allclose(np.asarray(lr), pair.lr, rtol=1e-6)
 
 
 def test_tiles_refuse_what_they_cannot_do(pair, monkeypatch):
@@ -272,10 +292,9 @@ def _write_pairs(folder, n=3):
 def cluster():
     """A client of one local cluster (2 single-threaded worker processes) that the module's cluster
     tests share: starting one, and the engine's imports in its workers, take seconds."""
-    from distributed import Client, LocalCluster
+    from napari_hsisr.core.parallel import dask_client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
-            Client(local) as client:
+    with dask_client(workers=2) as client:  # as the CLI's --workers starts one
         yield client
 
 

@@ -12,7 +12,7 @@ from .base import CubeFile, as_cube, read_error, to_nm, wl_array
 from .cube import read_cube
 from .images import as_yxk, read_image
 from .ome_zarr import open_zarr_cube
-from .tiff import read_cube_metadata, zarr_from_tiff
+from .tiff import read_cube_metadata, tiff_array_lazy
 
 
 def open_cube_lazy(path: str | os.PathLike) -> CubeFile:
@@ -40,7 +40,7 @@ def open_cube_lazy(path: str | os.PathLike) -> CubeFile:
             return CubeFile(data, wl, {"format": "envi", "source": str(path)})
         if suffix in (".tif", ".tiff"):
             head = read_cube_metadata(path)
-            z = zarr_from_tiff(path)
+            z = tiff_array_lazy(path)
             if z.ndim != 3:
                 raise InputError(f"{path}: holds a {z.ndim}-D image; a cube is (C, Y, X).")
             return CubeFile(z, head.wavelengths, {**head.metadata, "source": str(path), "lazy": True})
@@ -67,7 +67,7 @@ def open_image_lazy(path: str | os.PathLike):
 
             with tifffile.TiffFile(str(path)) as tf:
                 axes = tf.series[0].axes
-            z = zarr_from_tiff(path)
+            z = tiff_array_lazy(path)
             if z.ndim not in (2, 3):
                 raise InputError(f"{path}: image has shape {z.shape}; expected (Y, X) or (Y, X, k). Save the image "
                                  "as a single 2-D or multi-channel picture.")

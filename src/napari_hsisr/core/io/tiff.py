@@ -286,10 +286,18 @@ def _atomic_imwrite(path: Path, data: np.ndarray, format: str, labels: list[str]
                              extratags=[(HSISR_TAG, "s", 0, info, True)])
 
 
-def zarr_from_tiff(path: Path, series: int = 0):
-    """A TIFF's pixels as a zarr array that reads tiles/strips on demand (compressed or not)."""
+def tiff_array_lazy(path: Path, series: int = 0):
+    """A TIFF's pixels read on demand: memory-mapped (read-only) when they are stored uncompressed
+    and contiguous, else a zarr array that decodes the tiles/strips a slice touches. The map matters
+    for tiles: a float image written as one strip is decoded whole by every zarr slice (a 2048^2 RGB:
+    64 ms a window, 3 s over a tiled fusion's 49 windows; mapped: 0.1 ms)."""
     import tifffile
     import zarr
+
+    try:
+        return tifffile.memmap(str(path), series=series, level=0, mode="r")
+    except ValueError:  # compressed, or not contiguous in the file
+        pass
 
     store = tifffile.imread(str(path), aszarr=True, series=series)
     z = zarr.open(store, mode="r")
