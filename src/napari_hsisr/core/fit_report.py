@@ -37,7 +37,10 @@ def residuals(cube: np.ndarray, inputs, deg) -> dict:
     # a relative residual needs a signal: none when no LR pixel is usable (a kernel larger than the
     # image), or where an observation is all zero (a tile inside a nodata region)
     if use.any() and np.any(lr[:, use]):
-        pred = deg.spatial_operator.circular(cube)  # exact on the pixels used
+        op = deg.spatial_operator
+        # both exact on the pixels used; sums over the kernel cost (K/s)^2 a pixel, the FFT about
+        # what K = 4s does (31 x 608^2: 0.03 s against 0.5 s at K = s, 0.21 s at K = 3s)
+        pred = op(cube) if op.kernel.shape[0] <= 4 * deg.scale else op.circular(cube)
         # bands weighted as the fusion weighs them: a water-absorption band is noise that no result
         # should reproduce, and must not decide whether the result explains the cube
         w = _band_weights(lr, inputs.lr_valid)[:, None]
