@@ -214,8 +214,12 @@ def test_fast_in_tiles_runs_without_importing_torch():
 
     code = ("import sys, numpy as np, napari_hsisr as h\n"
             "from napari_hsisr.core.sample import sample_pair\n"
+            "from napari_hsisr.core.parallel import limited\n"
+            "from napari_hsisr.core.tiling import warm_worker\n"
+            "warm_worker('fast')\n"  # what a cluster's worker does first, then each tile under limited(1)
             "p = sample_pair(size=64)\n"
-            "r = h.fuse(p.hr, p.lr, p.degradation, method='fast', tile=32)\n"
+            "with limited(1, torch_too=False):\n"
+            "    r = h.fuse(p.hr, p.lr, p.degradation, method='fast', tile=32)\n"
             "assert np.isfinite(r.cube).all()\n"
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -211,6 +211,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_fuse(args) -> int:
     from contextlib import nullcontext
+    from functools import partial
 
     from ._cli_inputs import input_provenance, integrate_over_bands, read_pair
     from .core.api import fuse_iter
@@ -238,7 +239,8 @@ def cmd_fuse(args) -> int:
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
     provenance = input_provenance(args, lr, hr_file, match)  # stored with a streamed result too
-    cluster = dask_client(args.workers, args.scheduler, warm=warm_worker) if args.workers or args.scheduler \
+    cluster = dask_client(args.workers, args.scheduler, warm=partial(warm_worker, args.method)) \
+        if args.workers or args.scheduler \
         else nullcontext()
     with cluster as client:
         gen = fuse_iter(hr, lr.data, deg, args.method, args.seed, args.device, None, args.grid, lr.mask, tile=tile,

@@ -24,13 +24,18 @@ def spare_one() -> int:
 
 
 @contextmanager
-def limited(threads: int):
-    """Computations inside the block use at most ``threads`` cores (process-wide while it lasts)."""
+def limited(threads: int, torch_too: bool = True):
+    """Computations inside the block use at most ``threads`` cores (process-wide while it lasts).
+    ``torch_too=False``: torch's threads are left alone and torch is not imported (seconds of a
+    fresh process's time, e.g. a dask worker running a numpy method)."""
     global _fft_workers
-    import torch
+    torch = None
+    if torch_too:
+        import torch
 
-    before_torch, before_fft = torch.get_num_threads(), _fft_workers
-    torch.set_num_threads(int(threads))
+        before_torch = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+    before_fft = _fft_workers
     _fft_workers = int(threads)
     blas = None
     try:
@@ -42,7 +47,8 @@ def limited(threads: int):
     try:
         yield
     finally:
-        torch.set_num_threads(before_torch)
+        if torch is not None:
+            torch.set_num_threads(before_torch)
         _fft_workers = before_fft
         if blas is not None:
             blas.restore_original_limits()
@@ -120,11 +126,26 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
     if scheduler:
         own = Client(scheduler)
     else:
+        import dask
+
+        from .heap import WORKER_ENV
+
         n = int(workers or os.cpu_count() or 1)
+        # the workers keep freed memory for the next array (heap.py): set before they start
+        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
         # no dashboard; its HTTP server (which starts anyway) on a free port, not 8787: two clusters
         # at once (two runs, a test beside a run) would otherwise warn that the port is in use
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               scheduler_kwargs={"dashboard": False})
+        before = {k: os.environ.get(k) for k in spawn_env}
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                       scheduler_kwargs={"dashboard": False})
+        finally:  # the nannies write it into this process's environment too: what it launches later must not inherit
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         own = Client(cluster)
         if warm is not None:  # each worker runs it now, not waited for: imports overlap the caller's work
             from distributed import fire_and_forget

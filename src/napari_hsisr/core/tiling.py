@@ -344,9 +344,10 @@ def _tiles_here(tiles, job: _TileJob, shared: dict, take, empty: list, output, C
 def fuse_tile_task(shared: dict, hr_t, lr_t, valid_t, keys: dict):
     """One tile on a dask worker: one thread for torch, the FFTs and BLAS (a worker per core), the
     same steps as in the caller's process (:func:`_tiles_here`)."""
+    from .heap import reused_heap
     from .parallel import limited
 
-    with limited(1):
+    with limited(1, torch_too=get_method(shared["method"]).uses_torch), reused_heap(trim=False):
         return _kept(run_to_end(_tile_run(shared, hr_t, lr_t, valid_t, keys)), keys)
 
 
@@ -528,9 +529,11 @@ def fuse_tiled(hr_image, lr_cube, degradation: Degradation, method: str = "fast"
                                       lr_nodata, lr_valid, **options), progress)
 
 
-def warm_worker() -> None:
-    """Import what a tile task needs (torch alone takes seconds), so that a fresh worker does it
-    while the caller still reads the pair and computes the scene context, not on its first tile."""
-    import torch  # noqa: F401
+def warm_worker(method: str = "fast") -> None:
+    """Import what a tile task of ``method`` needs (torch alone takes seconds, and only the methods
+    that use it import it), so that a fresh worker does it while the caller still reads the pair
+    and computes the scene context, not on its first tile."""
+    from . import frame  # noqa: F401
 
-    from .methods import fast  # noqa: F401
+    if get_method(method).uses_torch:
+        import torch  # noqa: F401
