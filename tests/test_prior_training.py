@@ -73,13 +73,19 @@ def test_train_a_fold_export_and_fuse_with_it(tmp_path, capsys):
     res = hsisr.fuse(p.hr, p.lr, p.degradation, method="msfn", weights=str(tmp_path / "runs" / "p.pt"))
     assert res.extras["weights"]["trained_scenes"] == ["bb", "cc"] and np.all(np.isfinite(res.cube))
 
-    # a fine-tune of those weights with procedural scenes added to the training
-    path.write_text(json.dumps({**cfg, "steps": 2, "workers": 1, "synthetic": 1, "synthetic_fraction": 1.0}))
+    # a fine-tune of those weights with procedural scenes and camera-written HR images added
+    path.write_text(json.dumps({**cfg, "steps": 2, "workers": 1, "synthetic": 1, "synthetic_fraction": 1.0,
+                                "camera_per_scene": 1}))
     out = tmp_path / "runs" / "ft.pt"
     assert main(["train", "--config", str(path), "--init", str(tmp_path / "runs" / "p.pt"), "--out", str(out)]) == 0
     tuned = json.loads(out.with_name("ft.pt.json").read_text())
     assert tuned["init"]["sha256"] == record["sha256"] and tuned["synthetic_scenes"] == 1
     assert len(list((tmp_path / "bank").glob("synthetic-000_train*.npy"))) == 1
+    cams = [json.loads(f.read_text()) for f in sorted((tmp_path / "bank").glob("*_cam100.json"))]
+    assert [d["scene"] for d in cams] == ["aa", "bb", "cc", "synthetic-000"]  # every scene, measured or not
+    for d in cams:  # an 8-bit camera image (tone curve, maybe JPEG), fused with response and encoding estimated
+        assert d["camera_pipeline"]["bit_depth"] == 8 and d["camera_pipeline"]["tone"] and d["hr_8bit"]
+        assert d["camera"] in training_cameras() and np.isfinite(d["base_psnr"])
     assert tuned["sha256"] != record["sha256"]  # it trained: two steps on the synthetic scene moved the weights
     path.write_text(json.dumps({**cfg, "init": str(tmp_path / "cfg.json")}))
     assert main(["train", "--config", str(path)]) == 2  # not weights: one line saying what to give

@@ -20,6 +20,10 @@ crops; trained on CAVE alone the prior lowered every scene unlike CAVE it was tr
 names them). The shipped weights are ``configs/msfn_prior.json`` then
 ``configs/msfn_prior_finetune.json`` started from its result.
 
+``camera_per_scene``: that many more items per scene (measured and procedural) whose HR image
+is what a random camera writes (:func:`.camera.random_pipeline`, the renderer of the camera stress
+suite: response, white balance, tone curve, 8 bits, JPEG, Bayer mosaic, noise, vignetting, a
+sub-pixel offset), fused as a user fuses a camera image: response and encoding estimated.
 ``fold``: None trains on every scene (the shipped weights); ``k`` holds out the scenes
 ``sorted(scenes)[k::folds]`` (k-fold cross-validation; report quality only on held-out scenes).
 """
@@ -39,6 +43,7 @@ from .errors import InputError
 WAVELENGTHS = np.arange(400, 701, 10)
 HELD_OUT_CAMERAS = ("Nokia N900", "Olympus E-PL2", "Pentax Q", "Point Grey Grasshopper2 14S5C")
 # the fast method's own defaults: the network refines exactly what a user's `fast` run returns
+CAMERA_INDEX = 100  # camera items are numbered from here: (scene, index) names one item of any kind
 SYNTHETIC_PREFIX = "synthetic-"  # scene names of procedural scenes: synthetic-007 is synthetic_scene(7)
 BASE_OPTIONS = {"rank": 0, "eps": 0.0, "mu": 0.0, "band_weights": True, "prior": "auto"}
 
@@ -53,6 +58,7 @@ class PriorConfig:
     folds: int = 4
     per_scene: int = 10
     held_per_scene: int = 2
+    camera_per_scene: int = 0  # more per scene whose HR image a random camera wrote (tone curve, 8 bits, JPEG...)
     scales: tuple = (4, 8, 16, 32)
     held_out_cameras: tuple = HELD_OUT_CAMERAS
     width: int = 24
@@ -163,29 +169,29 @@ def read_reference(data: str, scene: str) -> np.ndarray:
     return np.ascontiguousarray(read_cube(Path(data) / f"{scene}_ms").data, dtype=np.float32)
 
 
+def _item_kind(desc: dict) -> str:
+    return "cam" if desc.get("camera_pipeline") else ("held" if desc["held_camera"] else "train")
+
+
 def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: int, cameras: list[str],
-              scales) -> dict:
+              scales, camera: bool = False) -> dict:
     """Simulate one random degradation of ``scene``, fuse it with ``fast``, keep the cube (float16).
-    Deterministic for (seed, scene, index, held). Returns the item's description."""
+    ``camera``: the HR image is what a random camera writes (see the module docstring). Deterministic
+    for (seed, scene, index, held, camera). Returns the item's description."""
     import zlib
 
-    from .methods.fast import estimate
-    from .parallel import one_blas_thread
-    from .simulate import simulate
 
-    path = Path(bank) / f"{scene}_{'held' if held else 'train'}{index:02d}"
+    kind = "cam" if camera else ("held" if held else "train")
+    path = Path(bank) / f"{scene}_{kind}{index:02d}"
     if path.with_suffix(".json").exists() and path.with_suffix(".npy").exists():
         return json.loads(path.with_suffix(".json").read_text())
-    rng = np.random.default_rng([seed, zlib.crc32(scene.encode()), index, int(held)])
+    rng = np.random.default_rng([seed, zlib.crc32(scene.encode()), index, int(held)] + ([2] if camera else []))
     deg, desc = random_degradation(rng, cameras, scales)
     ref = read_reference(data, scene)
-    rgb, lr = simulate(ref, deg, noise_snr_db=desc["lr_snr_db"], hr_snr_db=desc["hr_snr_db"],
-                       seed=int(rng.integers(2 ** 31)))
-    hr = np.moveaxis(rgb, -1, 0)
-    if desc["hr_8bit"]:
-        hr = np.round(np.clip(hr / max(float(hr.max()), 1e-6), 0, 1) * 255) / 255 * float(hr.max())
-    with one_blas_thread():
-        base = estimate(deg, np.ascontiguousarray(hr, dtype=np.float32), lr, **BASE_OPTIONS)
+    if camera:
+        base = _camera_base(ref, deg, desc, rng, cameras)
+    else:
+        base = _simulated_base(ref, deg, desc, rng)
     from .metrics import psnr
 
     desc.update(scene=scene, index=index, held_camera=held,
@@ -200,6 +206,41 @@ def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: in
     return desc
 
 
+def _simulated_base(ref, deg, desc: dict, rng) -> np.ndarray:
+    """``fast``'s cube from the pair the forward model makes, told the true degradation."""
+    from .methods.fast import estimate
+    from .parallel import one_blas_thread
+    from .simulate import simulate
+
+    rgb, lr = simulate(ref, deg, noise_snr_db=desc["lr_snr_db"], hr_snr_db=desc["hr_snr_db"],
+                       seed=int(rng.integers(2 ** 31)))
+    hr = np.moveaxis(rgb, -1, 0)
+    if desc["hr_8bit"]:
+        hr = np.round(np.clip(hr / max(float(hr.max()), 1e-6), 0, 1) * 255) / 255 * float(hr.max())
+    with one_blas_thread():
+        return estimate(deg, np.ascontiguousarray(hr, dtype=np.float32), lr, **BASE_OPTIONS)
+
+
+def _camera_base(ref, deg, desc: dict, rng, cameras: list[str]) -> np.ndarray:
+    """``fast``'s cube from a camera's image (uint8) and the simulated LR cube, told what a user with
+    a camera image knows: the PSF and scale, not the response nor the encoding (estimated)."""
+    from dataclasses import asdict
+
+    from .api import fuse
+    from .camera import random_pipeline, render
+    from .simulate import simulate
+
+    pipeline = random_pipeline(rng, responses=cameras)
+    image = render(ref, WAVELENGTHS, pipeline, seed=int(rng.integers(2 ** 31)))
+    _, lr = simulate(ref, deg, noise_snr_db=desc["lr_snr_db"], hr_snr_db=None, seed=int(rng.integers(2 ** 31)))
+    lr = np.clip(lr, 0, None)  # what a sensor reads at 20 dB on a dark scene; the engine refuses -10 % of the peak
+    told = deg.with_(srf=None, hr_encoding="auto")
+    base = fuse(image, lr, told, method="fast", safe=False, **BASE_OPTIONS).cube
+    desc.update(camera_pipeline={k: v for k, v in asdict(pipeline).items() if k != "name"}, hr_8bit=True,
+                camera=pipeline.response, hr_snr_db=None)
+    return np.asarray(base)
+
+
 def build_bank(cfg: PriorConfig, scenes: list[str], synthetic: list[str] = ()):
     """Generator: fills ``cfg.bank`` for ``scenes`` (cached items are kept), on a dask LocalCluster of
     ``cfg.workers`` processes (one: in this process); yields ``(done, total)``; returns the item
@@ -210,17 +251,19 @@ def build_bank(cfg: PriorConfig, scenes: list[str], synthetic: list[str] = ()):
 
     Path(cfg.bank).mkdir(parents=True, exist_ok=True)
     train_cams, held_cams = training_cameras(cfg.held_out_cameras), list(cfg.held_out_cameras)
-    jobs = [(s, i, False) for s in [*scenes, *synthetic] for i in range(cfg.per_scene)]
-    jobs += [(s, i, True) for s in scenes for i in range(cfg.held_per_scene)]
+    jobs = [(s, i, False, False) for s in [*scenes, *synthetic] for i in range(cfg.per_scene)]
+    jobs += [(s, i, True, False) for s in scenes for i in range(cfg.held_per_scene)]
+    jobs += [(s, CAMERA_INDEX + i, False, True) for s in [*scenes, *synthetic] for i in range(cfg.camera_per_scene)]
     items = []
     if cfg.workers <= 1:  # in this process: no cluster to start
-        for n, (s, i, h) in enumerate(jobs, 1):
-            items.append(bank_item(cfg.data, cfg.bank, s, i, h, cfg.seed, held_cams if h else train_cams, cfg.scales))
+        for n, (s, i, h, c) in enumerate(jobs, 1):
+            items.append(bank_item(cfg.data, cfg.bank, s, i, h, cfg.seed, held_cams if h else train_cams, cfg.scales,
+                                   c))
             yield n, len(jobs)
         return sorted(items, key=lambda d: (d["scene"], d["held_camera"], d["index"]))
     with dask_client(workers=cfg.workers) as client:
         futures = [client.submit(bank_item, cfg.data, cfg.bank, s, i, h, cfg.seed, held_cams if h else train_cams,
-                                 cfg.scales, pure=False) for s, i, h in jobs]
+                                 cfg.scales, c, pure=False) for s, i, h, c in jobs]
         for n, fut in enumerate(as_completed(futures), 1):
             items.append(fut.result())
             yield n, len(jobs)
@@ -228,7 +271,7 @@ def build_bank(cfg: PriorConfig, scenes: list[str], synthetic: list[str] = ()):
 
 
 def _load_item(bank: str, desc: dict) -> np.ndarray:
-    name = f"{desc['scene']}_{'held' if desc['held_camera'] else 'train'}{desc['index']:02d}.npy"
+    name = f"{desc['scene']}_{_item_kind(desc)}{desc['index']:02d}.npy"
     return np.load(Path(bank) / name, mmap_mode="r")
 
 
