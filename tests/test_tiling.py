@@ -360,6 +360,7 @@ def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tm
     steps = [p.step for p in seen]
     assert steps == sorted(steps) and sum("on the cluster" in p.message for p in seen) == 16
     assert there.settings["tiling"]["workers"] == 2 and there.settings["tiling"]["tiles"] == 16
+    assert there.settings["device"] == here.settings["device"] == "cpu"  # where the tiles ran, not "auto"
     (tmp_path / "stop").mkdir()
     gen = hsisr.fuse_iter(pair.hr, pair.lr, pair.degradation, tile=32, client=cluster,
                           out=str(tmp_path / "stop" / "stopped.zarr"))

@@ -317,7 +317,8 @@ def _tile_run(shared: dict, hr_t, lr_t, valid_t, keys: dict):
 def _kept(res, keys: dict):
     """What a tile's result contributes: its kept part, and its fit and warnings."""
     return res.cube[(slice(None),) + keys["keep"]], {"fit": res.settings.get("fit", {}),
-                                                     "warnings": list(res.settings.get("warnings", []))}
+                                                     "warnings": list(res.settings.get("warnings", [])),
+                                                     "device": res.settings.get("device")}
 
 
 def _empty(t: Tile, C: int, output, empty: list) -> None:
@@ -468,7 +469,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
         if empty:
             notes.append(f"{len(empty)} of {len(tiles)} tiles had no valid HR or LR pixel (nodata): their result is 0")
         settings = {
-            "method": method, "options": opts, "seed": seed, "device": device,
+            "method": method, "options": opts, "seed": seed, "device": _devices(reports, device),
             "degradation": degradation.settings(), "hr_shape": [Y, X], "lr_shape": list(np.shape(lr_cube)),
             "tiling": {"tile": tile, "halo": halo, "blend": blend, "tiles": len(tiles), "tile_method": tile_method,
                        "scene_crop": SCENE_CROP, "tiles_without_data": len(empty),
@@ -489,6 +490,13 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
         raise
     yield Progress(PER_TILE * len(tiles), PER_TILE * len(tiles), message=f"done: {len(tiles)} tiles")
     return FusionResult(cube, settings, {**extras, "degradation_object": used})
+
+
+def _devices(reports: dict, asked: str) -> str:
+    """Where the tiles ran (each resolves ``device`` itself: a cluster's workers may have a GPU that
+    this process lacks): one device, or several joined, or ``asked`` when no tile ran."""
+    seen = sorted({r["device"] for r in reports.values() if r.get("device")})
+    return ", ".join(seen) if seen else asked
 
 
 def _wavelengths(deg: Degradation, C: int):
