@@ -205,23 +205,43 @@ def test_the_numpy_operator_equals_the_torch_one(boundary, scale, size):
     np.testing.assert_allclose(op(z), op(torch.from_numpy(z)).numpy(), rtol=0, atol=1e-14)
 
 
-def test_fast_in_tiles_runs_without_importing_torch():
-    """A tiled fast fusion (what a cluster's caller and its workers run) never imports torch (5 s
-    of start-up). The whole frame still does: its result check's GSA candidate upsamples with
-    torch's bicubic."""
+def test_the_methods_without_torch_never_import_it():
+    """fast, gsa and bicubic, whole frame (the response and encoding estimated, the result check
+    with its GSA candidate) and in tiles as a cluster's worker runs them, never import torch (5 s
+    of a process's start-up): torch is made unimportable and they still run."""
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np, napari_hsisr as h\n"
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+            "import numpy as np, napari_hsisr as h\n"
             "from napari_hsisr.core.sample import sample_pair\n"
             "from napari_hsisr.core.parallel import limited\n"
             "from napari_hsisr.core.tiling import warm_worker\n"
-            "warm_worker('fast')\n"  # what a cluster's worker does first, then each tile under limited(1)
             "p = sample_pair(size=64)\n"
+            "told = p.degradation.with_(srf=None, hr_encoding='auto')\n"
+            "for m in ('fast', 'gsa', 'bicubic'):\n"
+            "    assert np.isfinite(h.fuse(p.hr, p.lr, told, method=m).cube).all()\n"
+            "warm_worker('fast')\n"  # what a cluster's worker does first, then each tile under limited(1)
             "with limited(1, torch_too=False):\n"
             "    r = h.fuse(p.hr, p.lr, p.degradation, method='fast', tile=32)\n"
             "assert np.isfinite(r.cube).all()\n"
-            "print('torch' in sys.modules)\n")
+            "print('ran')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "ran"
+
+
+@pytest.mark.parametrize("shape, scale", [((31, 17, 23), 8), ((3, 5, 4), 4), ((2, 9, 9), 32), ((1, 1, 1), 2)])
+def test_bicubic_in_numpy_equals_torchs(shape, scale):
+    """The same samples and weights as torch's interpolate(mode='bicubic', align_corners=False),
+    borders included (a 1-pixel image, a scale larger than the image)."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_hsisr.core.methods.bicubic import upsample
+
+    cube = np.random.default_rng(0).random(shape).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(cube)[None], scale_factor=scale, mode="bicubic", align_corners=False)[0]
+    got = upsample(cube, scale)
+    assert got.dtype == np.float32 and got.shape == tuple(ref.shape)
+    np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-6)

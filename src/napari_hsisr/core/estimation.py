@@ -38,7 +38,7 @@ from .physics import (
     block_offset,
     check_pair_shapes,
     kernel_centroid,
-    padded_for_kernel,
+    padded_numpy,
     shifted_kernel,
 )
 
@@ -217,13 +217,13 @@ def coarse_shift(h: np.ndarray, lr: np.ndarray, scale: int, support: np.ndarray)
 
 def patch_matrix(h: np.ndarray, scale: int, K: int) -> np.ndarray:
     """``(k, y*x, K*K)``: for every LR pixel the ``K x K`` HR window its kernel reads (centred
-    convention, edges replicated), so that ``D_psf(h_k) = P[k] @ psf.ravel()``."""
-    import torch
-    import torch.nn.functional as F
+    convention, edges replicated), so that ``D_psf(h_k) = P[k] @ psf.ravel()``. In numpy (as
+    torch's unfold did it): the response's estimate needs no torch."""
+    from numpy.lib.stride_tricks import sliding_window_view
 
-    t = padded_for_kernel(torch.from_numpy(np.ascontiguousarray(h, dtype=np.float64))[:, None], K, scale, "edge")
-    cols = F.unfold(t, K, stride=scale)  # k, K*K, y*x: the operator as a matrix in the kernel's taps
-    return cols.transpose(1, 2).numpy()
+    z = padded_numpy(np.asarray(h, dtype=np.float64), K, scale, "edge")
+    windows = sliding_window_view(z, (K, K), axis=(-2, -1))[:, ::scale, ::scale]  # k, y, x, K, K
+    return np.ascontiguousarray(windows.reshape(z.shape[0], -1, K * K))
 
 
 def _crop_centred(kernel: np.ndarray, K: int) -> np.ndarray:
