@@ -8,8 +8,9 @@ freed memory kept for the next array (the same bits): a 1024^2 x8 ``fast`` fusio
 scene's 16 tiles on one single-threaded dask worker 32-42 s -> 22-24 s, on two 22-26 s -> 19-20 s.
 
 :func:`reused_heap` raises glibc's thresholds while a fusion runs (process-wide, counted: nested
-and concurrent runs share one setting) and, when the last run ends, restores them and returns
-what is free to the system (``malloc_trim``): a viewer does not keep a fusion's peak memory.
+and concurrent runs share one setting) and, when the last run ends, lowers them again (to what
+glibc's own adjustment reaches, see :data:`_AFTER`) and returns what is free to the system
+(``malloc_trim``): a viewer does not keep a fusion's peak memory.
 Arrays allocated by a thread other than the main one come from a per-thread heap of at most
 64 MB, so above that they still get fresh pages; the dask workers this project starts therefore
 get the same settings as environment variables (:data:`WORKER_ENV`), with one heap for all
@@ -26,7 +27,11 @@ import threading
 from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
-_DEFAULT = 128 * 1024  # glibc's default for the three
+# After a run: glibc adjusts its thresholds as large blocks are freed (up to a 32 MB mmap threshold
+# and twice that for trimming), but any mallopt of them turns that off for good; these are the
+# values that adjustment reaches in a numpy process, so the host (a viewer) is not left with
+# fresh pages for every array over 128 KiB.
+_AFTER = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20, _M_TOP_PAD: 128 * 1024}
 _DURING = {_M_MMAP_THRESHOLD: 256 << 20, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20}
 _ENV_NAMES = {_M_MMAP_THRESHOLD: "MALLOC_MMAP_THRESHOLD_", _M_TRIM_THRESHOLD: "MALLOC_TRIM_THRESHOLD_",
               _M_TOP_PAD: "MALLOC_TOP_PAD_"}
@@ -57,11 +62,11 @@ def _glibc():
 
 
 def _restored(param: int) -> int:
-    """What ``param`` was before: the process's environment variable when set, else glibc's default."""
+    """What ``param`` goes back to: the process's environment variable when set, else :data:`_AFTER`."""
     try:
         return int(_AT_START[param])
     except (TypeError, ValueError):
-        return _DEFAULT
+        return _AFTER[param]
 
 
 @contextmanager
