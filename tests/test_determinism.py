@@ -115,3 +115,22 @@ def test_other_processes_with_other_blas_thread_counts_give_the_same_bits():
         stdout, stderr = child.communicate(timeout=300)
         assert child.returncode == 0, stderr[-2000:]
         assert stdout.strip().splitlines()[-1] == here.hexdigest(), f"OPENBLAS_NUM_THREADS={threads}"
+
+
+def test_the_pin_holds_after_limits_set_in_a_qt_worker_thread(qtbot):
+    """The dock runs the engine in a Qt worker thread under ``limited()``. A threadpoolctl limit
+    made and restored there once left OpenBLAS ignoring every later limit set from the main
+    thread: the pin reported 2 threads, and a fusion after a dock run could differ in its last bit."""
+    from napari.qt.threading import thread_worker
+
+    import napari_hsisr.core.parallel as parallel
+
+    def work():
+        with parallel.limited(1, torch_too=False):
+            np.ones((200, 200)) @ np.ones((200, 200))
+
+    worker = thread_worker(work)()
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        worker.start()
+    with threadpool_limits(2, user_api="blas"), parallel.one_blas_thread():
+        assert set(_blas_threads()) == {1}

@@ -310,7 +310,9 @@ def test_batch_on_a_local_cluster_reports_failures_and_skips_done_pairs(tmp_path
     manifest = _write_pairs(tmp_path)
     # each output equals the same pair fused in a fresh process with two BLAS threads (the workers
     # run one). Fresh: after a fusion run by the Fusion dock in the same process (earlier GUI tests),
-    # `fast` was seen to differ by up to 3e-7 (1 ulp) on 26 % of the values; cause not found yet.
+    # `fast` was seen to differ by up to 3e-7 (1 ulp) on 26 % of the values: the BLAS pin had stopped
+    # working after the dock's worker thread restored a threadpoolctl limit (fixed in
+    # parallel.limited, test_determinism); a fresh process stays the stricter comparison.
     # Started first: it runs while the cluster fuses.
     single = tmp_path / "single"
     single.mkdir()

@@ -37,21 +37,15 @@ def limited(threads: int, torch_too: bool = True):
         torch.set_num_threads(int(threads))
     before_fft = _fft_workers
     _fft_workers = int(threads)
-    blas = None
     try:
-        from threadpoolctl import threadpool_limits  # optional: BLAS threads of numpy/scipy
-
-        blas = threadpool_limits(limits=int(threads), user_api="blas")
-    except ImportError:
-        pass
-    try:
-        yield
+        # the engine's one controller, as a context: a `threadpool_limits` object made and restored
+        # in a Qt worker thread left OpenBLAS ignoring later limits set from the main thread
+        with _blas_controller().limit(limits=int(threads), user_api="blas"):
+            yield
     finally:
         if torch is not None:
             torch.set_num_threads(before_torch)
         _fft_workers = before_fft
-        if blas is not None:
-            blas.restore_original_limits()
 
 
 # ---------------------------------------------------------------------- determinism
