@@ -127,19 +127,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         n = int(workers or os.cpu_count() or 1)
         # the workers keep freed memory for the next array (heap.py): set before they start
         spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
-        # no dashboard; its HTTP server (which starts anyway) on a free port, not 8787: two clusters
-        # at once (two runs, a test beside a run) would otherwise warn that the port is in use
-        before = {k: os.environ.get(k) for k in spawn_env}
-        try:
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                       scheduler_kwargs={"dashboard": False})
-        finally:  # the nannies write it into this process's environment too: what it launches later must not inherit
-            for k, v in before.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        # the nannies write it into this process's environment too: what it launches later must not inherit it
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}), _environ_kept(spawn_env):
+            # no dashboard; its HTTP server (which starts anyway) on a free port, not 8787: two clusters
+            # at once (two runs, a test beside a run) would otherwise warn that the port is in use
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   scheduler_kwargs={"dashboard": False})
         own = Client(cluster)
         if warm is not None:  # each worker runs it now, not waited for: imports overlap the caller's work
             from distributed import fire_and_forget
@@ -152,3 +145,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         own.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextmanager
+def _environ_kept(keys):
+    """This process's environment variables ``keys`` as they were before the block, after it."""
+    before = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -42,9 +42,9 @@ from .errors import InputError
 
 WAVELENGTHS = np.arange(400, 701, 10)
 HELD_OUT_CAMERAS = ("Nokia N900", "Olympus E-PL2", "Pentax Q", "Point Grey Grasshopper2 14S5C")
-# the fast method's own defaults: the network refines exactly what a user's `fast` run returns
 CAMERA_INDEX = 100  # camera items are numbered from here: (scene, index) names one item of any kind
 SYNTHETIC_PREFIX = "synthetic-"  # scene names of procedural scenes: synthetic-007 is synthetic_scene(7)
+# the fast method's own defaults: the network refines exactly what a user's `fast` run returns
 BASE_OPTIONS = {"rank": 0, "eps": 0.0, "mu": 0.0, "band_weights": True, "prior": "auto"}
 
 
@@ -169,8 +169,9 @@ def read_reference(data: str, scene: str) -> np.ndarray:
     return np.ascontiguousarray(read_cube(Path(data) / f"{scene}_ms").data, dtype=np.float32)
 
 
-def _item_kind(desc: dict) -> str:
-    return "cam" if desc.get("camera_pipeline") else ("held" if desc["held_camera"] else "train")
+def _item_kind(camera: bool, held: bool) -> str:
+    """The item's file name part: what made its HR image, and whether its camera is held out."""
+    return "cam" if camera else ("held" if held else "train")
 
 
 def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: int, cameras: list[str],
@@ -180,9 +181,7 @@ def bank_item(data: str, bank: str, scene: str, index: int, held: bool, seed: in
     for (seed, scene, index, held, camera). Returns the item's description."""
     import zlib
 
-
-    kind = "cam" if camera else ("held" if held else "train")
-    path = Path(bank) / f"{scene}_{kind}{index:02d}"
+    path = Path(bank) / f"{scene}_{_item_kind(camera, held)}{index:02d}"
     if path.with_suffix(".json").exists() and path.with_suffix(".npy").exists():
         return json.loads(path.with_suffix(".json").read_text())
     rng = np.random.default_rng([seed, zlib.crc32(scene.encode()), index, int(held)] + ([2] if camera else []))
@@ -271,7 +270,8 @@ def build_bank(cfg: PriorConfig, scenes: list[str], synthetic: list[str] = ()):
 
 
 def _load_item(bank: str, desc: dict) -> np.ndarray:
-    name = f"{desc['scene']}_{_item_kind(desc)}{desc['index']:02d}.npy"
+    kind = _item_kind(bool(desc.get("camera_pipeline")), desc["held_camera"])
+    name = f"{desc['scene']}_{kind}{desc['index']:02d}.npy"
     return np.load(Path(bank) / name, mmap_mode="r")
 
 
