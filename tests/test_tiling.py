@@ -375,6 +375,36 @@ def test_one_scenes_tiles_on_a_local_cluster_equal_the_tiles_in_process(pair, tm
     assert there.settings["fit"] == here.settings["fit"]
 
 
+def test_a_cluster_started_in_the_background_is_waited_for_and_its_failure_stops_the_run(pair, tmp_path,
+                                                                                        monkeypatch):
+    """dask_client_soon (the CLI's --workers, --scheduler): the run computes its scene context while
+    the cluster starts and waits for it before the tiles; a cluster that fails to start stops the
+    run with that error, leaves nothing at ``out``, and the context still exits."""
+    from contextlib import contextmanager
+
+    from napari_hsisr.core import parallel, tiling
+
+    calls = []
+    scene_context = tiling.scene_context
+
+    def counted(*args, **kwargs):
+        calls.append("scene context")
+        return (yield from scene_context(*args, **kwargs))
+
+    @contextmanager
+    def unreachable(*args, **kwargs):
+        calls.append("cluster start")
+        raise OSError("Timed out trying to connect to tcp://10.0.0.5:8786")
+        yield  # a context manager that never yields
+
+    monkeypatch.setattr(tiling, "scene_context", counted)
+    monkeypatch.setattr(parallel, "dask_client", unreachable)
+    with parallel.dask_client_soon(scheduler="tcp://10.0.0.5:8786") as soon:
+        with pytest.raises(OSError, match="10.0.0.5:8786"):
+            hsisr.fuse(pair.hr, pair.lr, pair.degradation, tile=32, client=soon, out=str(tmp_path / "out.tif"))
+    assert sorted(calls) == ["cluster start", "scene context"] and not any(tmp_path.iterdir())
+
+
 def test_automatic_tiles_on_a_cluster_do_not_depend_on_the_workers():
     """tile='auto' with a client: at least 16 tiles on a 2048^2 scene (so 2 workers share them),
     never larger than what memory allows, never under 32 LR pixels; no worker count involved."""

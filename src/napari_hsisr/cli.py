@@ -217,7 +217,7 @@ def cmd_fuse(args) -> int:
     from .core.api import fuse_iter
     from .core.fit_report import describe
     from .core.io import TIFF_SUFFIXES, check_output, write_tiff
-    from .core.parallel import dask_client
+    from .core.parallel import dask_client_soon
     from .core.tiling import warm_worker
 
     if args.workers is not None and args.workers < 1:
@@ -239,7 +239,8 @@ def cmd_fuse(args) -> int:
     tile = None if args.tile is None else (args.tile if args.tile == "auto" else _tile_size(args.tile))
     streamed = zarr_out or _streamed_tiff(args, tile, np.shape(hr), np.shape(lr.data)[0])
     provenance = input_provenance(args, lr, hr_file, match)  # stored with a streamed result too
-    cluster = dask_client(args.workers, args.scheduler, warm=partial(warm_worker, args.method)) \
+    # started in the background: the scene context is computed while the workers start
+    cluster = dask_client_soon(args.workers, args.scheduler, warm=partial(warm_worker, args.method)) \
         if args.workers or args.scheduler \
         else nullcontext()
     with cluster as client:

@@ -34,9 +34,10 @@ def fuse_iter(hr_image, lr_cube, degradation: Degradation, method: str = "fast",
     ``tile``: None (whole frame when it fits in memory, else tiles of a size that does),
     ``"auto"`` (the same, and tiles whenever ``out`` or ``client`` is given) or HR pixels a side.
     ``out``: a ``.zarr`` or ``.tif`` path a tiled result is written to tile by tile.
-    ``client``: a ``distributed.Client`` whose workers fuse the tiles (:mod:`.tiling`).
-    ``grid``: ``"hr"`` puts the result on the HR image's pixels, ``"lr"`` on the LR cube's frame
-    at HR resolution (whole frame only). ``lr_nodata``: the LR cube's nodata value, in its units
+    ``client``: a ``distributed.Client`` whose workers fuse the tiles (:mod:`.tiling`), or a
+    ``concurrent.futures.Future`` of one (:func:`.parallel.dask_client_soon`), waited for when the
+    tiles are ready to go. ``grid``: ``"hr"`` puts the result on the HR image's pixels, ``"lr"``
+    on the LR cube's frame at HR resolution (whole frame only). ``lr_nodata``: the LR cube's nodata value, in its units
     as given; ``lr_valid``: a (y, x) mask of valid LR pixels. ``safe``: the result contract
     (:mod:`.contract`) returns the better safe candidate when the method's cube fails it (whole
     frame; tiles are checked for holes and finiteness). ``hr_nodata``: the HR image's nodata

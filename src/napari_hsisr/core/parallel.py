@@ -148,6 +148,44 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
 
 
 @contextmanager
+def dask_client_soon(*args, **kwargs):
+    """:func:`dask_client` started in a background thread: yields at once a
+    ``concurrent.futures.Future`` of the client, which :func:`.tiling.fuse_tiled_iter` waits for
+    only when its tiles are ready to go. A local cluster takes 1.5-2 s to start (processes,
+    imports); the scene context (about as long at 2048^2) is computed meanwhile. On exit the
+    client is closed as :func:`dask_client` closes it (after its start, if still starting)."""
+    import threading
+    from concurrent.futures import Future
+
+    started, leave = Future(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with dask_client(*args, **kwargs) as client:
+                started.set_result(client)
+                leave.wait()
+        except Exception as exc:  # the start's error reaches whoever waits for the client
+            if started.done():
+                raise
+            started.set_exception(exc)
+
+    thread = threading.Thread(target=hold, name="hsisr-dask-client", daemon=True)
+    thread.start()
+    try:
+        yield started
+    finally:
+        leave.set()
+        thread.join()
+
+
+def ready_client(client):
+    """``client`` itself, or the client a Future from :func:`dask_client_soon` resolves to."""
+    from concurrent.futures import Future
+
+    return client.result() if isinstance(client, Future) else client
+
+
+@contextmanager
 def _environ_kept(keys):
     """This process's environment variables ``keys`` as they were before the block, after it."""
     before = {k: os.environ.get(k) for k in keys}

@@ -31,7 +31,7 @@ from .degradation import Degradation
 from .errors import InputError
 from .methods import FusionResult, Progress, get_method
 from .methods.base import SceneContext, SceneRequest, relayed, run_to_end
-from .parallel import blas_pinned
+from .parallel import blas_pinned, ready_client
 from .tiled_output import make_output
 
 FIT_TILES = 16  # tiles whose fit (residuals against both observations) is computed, spread evenly
@@ -417,7 +417,8 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
     whose ``cube`` is a numpy array, or the array at ``out`` read lazily (Zarr level 0, TIFF).
     ``provenance`` (input files and their metadata) joins the settings stored with the result.
     ``client``: a ``distributed.Client`` whose workers fuse the tiles (the scene context is sent
-    to each once; this process reads the windows, blends and writes the results)."""
+    to each once; this process reads the windows, blends and writes the results), or a Future of
+    one (:func:`.parallel.dask_client_soon`: the cluster starts while the scene context is computed)."""
     from .frame import versions
     from .outputs import array_files
     from .tiled_output import check_out
@@ -456,6 +457,7 @@ def fuse_tiled_iter(hr_image, lr_cube, degradation: Degradation, method: str = "
             output.add(t.index, t.keep, kept * blend_weights(t, (Y, X), blend))
             reports[t.index] = report
 
+        client = ready_client(client)
         if client is None:
             runs = _tiles_here(tiles, job, shared, take, empty, output, C)
         else:
