@@ -14,6 +14,7 @@ sensing rows skip (with a note) where ../shared/data is absent.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -62,8 +63,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=str(shipped_weights()), help="comma-separated prior weights to compare")
     ap.add_argument("--protocols", default="x8,x8n")
-    ap.add_argument("--methods", default="msfn", help="methods that use the prior (fast is always run)")
+    ap.add_argument("--methods", default="msfn", help="methods that use the prior (fast is always run); "
+                                                      "name#label with --opt label:key=value (JSON value)")
+    ap.add_argument("--opt", action="append", default=[], help="label:key=value, e.g. msfn#e4:ensemble=4")
     args = ap.parse_args(argv)
+    opts: dict = {}
+    for o in args.opt:
+        name, _, kv = o.partition(":")
+        key, _, value = kv.partition("=")
+        opts.setdefault(name, {})[key] = json.loads(value)
     weights = [w for w in args.weights.split(",") if w]
     label = {w: "/".join(Path(w).parts[-2:]) for w in weights}  # folder too: runs name their weights alike
     print("| scene | protocol | weights | method | fast PSNR | PSNR | gain dB | SAM fast | SAM | s |")
@@ -77,7 +85,8 @@ def main(argv=None) -> int:
             for w in weights:
                 for method in args.methods.split(","):
                     start = time.perf_counter()
-                    res = hsisr.fuse(rgb, lr, deg, method=method, weights=w, seed=0, device="cpu")
+                    res = hsisr.fuse(rgb, lr, deg, method=method.partition("#")[0], weights=w, seed=0, device="cpu",
+                                     **opts.get(method, {}))
                     seconds = time.perf_counter() - start
                     q = hsisr.evaluate(res.cube, cube, scale=deg.scale)
                     gain = q["psnr"] - fast["psnr"]

@@ -218,6 +218,22 @@ def test_untrained_prior_returns_its_base_any_size():
         torch.testing.assert_close(net(base, 8), base)
 
 
+@shipped
+def test_the_prior_averaged_over_flips_and_rotations_is_equivariant_to_them(pair):
+    """ensemble=8: the mean of the network over the square's 8 symmetries commutes with each of
+    them (a flipped or turned scene gives the flipped or turned cube); one pass does not (the
+    network is not equivariant: the check can fail)."""
+    from napari_hsisr.core.methods.msfn import dihedral, infer_prior
+
+    model, _ = load_weights(shipped_weights())
+    base = np.ascontiguousarray(pair.reference[:, :48, :40], dtype=np.float32)  # not square
+    for k in (1, 4, 6):
+        turned = np.ascontiguousarray(dihedral(base, k))
+        once = np.abs(infer_prior(model, turned, 8) - dihedral(infer_prior(model, base, 8), k)).max()
+        mean = infer_prior(model, turned, 8, transforms=8) - dihedral(infer_prior(model, base, 8, transforms=8), k)
+        assert np.abs(mean).max() < 1e-5 < once
+
+
 def test_user_trained_msfn_weights_still_load_and_warn_on_another_degradation(tmp_path):
     cube = sample_pair(size=128).reference
     model, _ = _train(cube, epochs=1, steps=1)

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import FusionInputs, MethodInfo, Option, Progress, register
-from .msfn import PRIOR_HALO
+from .msfn import ENSEMBLE, PRIOR_HALO
 
 YIELD_EVERY_S = 0.4
 ADAPT_MARGIN = 8  # HR pixels of context around a consistency patch (the network's border effect)
@@ -152,7 +152,7 @@ def _adapt(model, inputs: FusionInputs, base: np.ndarray, steps: int, lr_rate: f
 def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: float = 1.0, lam: float = 1.0,
         zero_shot: float = 1.0, patch: int = 64, batch: int = 4, weights: str = "auto", mu: float = 0.0,
         refits: int = 12, refit_radius: int = 4, rank: int = 0, eps: float = 0.0, prior: str = "auto",
-        band_weights: bool = True, check: bool = False):
+        band_weights: bool = True, check: bool = False, ensemble: int = 4):
     import torch
 
     from .base import relayed
@@ -180,7 +180,8 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
         yield Progress(done + steps + 1, total, message="learned prior (checked on the pair degraded once more)")
         verdict = scene_or_self_check(model, record, inputs, lambda coarse: _refits(coarse, **base_options), check)
         info["prior_check"] = verdict
-        cube = infer_prior(model, base, deg.scale, inputs.device, inputs.scene) if verdict["use_prior"] else base
+        cube = infer_prior(model, base, deg.scale, inputs.device, inputs.scene, ensemble) \
+            if verdict["use_prior"] else base
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         raise oom_error("unsupervised") from None
@@ -275,6 +276,7 @@ INFO = register(MethodInfo(
         Option("band_weights", True, "without a learned prior: down-weight LR bands much noisier than the median"),
         Option("check", False, "experimental: keep the learned prior only if it does not make the pair, degraded "
                "once more, worse than its base (on CAVE this check rejected the prior where it helped)"),
+        ENSEMBLE,
     ),
     uses_torch=True, receptive_field=PRIOR_HALO, bytes_per_band=56, bytes_per_coefficient=64, scene_setup=scene_setup,
 ))
