@@ -55,10 +55,14 @@ def test_the_generator_form_holds_the_setting_until_it_returns_or_is_closed():
 
 
 def test_a_local_clusters_workers_start_with_the_settings_and_this_process_keeps_its_environment():
+    """Also after a worker restart (its nanny writes the settings into this process again)."""
     from napari_hsisr.core.parallel import dask_client
 
     before = {k: os.environ.get(k) for k in heap.WORKER_ENV}
     with dask_client(workers=1) as client:
         seen = list(client.run(lambda: {k: os.environ.get(k) for k in heap.WORKER_ENV}).values())
         assert {k: os.environ.get(k) for k in heap.WORKER_ENV} == before
-    assert seen == [heap.WORKER_ENV]
+        client.restart()
+        seen += list(client.run(lambda: {k: os.environ.get(k) for k in heap.WORKER_ENV}).values())
+    assert seen == [heap.WORKER_ENV] * 2
+    assert {k: os.environ.get(k) for k in heap.WORKER_ENV} == before

@@ -8,7 +8,7 @@ intra-op threads, the FFT workers and, when threadpoolctl is installed, the BLAS
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 _fft_workers: int | None = None  # None: every core
 
@@ -116,35 +116,39 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, client
         return
     from distributed import Client, LocalCluster
 
-    cluster = None
-    if scheduler:
-        own = Client(scheduler)
-    else:
-        import dask
+    with ExitStack() as stack:
+        cluster = None
+        if scheduler:
+            own = Client(scheduler)
+        else:
+            import dask
 
-        from .heap import WORKER_ENV
+            from .heap import WORKER_ENV
 
-        n = int(workers or os.cpu_count() or 1)
-        # the workers keep freed memory for the next array (heap.py): set before they start
-        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
-        # the nannies write it into this process's environment too: what it launches later must not inherit it
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}), _environ_kept(spawn_env):
-            # no dashboard; its HTTP server (which starts anyway) on a free port, not 8787: two clusters
-            # at once (two runs, a test beside a run) would otherwise warn that the port is in use
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   scheduler_kwargs={"dashboard": False})
-        own = Client(cluster)
-        if warm is not None:  # each worker runs it now, not waited for: imports overlap the caller's work
-            from distributed import fire_and_forget
+            n = int(workers or os.cpu_count() or 1)
+            # the workers keep freed memory for the next array (heap.py): set before they start
+            spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
+            # every nanny writes it into this process's environment when it starts a worker (a restart
+            # too): what this process launches after the cluster must not inherit it
+            restore_environ = stack.enter_context(_environ_kept(spawn_env))
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+                # no dashboard; its HTTP server (which starts anyway) on a free port, not 8787: two
+                # clusters at once (two runs, a test beside a run) would otherwise warn that the port is in use
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                       scheduler_kwargs={"dashboard": False})
+            restore_environ()  # now, and again when the cluster closes
+            own = Client(cluster)
+            if warm is not None:  # each worker runs it now, not waited for: imports overlap the caller's work
+                from distributed import fire_and_forget
 
-            for address in own.scheduler_info().get("workers", {}):
-                fire_and_forget(own.submit(warm, workers=[address], allow_other_workers=False, pure=False))
-    try:
-        yield own
-    finally:
-        own.close()
-        if cluster is not None:
-            cluster.close()
+                for address in own.scheduler_info().get("workers", {}):
+                    fire_and_forget(own.submit(warm, workers=[address], allow_other_workers=False, pure=False))
+        try:
+            yield own
+        finally:
+            own.close()
+            if cluster is not None:
+                cluster.close()
 
 
 @contextmanager
@@ -187,13 +191,18 @@ def ready_client(client):
 
 @contextmanager
 def _environ_kept(keys):
-    """This process's environment variables ``keys`` as they were before the block, after it."""
+    """This process's environment variables ``keys`` as they were before the block, after it; the
+    block gets the function that puts them back (to call earlier as well)."""
     before = {k: os.environ.get(k) for k in keys}
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+    try:
+        yield restore
+    finally:
+        restore()
