@@ -234,6 +234,24 @@ def test_the_prior_averaged_over_flips_and_rotations_is_equivariant_to_them(pair
         assert np.abs(mean).max() < 1e-5 < once
 
 
+@shipped
+def test_each_pass_of_the_prior_is_a_progress_report_and_a_place_to_stop(pair):
+    """ensemble=4 runs the network four times: the progress says which pass, and a run stopped
+    between passes ends there (a large frame's passes take seconds each on a CPU)."""
+    hr = pair.hr
+    seen = []
+    hsisr.fuse(hr, pair.lr, pair.degradation, method="msfn", progress=lambda p: seen.append(p.message))
+    passes = [m for m in seen if m.startswith("learned prior: pass")]
+    assert passes == [f"learned prior: pass {k}/4" for k in (1, 2, 3, 4)]
+    gen = hsisr.fuse_iter(hr, pair.lr, pair.degradation, method="msfn")
+    for p in gen:
+        if p.message == "learned prior: pass 2/4":
+            break
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
 def test_user_trained_msfn_weights_still_load_and_warn_on_another_degradation(tmp_path):
     cube = sample_pair(size=128).reference
     model, _ = _train(cube, epochs=1, steps=1)

@@ -15,13 +15,14 @@ differs from theirs the result says so (``settings["warnings"]``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .base import FusionInputs, MethodInfo, Option, Progress, register
+from .base import FusionInputs, MethodInfo, Option, Progress, register, run_to_end
 
 CHECK_MIN_RATIO = 2  # the self-check needs an LR cube of at least 2 s pixels a side (a 2 x 2 coarse LR cube)
 PRIOR_HALO = 24  # HR pixels: the reach of nets.prior's receptive field, the tile halo of msfn and unsupervised
@@ -139,24 +140,34 @@ def infer_prior(model, base: np.ndarray, scale: int, device: str = "cpu", scene=
     """The prior network on a (C, Y, X) cube -> (C, Y, X) float32; in a tiled run (``scene``) with
     the scene's normalisation level. ``transforms`` > 1: the mean of the network over the first
     ``transforms`` of the 8 flips and rotations (:func:`dihedral`; the network is not equivariant)."""
+    return run_to_end(infer_prior_iter(model, base, scale, device, scene, transforms))
+
+
+def infer_prior_iter(model, base: np.ndarray, scale: int, device: str = "cpu", scene=None, transforms: int = 1,
+                     step: Progress | None = None):
+    """Generator form of :func:`infer_prior`: yields ``step`` (with the pass in its message) before
+    each pass of the network, so that a caller can show it and stop between passes."""
     import torch
 
     dev = torch.device(device)
     level = None if scene is None else scene.prior_level
-    if level is None and transforms > 1:  # each transform divided by the same level
+    n = max(1, int(transforms))
+    if level is None and n > 1:  # each transform divided by the same level
         level = max(float(np.mean(base, dtype=np.float64)), 1e-6)
     total = None
-    with torch.no_grad():
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            for k in range(max(1, int(transforms))):
+    for k in range(n):
+        if step is not None:
+            yield replace(step, message=f"{step.message}: pass {k + 1}/{n}" if n > 1 else step.message)
+        with torch.no_grad():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 x = torch.as_tensor(np.ascontiguousarray(dihedral(base, k)), dtype=torch.float32, device=dev)[None]
                 out = dihedral(model.to(dev)(x, scale, level)[0].float().cpu().numpy(), k, inverse=True)
-                if total is None:
-                    total = out  # the network's own output array (a view of it): summed into in place
-                else:
-                    total += out
-    if transforms > 1:
-        total /= int(transforms)
+        if total is None:
+            total = out  # the network's own output array (a view of it): summed into in place
+        else:
+            total += out
+    if n > 1:
+        total /= n
     return np.ascontiguousarray(total)
 
 
@@ -304,7 +315,8 @@ def run_msfn(inputs: FusionInputs, weights: str = "auto", consistency: bool = Tr
             mu = float(mu) or float(base_extras.get("resolved", {}).get("mu", 1e-3))
             yield Progress(2, 4, message="learned prior (checked on the pair degraded once more)")
             verdict = scene_or_self_check(model, record, inputs, prior_base, check)
-            cube = infer_prior(model, base, deg.scale, inputs.device, inputs.scene, ensemble) \
+            cube = (yield from infer_prior_iter(model, base, deg.scale, inputs.device, inputs.scene, ensemble,
+                                                Progress(2, 4, message="learned prior"))) \
                 if verdict["use_prior"] else base
             if not verdict["use_prior"]:
                 warnings.append(check_warning(verdict, "fast"))

@@ -156,7 +156,7 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
     import torch
 
     from .base import relayed
-    from .msfn import check_warning, finish, infer_prior, oom_error, scene_or_self_check
+    from .msfn import check_warning, finish, infer_prior_iter, oom_error, scene_or_self_check
 
     deg = inputs.degradation
     steps, patch, batch, refits = int(steps), int(patch), int(batch), int(refits)
@@ -180,7 +180,8 @@ def run(inputs: FusionInputs, steps: int = 0, lr_rate: float = 1e-4, anchor: flo
         yield Progress(done + steps + 1, total, message="learned prior (checked on the pair degraded once more)")
         verdict = scene_or_self_check(model, record, inputs, lambda coarse: _refits(coarse, **base_options), check)
         info["prior_check"] = verdict
-        cube = infer_prior(model, base, deg.scale, inputs.device, inputs.scene, ensemble) \
+        cube = (yield from infer_prior_iter(model, base, deg.scale, inputs.device, inputs.scene, ensemble,
+                                            Progress(done + steps + 1, total, message="learned prior"))) \
             if verdict["use_prior"] else base
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
