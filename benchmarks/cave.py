@@ -79,6 +79,17 @@ def degradation_errors(extras: dict, deg) -> dict:
     return out
 
 
+def method_options(items: list[str]) -> dict[str, dict]:
+    """``--opt`` values ``label:key=value`` (JSON value) as ``{label: {key: value}}``; a label is a
+    method name or ``name#label`` (shared by cave.py, prior_cv.py and prior_domain.py)."""
+    opts: dict[str, dict] = {}
+    for item in items:
+        label, _, kv = item.partition(":")
+        key, _, value = kv.partition("=")
+        opts.setdefault(label, {})[key] = json.loads(value)
+    return opts
+
+
 def worker(method: str, proto: str, scenes: list[str], threads: int, options: dict) -> dict:
     import torch
 
@@ -129,14 +140,10 @@ def main() -> None:
     if not CAVE.is_dir():
         raise SystemExit(f"CAVE data not found at {CAVE}")
     results = {}
+    given = method_options(args.opt)
     for label in args.methods.split(","):
         method = label.partition("#")[0]  # "msfn#raw" runs msfn with the options given to "msfn#raw"
-        opts = {}
-        for o in args.opt:
-            name, _, kv = o.partition(":")
-            if name == label:
-                k, _, v = kv.partition("=")
-                opts[k] = json.loads(v)
+        opts = given.get(label, {})
         env = {**os.environ, "HSISR_BENCH_OPTS": json.dumps(opts), "OMP_NUM_THREADS": str(args.threads)}
         out = subprocess.run([sys.executable, __file__, "--worker", method, "--protocol", args.protocol,
                               "--scenes", args.scenes, "--threads", str(args.threads)],

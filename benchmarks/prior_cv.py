@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cave import CAVE, WAVELENGTHS, protocol
+from cave import CAVE, WAVELENGTHS, method_options, protocol
 
 HELD_OUT_CAMERAS = ("Nokia N900", "Olympus E-PL2", "Pentax Q", "Point Grey Grasshopper2 14S5C")
 
@@ -103,12 +103,8 @@ def main() -> None:
     if not CAVE.is_dir():
         print(f"skipped: CAVE data not found at {CAVE}")
         return
-    opts: dict = {}
-    for o in args.opt:
-        label, _, kv = o.partition(":")
-        k, _, v = kv.partition("=")
-        opts.setdefault(label, {})[k] = json.loads(v)
-    rows = run(Path(args.runs), args.protocols.split(","), args.methods.split(","), opts, args.threads)
+    rows = run(Path(args.runs), args.protocols.split(","), args.methods.split(","), method_options(args.opt),
+               args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     report(rows)

@@ -14,7 +14,6 @@ sensing rows skip (with a note) where ../shared/data is absent.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cave import ROOT, WAVELENGTHS, protocol
+from cave import ROOT, WAVELENGTHS, method_options, protocol
 
 REMOTE = ROOT.parent / "shared" / "data" / "remote_sensing"
 # Jasper Ridge keeps 198 of AVIRIS's 224 bands (380..2500 nm): these were removed (water, noise)
@@ -67,11 +66,7 @@ def main(argv=None) -> int:
                                                       "name#label with --opt label:key=value (JSON value)")
     ap.add_argument("--opt", action="append", default=[], help="label:key=value, e.g. msfn#e4:ensemble=4")
     args = ap.parse_args(argv)
-    opts: dict = {}
-    for o in args.opt:
-        name, _, kv = o.partition(":")
-        key, _, value = kv.partition("=")
-        opts.setdefault(name, {})[key] = json.loads(value)
+    opts = method_options(args.opt)
     weights = [w for w in args.weights.split(",") if w]
     label = {w: "/".join(Path(w).parts[-2:]) for w in weights}  # folder too: runs name their weights alike
     print("| scene | protocol | weights | method | fast PSNR | PSNR | gain dB | SAM fast | SAM | s |")

@@ -50,10 +50,9 @@ def make_output(shape: tuple[int, int, int], out, keeps: list[tuple[slice, slice
 
 class MemoryOutput:
     def __init__(self, shape):
-        self.array = np.zeros(shape, np.float32)
-        # its pages touched now, in one pass: 0.1 s for 31 x 2048^2, against 1.1 s of this process's
-        # CPU when the tiles' adds touched them first (while two dask workers ran)
-        self.array.fill(0)
+        # written now, in one pass (np.zeros would leave its pages untouched): 0.1 s for 31 x 2048^2,
+        # against 1.1 s of this process's CPU when the tiles' adds touched them first (two workers running)
+        self.array = np.full(shape, 0.0, np.float32)
 
     def add(self, index: int, region: tuple[slice, slice], values: np.ndarray) -> None:
         self.array[(slice(None),) + region] += values
